@@ -1,0 +1,414 @@
+//! [`Chunk`]: one MSRP request or response (msrplib's `MSRPData`), and its encoding.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::header::{
+    ByteRange, FailureReport, FromPath, Header, HeaderError, HeaderName, HeaderValue, Headers, MessageId, Status,
+    SuccessReport, ToPath,
+};
+
+/// The largest body RFC 4975 §7.1 allows in a request other than SEND.
+pub const MAX_NON_SEND_BODY: usize = 10240;
+
+/// The flag that ends a chunk's end-line.
+#[doc(alias = "contflag")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContinuationFlag {
+    /// `$`: the last chunk of a message.
+    End,
+    /// `+`: more chunks of this message follow.
+    More,
+    /// `#`: the message is aborted; no more chunks follow.
+    Abort,
+}
+
+impl ContinuationFlag {
+    /// The flag character.
+    pub fn as_byte(self) -> u8 {
+        match self {
+            Self::End => b'$',
+            Self::More => b'+',
+            Self::Abort => b'#',
+        }
+    }
+
+    /// Reads a flag character.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            b'$' => Some(Self::End),
+            b'+' => Some(Self::More),
+            b'#' => Some(Self::Abort),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ContinuationFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::End => "$",
+            Self::More => "+",
+            Self::Abort => "#",
+        })
+    }
+}
+
+/// A request method. Method names are case-sensitive upper-case words (RFC 4975 §9);
+/// `_` is tolerated because real peers send `FILE_OFFSET`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `SEND`
+    Send,
+    /// `REPORT`
+    Report,
+    /// `AUTH` (RFC 4976)
+    Auth,
+    /// `NICKNAME` (RFC 7701)
+    Nickname,
+    /// Any other method, as written.
+    Other(Box<str>),
+}
+
+impl Method {
+    /// The method name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Send => "SEND",
+            Self::Report => "REPORT",
+            Self::Auth => "AUTH",
+            Self::Nickname => "NICKNAME",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// Reads a method name: `1*UPALPHA`, plus `_` after the first letter.
+    pub fn from_bytes(name: &[u8]) -> Option<Self> {
+        match name {
+            b"SEND" => Some(Self::Send),
+            b"REPORT" => Some(Self::Report),
+            b"AUTH" => Some(Self::Auth),
+            b"NICKNAME" => Some(Self::Nickname),
+            _ => {
+                let valid = name.first().is_some_and(u8::is_ascii_uppercase)
+                    && name.iter().all(|&b| b.is_ascii_uppercase() || b == b'_');
+                let text = std::str::from_utf8(name).ok().filter(|_| valid)?;
+                Some(Self::Other(text.into()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a chunk is a request or a response, with what the start line carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartLine {
+    /// `MSRP <tid> <METHOD>`
+    Request(Method),
+    /// `MSRP <tid> <code> [comment]`
+    Response {
+        /// The three-digit status code.
+        code: u16,
+        /// The reason phrase, if any.
+        comment: Option<String>,
+    },
+}
+
+/// One MSRP chunk: a request (SEND, REPORT, AUTH, …) or a response.
+///
+/// A chunk decoded from the wire holds its header values and body as slices of the
+/// read buffer. A chunk delivered in segments (see
+/// [`Decoder::poll_chunk`](crate::codec::Decoder::poll_chunk)) carries `segment`.
+#[doc(alias = "MSRPData")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The transaction id.
+    pub transaction_id: String,
+    /// Request method or response status.
+    pub start_line: StartLine,
+    /// The headers, in order.
+    pub headers: Headers,
+    /// The body (empty for responses and bodiless requests).
+    pub data: Bytes,
+    /// The continuation flag of the end-line.
+    pub contflag: ContinuationFlag,
+    /// For a virtual chunk cut from a longer one: the segment number, from 1.
+    pub segment: Option<u32>,
+}
+
+impl Chunk {
+    /// A request with no headers and no body.
+    pub fn request(transaction_id: impl Into<String>, method: Method) -> Self {
+        Self {
+            transaction_id: transaction_id.into(),
+            start_line: StartLine::Request(method),
+            headers: Headers::new(),
+            data: Bytes::new(),
+            contflag: ContinuationFlag::End,
+            segment: None,
+        }
+    }
+
+    /// A response with no headers.
+    pub fn response(transaction_id: impl Into<String>, code: u16, comment: Option<String>) -> Self {
+        Self {
+            transaction_id: transaction_id.into(),
+            start_line: StartLine::Response { code, comment },
+            headers: Headers::new(),
+            data: Bytes::new(),
+            contflag: ContinuationFlag::End,
+            segment: None,
+        }
+    }
+
+    /// The method of a request; `None` for a response.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start_line {
+            StartLine::Request(method) => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code of a response; `None` for a request.
+    pub fn code(&self) -> Option<u16> {
+        match &self.start_line {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request(_) => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn comment(&self) -> Option<&str> {
+        match &self.start_line {
+            StartLine::Response { comment, .. } => comment.as_deref(),
+            StartLine::Request(_) => None,
+        }
+    }
+
+    /// Whether this chunk is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start_line, StartLine::Request(_))
+    }
+
+    /// The Content-Type value, as written.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get(&HeaderName::ContentType).map(HeaderValue::as_str)
+    }
+
+    /// The Message-ID value.
+    pub fn message_id(&self) -> Option<&str> {
+        self.headers.get(&HeaderName::MessageId).map(HeaderValue::as_str)
+    }
+
+    /// The Byte-Range, if present and valid.
+    pub fn byte_range(&self) -> Option<ByteRange> {
+        self.headers.typed::<ByteRange>().and_then(Result::ok)
+    }
+
+    /// The Status header of a REPORT, if present and valid.
+    pub fn status(&self) -> Option<Status> {
+        self.headers.typed::<Status>().and_then(Result::ok)
+    }
+
+    /// Failure-Report, with the implied `yes` when absent or invalid (RFC 4975 §7.1.1).
+    pub fn failure_report(&self) -> FailureReport {
+        self.headers.typed::<FailureReport>().and_then(Result::ok).unwrap_or(FailureReport::Yes)
+    }
+
+    /// Success-Report, with the implied `no` when absent or invalid (RFC 4975 §7.1.1).
+    pub fn success_report(&self) -> SuccessReport {
+        self.headers.typed::<SuccessReport>().and_then(Result::ok).unwrap_or(SuccessReport::No)
+    }
+
+    /// The size of this chunk's body in bytes.
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The To-Path URIs.
+    pub fn to_path(&self) -> Result<ToPath, HeaderError> {
+        self.headers.typed::<ToPath>().unwrap_or(Err(HeaderError::Missing("To-Path")))
+    }
+
+    /// The From-Path URIs.
+    pub fn from_path(&self) -> Result<FromPath, HeaderError> {
+        self.headers.typed::<FromPath>().unwrap_or(Err(HeaderError::Missing("From-Path")))
+    }
+
+    /// Adds a typed header, replacing one of the same name (msrplib `add_header`).
+    pub fn add_header<H: Header>(&mut self, header: &H) {
+        self.headers.set_typed(header);
+    }
+
+    /// Checks what a receiver would: To-Path and From-Path present and valid, every known
+    /// header valid, a Content-Type when there is a body, REPORT rules (Status and
+    /// Message-ID present, no report headers) and the 10240-octet cap on non-SEND bodies.
+    pub fn verify_headers(&self) -> Result<(), HeaderError> {
+        self.to_path()?;
+        self.from_path()?;
+        for field in &self.headers {
+            verify_field(&field.name, field.value.as_str())?;
+        }
+        if !self.data.is_empty() && self.content_type().is_none() {
+            return Err(HeaderError::MissingContentType);
+        }
+        if let Some(method) = self.method() {
+            if *method == Method::Report {
+                if self.headers.get(&HeaderName::Status).is_none() {
+                    return Err(HeaderError::Missing("Status"));
+                }
+                if self.headers.get(&HeaderName::MessageId).is_none() {
+                    return Err(HeaderError::Missing("Message-ID"));
+                }
+                for name in [HeaderName::SuccessReport, HeaderName::FailureReport] {
+                    if self.headers.get(&name).is_some() {
+                        let reason = "a REPORT never asks for reports (RFC 4975 §7.1.2)";
+                        return Err(HeaderError::NotAllowed { name: name.static_name(), reason });
+                    }
+                }
+            }
+            if *method != Method::Send && self.data.len() > MAX_NON_SEND_BODY {
+                return Err(HeaderError::BodyTooLarge {
+                    method: method.to_string(),
+                    size: self.data.len(),
+                    limit: MAX_NON_SEND_BODY,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the encoding has a body section (blank line, body, CRLF before the end-line):
+    /// a chunk with data, or with a Content-Type and empty data (an empty body, RFC 4975 §7.1).
+    pub fn has_body_section(&self) -> bool {
+        !self.data.is_empty() || self.content_type().is_some()
+    }
+
+    /// The start line and headers, in RFC order (To-Path, From-Path, other headers in
+    /// their order, MIME headers, Content-Type last), and the blank line that opens the
+    /// body when there is one.
+    pub fn encode_start(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_head_len());
+        self.write_start(&mut out);
+        out.freeze()
+    }
+
+    /// The end-line with the given flag: `-------<tid><flag>\r\n`, preceded by the CRLF
+    /// that closes the body when the chunk has a body section.
+    pub fn encode_end(&self, continuation: ContinuationFlag) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.transaction_id.len() + 12);
+        self.write_end(&mut out, continuation);
+        out.freeze()
+    }
+
+    /// The whole chunk, ending with its own `contflag`.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_head_len() + self.data.len() + self.transaction_id.len() + 12);
+        self.write_start(&mut out);
+        out.put_slice(&self.data);
+        self.write_end(&mut out, self.contflag);
+        out.freeze()
+    }
+
+    /// The chunk as three buffers for a vectored write: head, body (shared, not
+    /// copied) and end-line. Small bodies are copied into the head so that a short
+    /// message costs one buffer.
+    pub fn encode_parts(&self) -> [Bytes; 3] {
+        const COPY_BELOW: usize = 1024;
+        if self.data.len() < COPY_BELOW {
+            return [self.encode(), Bytes::new(), Bytes::new()];
+        }
+        [self.encode_start(), self.data.clone(), self.encode_end(self.contflag)]
+    }
+
+    fn encoded_head_len(&self) -> usize {
+        let fields: usize = self.headers.iter().map(|f| f.name.as_str().len() + f.value.as_bytes().len() + 4).sum();
+        fields + self.transaction_id.len() + 32
+    }
+
+    fn write_start(&self, out: &mut BytesMut) {
+        out.put_slice(b"MSRP ");
+        out.put_slice(self.transaction_id.as_bytes());
+        out.put_u8(b' ');
+        match &self.start_line {
+            StartLine::Request(method) => out.put_slice(method.as_str().as_bytes()),
+            StartLine::Response { code, comment } => {
+                // Codes are three digits on the wire; clamp so a bad value cannot break the frame.
+                let code = (*code).min(999);
+                out.put_slice(&[b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]);
+                if let Some(comment) = comment {
+                    out.put_u8(b' ');
+                    put_single_line(out, comment);
+                }
+            }
+        }
+        out.put_slice(b"\r\n");
+        let fields = self.headers.fields();
+        for rank in 0..=4 {
+            for field in fields.iter().filter(|field| field.name.rank() == rank) {
+                out.put_slice(field.name.as_str().as_bytes());
+                out.put_slice(b": ");
+                out.put_slice(field.value.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        }
+        if self.has_body_section() {
+            out.put_slice(b"\r\n");
+        }
+    }
+
+    fn write_end(&self, out: &mut BytesMut, continuation: ContinuationFlag) {
+        if self.has_body_section() {
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"-------");
+        out.put_slice(self.transaction_id.as_bytes());
+        out.put_u8(continuation.as_byte());
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// Writes text that must stay on one line: CR and LF become spaces.
+fn put_single_line(out: &mut BytesMut, text: &str) {
+    for &byte in text.as_bytes() {
+        out.put_u8(if byte == b'\r' || byte == b'\n' { b' ' } else { byte });
+    }
+}
+
+fn verify_field(name: &HeaderName, value: &str) -> Result<(), HeaderError> {
+    use crate::header::{
+        Authorization, AuthenticationInfo, ContentDisposition, ContentId, ContentType, Expires, KeepAlive,
+        MaxExpires, MinExpires, UseNickname, UsePath, WwwAuthenticate,
+    };
+    fn check<H: Header>(value: &str) -> Result<(), HeaderError> {
+        H::decode(value).map(drop)
+    }
+    match name {
+        HeaderName::ToPath => check::<ToPath>(value),
+        HeaderName::FromPath => check::<FromPath>(value),
+        HeaderName::MessageId => check::<MessageId>(value),
+        HeaderName::SuccessReport => check::<SuccessReport>(value),
+        HeaderName::FailureReport => check::<FailureReport>(value),
+        HeaderName::ByteRange => check::<ByteRange>(value),
+        HeaderName::Status => check::<Status>(value),
+        HeaderName::Expires => check::<Expires>(value),
+        HeaderName::MinExpires => check::<MinExpires>(value),
+        HeaderName::MaxExpires => check::<MaxExpires>(value),
+        HeaderName::UsePath => check::<UsePath>(value),
+        HeaderName::WwwAuthenticate => check::<WwwAuthenticate>(value),
+        HeaderName::Authorization => check::<Authorization>(value),
+        HeaderName::AuthenticationInfo => check::<AuthenticationInfo>(value),
+        HeaderName::KeepAlive => check::<KeepAlive>(value),
+        HeaderName::UseNickname => check::<UseNickname>(value),
+        HeaderName::ContentId => check::<ContentId>(value),
+        HeaderName::ContentDisposition => check::<ContentDisposition>(value),
+        HeaderName::ContentType => check::<ContentType>(value),
+        HeaderName::ContentDescription | HeaderName::Other(_) => Ok(()),
+    }
+}

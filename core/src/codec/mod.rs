@@ -1,0 +1,735 @@
+//! The streaming decoder: bytes in, chunk heads, body slices and end-lines out.
+//!
+//! Feed the bytes of a connection in whatever pieces they arrive
+//! ([`Decoder::feed`]); take decoded items with [`Decoder::poll`] (streaming: a
+//! head, zero-copy body slices, the end) or whole chunks with
+//! [`Decoder::poll_chunk`] (msrplib's `read_chunk(size)`, with virtual segments).
+//! Any split of the input gives the same chunks.
+//!
+//! The end of a body is found by scanning for `\r\n-------<transaction-id>` with
+//! `memchr::memmem`, then checking for a flag and CRLF; a body may contain such
+//! text for another transaction id or without a flag. Only bytes that could still
+//! begin the end-line are held back between reads, so a body of any size streams
+//! through in slices of the caller's buffers.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use msrp_core::codec::{Decoded, Decoder, DecoderLimits};
+//!
+//! let wire = b"MSRP a786hjs2 SEND\r\n\
+//!     To-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
+//!     From-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
+//!     Message-ID: 87652491\r\nByte-Range: 1-23/23\r\nContent-Type: text/plain\r\n\r\n\
+//!     Hey Bob, are you there?\r\n-------a786hjs2$\r\n";
+//! let mut decoder = Decoder::new(DecoderLimits::default());
+//! // A read that ends in the middle of the end-line is fine.
+//! decoder.feed(Bytes::from_static(&wire[..300]));
+//! decoder.feed(Bytes::from_static(&wire[300..]));
+//! let chunk = decoder.poll_chunk(None).unwrap().unwrap();
+//! assert_eq!(chunk.message_id(), Some("87652491"));
+//! assert_eq!(&chunk.data[..], b"Hey Bob, are you there?");
+//! ```
+
+mod error;
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+
+pub use error::{ChunkParseError, ParseErrorKind};
+
+use crate::chunk::{Chunk, ContinuationFlag, MAX_NON_SEND_BODY, Method, StartLine};
+use crate::header::{
+    ByteRange, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, MessageId, SuccessReport,
+};
+
+/// Limits checked before anything is allocated for a chunk. Defaults follow design.md §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderLimits {
+    /// Longest start or header line, CRLF excluded (16 KiB).
+    pub max_header_line: usize,
+    /// Most header lines in one chunk (64).
+    pub max_headers: usize,
+    /// Most URIs in To-Path, From-Path or Use-Path (32).
+    pub max_path_uris: usize,
+    /// Largest body of a request other than SEND (10240, RFC 4975 §7.1).
+    pub max_non_send_body: usize,
+    /// Largest message a Byte-Range may announce (1 TiB); beyond it the chunk gets a 413.
+    pub max_message_size: u64,
+    /// Largest body [`Decoder::poll_chunk`] returns in one piece when no size is given
+    /// (16 MiB); a longer chunk comes as virtual segments so memory stays bounded.
+    pub max_whole_chunk: usize,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        Self {
+            max_header_line: 16 * 1024,
+            max_headers: 64,
+            max_path_uris: 32,
+            max_non_send_body: MAX_NON_SEND_BODY,
+            max_message_size: 1 << 40,
+            max_whole_chunk: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One item of decoded input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// The start line and headers of a new chunk (its `data` is empty). Zero or more
+    /// [`Decoded::Data`] follow, then [`Decoded::End`].
+    Head(Chunk),
+    /// The next piece of the current chunk's body: a slice of the fed buffers.
+    Data(Bytes),
+    /// The current chunk ended with this flag.
+    End(ContinuationFlag),
+}
+
+/// The incremental MSRP decoder of one connection. See the [module docs](self).
+#[derive(Debug)]
+pub struct Decoder {
+    limits: DecoderLimits,
+    input: VecDeque<Bytes>,
+    /// Stream offset of the first byte not yet taken from `input`.
+    consumed: u64,
+    /// Bytes of a line that began in an earlier buffer.
+    line: BytesMut,
+    state: State,
+    ready: VecDeque<Result<Decoded, ChunkParseError>>,
+    assembly: Option<Assembly>,
+}
+
+#[derive(Debug)]
+enum State {
+    StartLine,
+    Headers(Box<Chunk>),
+    Body(Box<BodyScan>),
+    Failed,
+}
+
+impl Decoder {
+    /// A decoder with the given limits.
+    pub fn new(limits: DecoderLimits) -> Self {
+        Self {
+            limits,
+            input: VecDeque::new(),
+            consumed: 0,
+            line: BytesMut::new(),
+            state: State::StartLine,
+            ready: VecDeque::new(),
+            assembly: None,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &DecoderLimits {
+        &self.limits
+    }
+
+    /// Hands the decoder the next bytes of the stream; nothing is decoded until polled.
+    /// Body slices returned later share these buffers.
+    pub fn feed(&mut self, data: Bytes) {
+        if !data.is_empty() && !matches!(self.state, State::Failed) {
+            self.input.push_back(data);
+        }
+    }
+
+    /// Bytes fed but not yet decoded (excluding the few held back at a body's end).
+    pub fn buffered(&self) -> usize {
+        self.input.iter().map(Bytes::len).sum::<usize>() + self.line.len()
+    }
+
+    /// Whether the decoder stopped after losing the framing.
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+
+    /// Whether the stream is at a chunk boundary (nothing partial held).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::StartLine) && self.line.is_empty() && self.input.is_empty()
+    }
+
+    /// The next decoded item, or `None` when more input is needed.
+    ///
+    /// Call after every [`Decoder::feed`] until it returns `None`. An `Err` that
+    /// [closes the connection](ChunkParseError::closes_connection) is the last item;
+    /// any other `Err` ends the chunk in progress (no [`Decoded::End`] follows for it)
+    /// and decoding goes on with the next chunk.
+    pub fn poll(&mut self) -> Option<Result<Decoded, ChunkParseError>> {
+        loop {
+            if let Some(item) = self.ready.pop_front() {
+                return Some(item);
+            }
+            match &mut self.state {
+                State::Failed => return None,
+                State::StartLine | State::Headers(_) => self.step_line()?,
+                State::Body(_) => self.step_body()?,
+            }
+        }
+    }
+
+    /// The next whole chunk, msrplib's `read_chunk(size)`.
+    ///
+    /// With `size` given, a chunk whose body grows past `size` bytes is returned in
+    /// "virtual" segments: each carries `segment` (1, 2, …), a Byte-Range adjusted to
+    /// the bytes it holds, and `+` except the last, which keeps the real flag. `size`
+    /// is only a hint: a segment holds whatever had arrived when it crossed `size`
+    /// (and `Some(0)` returns as soon as any body bytes arrive). Without `size`,
+    /// chunks come whole up to [`DecoderLimits::max_whole_chunk`] and in segments beyond.
+    ///
+    /// Do not mix with [`Decoder::poll`] on the same decoder.
+    pub fn poll_chunk(&mut self, size: Option<usize>) -> Option<Result<Chunk, ChunkParseError>> {
+        let cap = size.unwrap_or(self.limits.max_whole_chunk);
+        loop {
+            match self.poll()? {
+                Err(error) => {
+                    self.assembly = None;
+                    return Some(Err(error));
+                }
+                Ok(Decoded::Head(chunk)) => self.assembly = Some(Assembly::new(chunk)),
+                Ok(Decoded::Data(data)) => {
+                    if let Some(assembly) = &mut self.assembly {
+                        assembly.len += data.len();
+                        assembly.parts.push(data);
+                        if assembly.len > cap {
+                            return Some(Ok(assembly.take_segment(None)));
+                        }
+                    }
+                }
+                Ok(Decoded::End(flag)) => {
+                    if let Some(mut assembly) = self.assembly.take() {
+                        return Some(Ok(assembly.take_segment(Some(flag))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the decoder the stream has ended. Returns an error when it ended inside
+    /// a chunk; the decoder is failed afterwards either way.
+    pub fn finish(&mut self) -> Option<ChunkParseError> {
+        let mid_chunk = !matches!(self.state, State::StartLine | State::Failed) || !self.line.is_empty();
+        let transaction_id = self.current_transaction_id();
+        self.state = State::Failed;
+        self.input.clear();
+        self.ready.clear();
+        self.assembly = None;
+        mid_chunk.then(|| ChunkParseError {
+            kind: ParseErrorKind::Truncated,
+            offset: self.consumed,
+            transaction_id,
+            head: None,
+            fatal: true,
+        })
+    }
+
+    fn current_transaction_id(&self) -> Option<String> {
+        match &self.state {
+            State::Headers(chunk) => Some(chunk.transaction_id.clone()),
+            State::Body(scan) => Some(scan.transaction_id.clone()),
+            State::StartLine | State::Failed => None,
+        }
+    }
+
+    /// Reads one line and acts on it. `None` when no complete line is buffered.
+    fn step_line(&mut self) -> Option<()> {
+        let line_start = self.consumed - self.line.len() as u64;
+        let line = match self.next_line() {
+            Some(Ok(line)) => line,
+            Some(Err((kind, line_ended))) => {
+                self.line_error(kind, line_start, line_ended);
+                return Some(());
+            }
+            None => return None,
+        };
+        match std::mem::replace(&mut self.state, State::StartLine) {
+            State::StartLine => self.on_start_line(&line, line_start),
+            State::Headers(chunk) => self.on_header_line(chunk, &line, line_start),
+            other => self.state = other,
+        }
+        Some(())
+    }
+
+    /// The next CRLF-terminated line without its CRLF, taken from the input queue.
+    /// `Err((kind, line_ended))` for a line that is too long or ends in a bare LF.
+    fn next_line(&mut self) -> Option<Result<Bytes, (ParseErrorKind, bool)>> {
+        let max = self.limits.max_header_line + 2;
+        loop {
+            let front = self.input.front_mut()?;
+            let Some(newline) = memchr::memchr(b'\n', front) else {
+                if self.line.len() + front.len() > max {
+                    self.line.clear();
+                    return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, false)));
+                }
+                self.consumed += front.len() as u64;
+                self.line.extend_from_slice(front);
+                self.input.pop_front();
+                continue;
+            };
+            let piece = front.split_to(newline + 1);
+            if front.is_empty() {
+                self.input.pop_front();
+            }
+            self.consumed += piece.len() as u64;
+            let whole = if self.line.is_empty() {
+                piece
+            } else {
+                self.line.extend_from_slice(&piece);
+                self.line.split().freeze()
+            };
+            if whole.len() > max {
+                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, true)));
+            }
+            if whole.len() < 2 || whole[whole.len() - 2] != b'\r' {
+                return Some(Err((ParseErrorKind::BareLineFeed, true)));
+            }
+            return Some(Ok(whole.slice(..whole.len() - 2)));
+        }
+    }
+
+    /// A line could not be read: fatal before the transaction id is known, otherwise
+    /// the rest of the chunk is skipped.
+    fn line_error(&mut self, kind: ParseErrorKind, offset: u64, line_ended: bool) {
+        match std::mem::replace(&mut self.state, State::StartLine) {
+            State::Headers(chunk) => {
+                let mut scan = BodyScan::new(&chunk, true, None);
+                if line_ended {
+                    scan.seed_line_start();
+                }
+                self.chunk_error(kind, offset, Some(chunk));
+                self.state = State::Body(Box::new(scan));
+            }
+            _ => self.fail(kind, offset, None),
+        }
+    }
+
+    fn fail(&mut self, kind: ParseErrorKind, offset: u64, transaction_id: Option<String>) {
+        self.state = State::Failed;
+        self.input.clear();
+        self.line.clear();
+        self.ready.push_back(Err(ChunkParseError { kind, offset, transaction_id, head: None, fatal: true }));
+    }
+
+    fn chunk_error(&mut self, kind: ParseErrorKind, offset: u64, head: Option<Box<Chunk>>) {
+        let transaction_id = head.as_ref().map(|chunk| chunk.transaction_id.clone());
+        self.ready.push_back(Err(ChunkParseError { kind, offset, transaction_id, head, fatal: false }));
+    }
+
+    fn on_start_line(&mut self, line: &[u8], offset: u64) {
+        let Some(rest) = line.strip_prefix(b"MSRP ") else {
+            return self.fail(ParseErrorKind::BadStartLine("does not begin with 'MSRP '"), offset, None);
+        };
+        let (tid, rest) = match memchr::memchr(b' ', rest) {
+            Some(space) => (&rest[..space], &rest[space + 1..]),
+            None => (rest, &b""[..]),
+        };
+        let Some(tid) = std::str::from_utf8(tid).ok().filter(|tid| crate::header::is_ident(tid)) else {
+            return self.fail(ParseErrorKind::BadStartLine("the transaction id is not an ident"), offset, None);
+        };
+        let start_line = if let Some(code) = parse_status_code(rest) {
+            let comment = rest.get(4..).filter(|text| !text.is_empty());
+            StartLine::Response { code, comment: comment.map(|text| String::from_utf8_lossy(text).into_owned()) }
+        } else if let Some(method) = Method::from_bytes(rest) {
+            StartLine::Request(method)
+        } else {
+            // The transaction id is known, so the chunk can be skipped and answered with 400.
+            let mut scan = BodyScan::for_transaction(tid, true, None);
+            scan.seed_line_start();
+            self.ready.push_back(Err(ChunkParseError {
+                kind: ParseErrorKind::BadMethod,
+                offset,
+                transaction_id: Some(tid.to_owned()),
+                head: None,
+                fatal: false,
+            }));
+            self.state = State::Body(Box::new(scan));
+            return;
+        };
+        let mut chunk = Chunk::request(tid, Method::Send);
+        chunk.start_line = start_line;
+        self.state = State::Headers(Box::new(chunk));
+    }
+
+    fn on_header_line(&mut self, mut chunk: Box<Chunk>, line: &Bytes, offset: u64) {
+        if line.is_empty() {
+            return self.on_head_complete(chunk, true, offset);
+        }
+        if let Some(end) = line.strip_prefix(b"-------") {
+            let tid = chunk.transaction_id.as_bytes();
+            if end.len() == tid.len() + 1 && end.starts_with(tid) {
+                if let Some(flag) = ContinuationFlag::from_byte(end[tid.len()]) {
+                    chunk.contflag = flag;
+                    return self.on_head_complete(chunk, false, offset);
+                }
+            }
+        }
+        let field = parse_header_line(line);
+        if field.is_some() && chunk.headers.len() >= self.limits.max_headers {
+            let kind = ParseErrorKind::TooManyHeaders { limit: self.limits.max_headers };
+            return self.skip_chunk(chunk, kind, offset, true);
+        }
+        match field {
+            Some(field) => {
+                chunk.headers.push_field(field);
+                self.state = State::Headers(chunk);
+            }
+            None => self.skip_chunk(chunk, ParseErrorKind::BadHeaderLine, offset, true),
+        }
+    }
+
+    /// Reports a bad chunk and skips to its end-line.
+    fn skip_chunk(&mut self, chunk: Box<Chunk>, kind: ParseErrorKind, offset: u64, at_line_start: bool) {
+        let mut scan = BodyScan::new(&chunk, true, None);
+        if at_line_start {
+            scan.seed_line_start();
+        }
+        self.chunk_error(kind, offset, Some(chunk));
+        self.state = State::Body(Box::new(scan));
+    }
+
+    /// The blank line (`has_body`) or the end-line of a bodiless chunk was read.
+    fn on_head_complete(&mut self, chunk: Box<Chunk>, has_body: bool, offset: u64) {
+        if let Err(kind) = self.check_head(&chunk, has_body) {
+            if has_body {
+                return self.skip_chunk(chunk, kind, offset, false);
+            }
+            self.chunk_error(kind, offset, Some(chunk));
+            self.state = State::StartLine;
+            return;
+        }
+        if has_body {
+            let limit = match chunk.method() {
+                Some(Method::Send) | None => None,
+                Some(_) => Some(self.limits.max_non_send_body),
+            };
+            self.state = State::Body(Box::new(BodyScan::new(&chunk, false, limit)));
+            let mut head = *chunk;
+            head.contflag = ContinuationFlag::End;
+            self.ready.push_back(Ok(Decoded::Head(head)));
+        } else {
+            let flag = chunk.contflag;
+            self.ready.push_back(Ok(Decoded::Head(*chunk)));
+            self.ready.push_back(Ok(Decoded::End(flag)));
+            self.state = State::StartLine;
+        }
+    }
+
+    /// The checks every chunk gets before its head is delivered. Cheap ones only:
+    /// URIs are counted here, not parsed.
+    fn check_head(&self, chunk: &Chunk, has_body: bool) -> Result<(), ParseErrorKind> {
+        let fields = chunk.headers.fields();
+        let header_error = ParseErrorKind::Header;
+        match (fields.first().map(|f| &f.name), fields.get(1).map(|f| &f.name)) {
+            (Some(HeaderName::ToPath), Some(HeaderName::FromPath)) => {}
+            _ if chunk.headers.get(&HeaderName::ToPath).is_none() => {
+                return Err(header_error(HeaderError::Missing("To-Path")));
+            }
+            _ if chunk.headers.get(&HeaderName::FromPath).is_none() => {
+                return Err(header_error(HeaderError::Missing("From-Path")));
+            }
+            _ => return Err(header_error(HeaderError::WrongOrder)),
+        }
+        for field in fields {
+            let value = field.value.as_str();
+            match &field.name {
+                name @ (HeaderName::ToPath | HeaderName::FromPath | HeaderName::UsePath)
+                    if value.split(' ').filter(|uri| !uri.is_empty()).count() > self.limits.max_path_uris =>
+                {
+                    let limit = self.limits.max_path_uris;
+                    return Err(ParseErrorKind::PathTooLong { header: name.static_name(), limit });
+                }
+                HeaderName::ByteRange => {
+                    let range = ByteRange::decode(value).map_err(header_error)?;
+                    let announced = range.total.unwrap_or(0).max(range.end.unwrap_or(0)).max(range.start);
+                    if announced > self.limits.max_message_size {
+                        return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
+                    }
+                }
+                HeaderName::MessageId => drop(MessageId::decode(value).map_err(header_error)?),
+                HeaderName::FailureReport => drop(FailureReport::decode(value).map_err(header_error)?),
+                HeaderName::SuccessReport => drop(SuccessReport::decode(value).map_err(header_error)?),
+                _ => {}
+            }
+        }
+        if has_body {
+            if !chunk.is_request() {
+                return Err(ParseErrorKind::ResponseWithBody);
+            }
+            if chunk.headers.get(&HeaderName::ContentType).is_none() {
+                return Err(header_error(HeaderError::MissingContentType));
+            }
+        }
+        Ok(())
+    }
+
+    /// Scans the next input buffer for the end of the current body.
+    fn step_body(&mut self) -> Option<()> {
+        let State::Body(scan) = &mut self.state else { return None };
+        let input = self.input.pop_front()?;
+        let body_offset = self.consumed;
+        let outcome = scan.scan(&input);
+        self.consumed += outcome.consumed as u64;
+        if let Some(rest) = outcome.rest.filter(|rest| !rest.is_empty()) {
+            self.input.push_front(rest);
+        }
+        let discard = scan.discard;
+        let mut over_limit = false;
+        for data in outcome.data.into_iter().flatten().filter(|data| !data.is_empty()) {
+            if discard {
+                continue;
+            }
+            scan.emitted += data.len();
+            if scan.limit.is_some_and(|limit| scan.emitted > limit) {
+                over_limit = true;
+                break;
+            }
+            self.ready.push_back(Ok(Decoded::Data(data)));
+        }
+        if over_limit {
+            let limit = scan.limit.unwrap_or_default();
+            scan.discard = true;
+            let transaction_id = Some(scan.transaction_id.clone());
+            let head = scan.method.clone().map(|method| Box::new(Chunk::request(scan.transaction_id.clone(), method)));
+            self.ready.push_back(Err(ChunkParseError {
+                kind: ParseErrorKind::BodyTooLarge { limit },
+                offset: body_offset,
+                transaction_id,
+                head,
+                fatal: false,
+            }));
+        }
+        if let Some(flag) = outcome.end {
+            if !discard && !over_limit {
+                self.ready.push_back(Ok(Decoded::End(flag)));
+            }
+            self.state = State::StartLine;
+        }
+        Some(())
+    }
+}
+
+/// `NNN` followed by the end of the line or a space.
+fn parse_status_code(rest: &[u8]) -> Option<u16> {
+    let digits = rest.get(..3)?;
+    if !digits.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    Some(digits.iter().fold(0u16, |code, digit| code * 10 + u16::from(digit - b'0')))
+}
+
+/// `Name: value`. Extra spaces after the colon are tolerated (RFC 7977 examples),
+/// as is a missing one; trailing blanks are dropped.
+fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
+    let colon = memchr::memchr(b':', line)?;
+    let name = HeaderName::from_bytes(&line[..colon])?;
+    let mut start = colon + 1;
+    while line.get(start).is_some_and(|&b| b == b' ' || b == b'\t') {
+        start += 1;
+    }
+    let mut end = line.len();
+    while end > start && matches!(line[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    let value = HeaderValue::from_bytes(line.slice(start..end))?;
+    if value.as_bytes().iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return None;
+    }
+    Some(HeaderField { name, value })
+}
+
+/// Looks for `\r\n-------<tid><flag>\r\n` across reads, holding back only a
+/// suffix that could still be the start of it.
+#[derive(Debug)]
+struct BodyScan {
+    finder: memmem::Finder<'static>,
+    held: BytesMut,
+    transaction_id: String,
+    method: Option<Method>,
+    /// Skip the body instead of delivering it (the chunk was reported bad).
+    discard: bool,
+    limit: Option<usize>,
+    emitted: usize,
+}
+
+/// What one scan step found.
+struct ScanOutcome {
+    /// Body bytes in order: the released held-back bytes, then a slice of the input.
+    data: [Option<Bytes>; 2],
+    /// The flag, when the end-line was found.
+    end: Option<ContinuationFlag>,
+    /// Input after the end-line, to decode next.
+    rest: Option<Bytes>,
+    /// Input bytes used (body, held back or end-line).
+    consumed: usize,
+}
+
+enum EndMatch {
+    Full(ContinuationFlag),
+    Partial,
+    No,
+}
+
+impl BodyScan {
+    fn new(chunk: &Chunk, discard: bool, limit: Option<usize>) -> Self {
+        let mut scan = Self::for_transaction(&chunk.transaction_id, discard, limit);
+        scan.method = chunk.method().cloned();
+        scan
+    }
+
+    fn for_transaction(transaction_id: &str, discard: bool, limit: Option<usize>) -> Self {
+        let mut needle = Vec::with_capacity(transaction_id.len() + 9);
+        needle.extend_from_slice(b"\r\n-------");
+        needle.extend_from_slice(transaction_id.as_bytes());
+        Self {
+            finder: memmem::Finder::new(&needle).into_owned(),
+            held: BytesMut::new(),
+            transaction_id: transaction_id.to_owned(),
+            method: None,
+            discard,
+            limit,
+            emitted: 0,
+        }
+    }
+
+    /// When skipping starts right after a line's CRLF, the end-line can come next
+    /// without a CRLF of its own: put that CRLF back in front of the scan.
+    fn seed_line_start(&mut self) {
+        self.held.extend_from_slice(b"\r\n");
+    }
+
+    fn needle(&self) -> &[u8] {
+        self.finder.needle()
+    }
+
+    /// Whether the end-line starts at `at` in `window`.
+    fn match_at(&self, window: &[u8], at: usize) -> EndMatch {
+        let needle = self.needle();
+        let avail = &window[at..];
+        let compared = avail.len().min(needle.len());
+        if avail[..compared] != needle[..compared] {
+            return EndMatch::No;
+        }
+        let tail = &avail[compared..];
+        let Some(&flag) = tail.first() else { return EndMatch::Partial };
+        let Some(flag) = ContinuationFlag::from_byte(flag) else { return EndMatch::No };
+        match tail.get(1..3) {
+            Some(b"\r\n") => EndMatch::Full(flag),
+            Some(_) => EndMatch::No,
+            None if tail.get(1).is_some_and(|&b| b != b'\r') => EndMatch::No,
+            None => EndMatch::Partial,
+        }
+    }
+
+    fn scan(&mut self, input: &Bytes) -> ScanOutcome {
+        let end_len = self.needle().len() + 3;
+        let mut outcome = ScanOutcome { data: [None, None], end: None, rest: None, consumed: 0 };
+        if !self.held.is_empty() {
+            let held_len = self.held.len();
+            let mut window = BytesMut::with_capacity(held_len + end_len);
+            window.extend_from_slice(&self.held);
+            window.extend_from_slice(&input[..input.len().min(end_len)]);
+            for at in 0..held_len {
+                match self.match_at(&window, at) {
+                    EndMatch::No => {}
+                    EndMatch::Full(flag) => {
+                        let used = at + end_len - held_len;
+                        outcome.data[0] = Some(self.held.split_to(at).freeze());
+                        self.held.clear();
+                        outcome.end = Some(flag);
+                        outcome.rest = Some(input.slice(used..));
+                        outcome.consumed = used;
+                        return outcome;
+                    }
+                    EndMatch::Partial => {
+                        // The whole input fit in the window and still may be the end-line.
+                        outcome.data[0] = Some(self.held.split_to(at).freeze());
+                        self.held.extend_from_slice(input);
+                        outcome.consumed = input.len();
+                        return outcome;
+                    }
+                }
+            }
+            outcome.data[0] = Some(self.held.split().freeze());
+        }
+        outcome.consumed = input.len();
+        let mut from = 0;
+        while let Some(found) = self.finder.find(&input[from..]) {
+            let at = from + found;
+            match self.match_at(input, at) {
+                EndMatch::No => from = at + 1,
+                EndMatch::Full(flag) => {
+                    outcome.data[1] = Some(input.slice(..at));
+                    outcome.end = Some(flag);
+                    outcome.rest = Some(input.slice(at + end_len..));
+                    outcome.consumed = at + end_len;
+                    return outcome;
+                }
+                EndMatch::Partial => {
+                    outcome.data[1] = Some(input.slice(..at));
+                    self.held.extend_from_slice(&input[at..]);
+                    return outcome;
+                }
+            }
+        }
+        // No end-line: hold back the shortest suffix that is a prefix of it.
+        let needle_len = self.needle().len();
+        let tail_from = input.len().saturating_sub(needle_len - 1).max(from);
+        let keep = memchr::memchr_iter(b'\r', &input[tail_from..])
+            .map(|i| tail_from + i)
+            .find(|&at| matches!(self.match_at(input, at), EndMatch::Partial))
+            .unwrap_or(input.len());
+        outcome.data[1] = Some(input.slice(..keep));
+        self.held.extend_from_slice(&input[keep..]);
+        outcome
+    }
+}
+
+/// A chunk being gathered by [`Decoder::poll_chunk`].
+#[derive(Debug)]
+struct Assembly {
+    head: Chunk,
+    parts: Vec<Bytes>,
+    len: usize,
+    /// Body bytes already returned in earlier segments.
+    delivered: u64,
+    segments: u32,
+}
+
+impl Assembly {
+    fn new(head: Chunk) -> Self {
+        Self { head, parts: Vec::new(), len: 0, delivered: 0, segments: 0 }
+    }
+
+    /// Returns what has been gathered: a virtual segment (`end` is `None`) or the
+    /// rest of the chunk.
+    fn take_segment(&mut self, end: Option<ContinuationFlag>) -> Chunk {
+        let data = match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.len);
+                for part in self.parts.drain(..) {
+                    joined.extend_from_slice(&part);
+                }
+                joined.freeze()
+            }
+        };
+        self.parts.clear();
+        let mut chunk = self.head.clone();
+        let len = data.len() as u64;
+        chunk.data = data;
+        if end.is_none() || self.segments > 0 {
+            self.segments += 1;
+            chunk.segment = Some(self.segments);
+            let base = self.head.byte_range().unwrap_or(ByteRange::new(1, None, None));
+            let start = base.start + self.delivered;
+            chunk.add_header(&ByteRange::new(start, Some(start + len - 1), base.total));
+        }
+        chunk.contflag = end.unwrap_or(ContinuationFlag::More);
+        self.delivered += len;
+        self.len = 0;
+        chunk
+    }
+}

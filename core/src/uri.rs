@@ -1,0 +1,384 @@
+//! MSRP URIs (RFC 4975 §6): parsing, formatting and the two comparisons.
+//!
+//! `msrp[s]://[user@]host[:port][/session-id];transport[;name[=value]]…`
+//!
+//! Equality ([`PartialEq`]) follows RFC 4975 §6.1: scheme and host compare
+//! case-insensitively (with percent-decoding of unreserved characters and IP
+//! address equivalence), the port must match exactly (no 2855 default), the
+//! session id is case-sensitive, the transport case-insensitive, and user info
+//! and parameters other than the transport are ignored. [`Uri::matches_session`]
+//! is the looser comparison used with `use_sessmatch`: session ids only.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+use crate::ids::IdGenerator;
+
+/// An MSRP or MSRPS URI.
+///
+/// Fields are public, as in msrplib, so that a connector can fill in a port
+/// picked by the operating system (`prepare` with port 0).
+#[doc(alias = "URI")]
+#[derive(Debug, Clone, Eq)]
+pub struct Uri {
+    /// The host: a domain name, an IPv4 address or an IPv6 address (without brackets).
+    pub host: String,
+    /// `msrps` (TLS) when true, `msrp` otherwise.
+    pub use_tls: bool,
+    /// The user part (`user@`), which never takes part in comparison.
+    pub user: Option<String>,
+    /// The port. URIs exchanged in SDP always carry one; only an AUTH To-Path may omit it.
+    pub port: Option<u16>,
+    /// The session id; absent in a URI that names a host (a relay).
+    pub session_id: Option<String>,
+    /// The transport parameter: `tcp`, `ws` or any other alphanumeric token.
+    pub transport: String,
+    /// The URI parameters after the transport, in order.
+    pub parameters: Vec<(String, Option<String>)>,
+}
+
+/// Why a string is not an MSRP URI.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// The URI contains a character outside US-ASCII (RFC 4975 §6).
+    #[error("MSRP URI {0:?} is not US-ASCII")]
+    NotAscii(String),
+    /// The scheme is not `msrp` or `msrps`.
+    #[error("MSRP URI {0:?} does not start with msrp:// or msrps://")]
+    BadScheme(String),
+    /// The host is empty or holds characters a host cannot have.
+    #[error("MSRP URI {0:?} has an invalid host")]
+    BadHost(String),
+    /// The port is not a number from 0 to 65535.
+    #[error("MSRP URI {0:?} has an invalid port")]
+    BadPort(String),
+    /// An IP address without a port (RFC 4975 §6).
+    #[error("MSRP URI {0:?} names an IP address without a port")]
+    IpWithoutPort(String),
+    /// The user info holds a password (RFC 4975 §6).
+    #[error("MSRP URI {0:?} carries a password in its user info")]
+    Password(String),
+    /// The session id is empty or holds characters outside `unreserved + = /`.
+    #[error("MSRP URI {0:?} has an invalid session id")]
+    BadSessionId(String),
+    /// The mandatory `;transport` parameter is missing or not alphanumeric.
+    #[error("MSRP URI {0:?} has no valid transport parameter (e.g. ;tcp)")]
+    BadTransport(String),
+    /// A parameter is not `token[=token]`.
+    #[error("MSRP URI {0:?} has an invalid parameter")]
+    BadParameter(String),
+}
+
+impl Uri {
+    /// A URI for `host` with transport `tcp` and nothing else set.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            use_tls: false,
+            user: None,
+            port: None,
+            session_id: None,
+            transport: "tcp".to_owned(),
+            parameters: Vec::new(),
+        }
+    }
+
+    /// Sets the port.
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Sets the session id.
+    #[must_use]
+    pub fn with_session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Sets a fresh random session id with ≥ 80 bits of randomness (RFC 4975 §14.1).
+    #[must_use]
+    pub fn with_random_session_id(mut self, ids: &mut IdGenerator) -> Self {
+        self.session_id = Some(ids.session_id());
+        self
+    }
+
+    /// Switches between `msrps` (true) and `msrp`.
+    #[must_use]
+    pub fn with_tls(mut self, use_tls: bool) -> Self {
+        self.use_tls = use_tls;
+        self
+    }
+
+    /// The scheme: `msrps` or `msrp`.
+    pub fn scheme(&self) -> &'static str {
+        if self.use_tls { "msrps" } else { "msrp" }
+    }
+
+    /// Compares by session id only, as `use_sessmatch` asks
+    /// (draft-ietf-simple-msrp-sessmatch): two URIs without a session id never match.
+    pub fn matches_session(&self, other: &Self) -> bool {
+        matches!((&self.session_id, &other.session_id), (Some(a), Some(b)) if a == b)
+    }
+
+    /// Parses a path: URIs separated by spaces (`a=path`, To-Path, From-Path, Use-Path).
+    /// Extra spaces between URIs are tolerated; an empty path is an error.
+    pub fn parse_path(path: &str) -> Result<Vec<Self>, UriError> {
+        let uris = path
+            .split([' ', '\t'])
+            .filter(|part| !part.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if uris.is_empty() {
+            return Err(UriError::BadScheme(path.to_owned()));
+        }
+        Ok(uris)
+    }
+
+    /// The host as compared by RFC 4975 §6.1: an IP address, or the name
+    /// percent-decoded and lower-cased.
+    fn host_key(&self) -> HostKey {
+        let decoded = percent_decode_unreserved(&self.host);
+        match decoded.parse::<IpAddr>() {
+            Ok(ip) => HostKey::Ip(ip),
+            Err(_) => HostKey::Name(decoded.to_ascii_lowercase()),
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, Hash)]
+enum HostKey {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl PartialEq for Uri {
+    /// RFC 4975 §6.1 equality (see the module docs).
+    fn eq(&self, other: &Self) -> bool {
+        self.use_tls == other.use_tls
+            && self.port == other.port
+            && self.session_id == other.session_id
+            && self.transport.eq_ignore_ascii_case(&other.transport)
+            && (self.host == other.host || self.host_key() == other.host_key())
+    }
+}
+
+impl Hash for Uri {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.use_tls.hash(state);
+        self.port.hash(state);
+        self.session_id.hash(state);
+        self.transport.to_ascii_lowercase().hash(state);
+        self.host_key().hash(state);
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://", self.scheme())?;
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        if let Some(session_id) = &self.session_id {
+            write!(f, "/{session_id}")?;
+        }
+        write!(f, ";{}", self.transport)?;
+        for (name, value) in &self.parameters {
+            write!(f, ";{name}")?;
+            if let Some(value) = value {
+                write!(f, "={value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Uri {
+    type Err = UriError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if !text.is_ascii() {
+            return Err(UriError::NotAscii(text.to_owned()));
+        }
+        let err = |make: fn(String) -> UriError| make(text.to_owned());
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| err(UriError::BadScheme))?;
+        let use_tls = if scheme.eq_ignore_ascii_case("msrp") {
+            false
+        } else if scheme.eq_ignore_ascii_case("msrps") {
+            true
+        } else {
+            return Err(err(UriError::BadScheme));
+        };
+
+        let authority_end = rest.find(['/', ';']).unwrap_or(rest.len());
+        let (authority, rest) = rest.split_at(authority_end);
+        let (user, host_port) = match authority.split_once('@') {
+            Some((user, host_port)) => {
+                if user.contains(':') {
+                    return Err(err(UriError::Password));
+                }
+                if user.is_empty() || !user.bytes().all(is_userinfo_char) {
+                    return Err(err(UriError::BadHost));
+                }
+                (Some(user.to_owned()), host_port)
+            }
+            None => (None, authority),
+        };
+        let (host, port, is_ip) = split_host_port(host_port).ok_or_else(|| err(UriError::BadHost))?;
+        let port = match port {
+            Some(digits) => Some(parse_port(digits).ok_or_else(|| err(UriError::BadPort))?),
+            None => None,
+        };
+        if is_ip && port.is_none() {
+            return Err(err(UriError::IpWithoutPort));
+        }
+
+        let (session_id, rest) = match rest.strip_prefix('/') {
+            Some(after) => {
+                let end = after.find(';').unwrap_or(after.len());
+                let id = &after[..end];
+                if id.is_empty() || !id.bytes().all(is_session_id_char) {
+                    return Err(err(UriError::BadSessionId));
+                }
+                (Some(id.to_owned()), &after[end..])
+            }
+            None => (None, rest),
+        };
+
+        let mut params = rest.strip_prefix(';').ok_or_else(|| err(UriError::BadTransport))?.split(';');
+        let transport = params.next().unwrap_or_default();
+        if transport.is_empty() || !transport.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err(UriError::BadTransport));
+        }
+        let parameters = params
+            .map(|param| {
+                let (name, value) = match param.split_once('=') {
+                    Some((name, value)) => (name, Some(value)),
+                    None => (param, None),
+                };
+                let valid = is_token(name) && value.is_none_or(is_token);
+                valid.then(|| (name.to_owned(), value.map(str::to_owned)))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| err(UriError::BadParameter))?;
+
+        Ok(Self {
+            host: host.to_owned(),
+            use_tls,
+            user,
+            port,
+            session_id,
+            transport: transport.to_owned(),
+            parameters,
+        })
+    }
+}
+
+/// Splits `host[:port]` or `[v6][:port]`; returns (host, port digits, host is an IP literal).
+fn split_host_port(text: &str) -> Option<(&str, Option<&str>, bool)> {
+    if let Some(after) = text.strip_prefix('[') {
+        let (v6, rest) = after.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match rest {
+            "" => None,
+            _ => Some(rest.strip_prefix(':')?),
+        };
+        return Some((v6, port, true));
+    }
+    let (host, port) = match text.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (text, None),
+    };
+    if host.is_empty() || !is_reg_name(host) {
+        return None;
+    }
+    let is_ip = host.parse::<std::net::Ipv4Addr>().is_ok();
+    Some((host, port, is_ip))
+}
+
+fn parse_port(digits: &str) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// RFC 3986 reg-name: unreserved, pct-encoded and sub-delims (minus `;`, which ends the authority).
+fn is_reg_name(host: &str) -> bool {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let escape = bytes.get(i + 1..i + 3);
+                if !escape.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if is_unreserved(b) || b"!$&'()*+,=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_userinfo_char(b: u8) -> bool {
+    is_unreserved(b) || b == b'%' || b"!$&'()*+,=".contains(&b)
+}
+
+fn is_session_id_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'+' | b'=' | b'/')
+}
+
+/// RFC 4975 `token`.
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(is_token_char)
+}
+
+pub(crate) fn is_token_char(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x27 | 0x2A | 0x2B | 0x2D | 0x2E | 0x30..=0x39 | 0x41..=0x5A | 0x5E..=0x7E)
+}
+
+/// Decodes `%XX` escapes of unreserved characters only; other escapes stay as written.
+fn percent_decode_unreserved(host: &str) -> String {
+    if !host.contains('%') {
+        return host.to_owned();
+    }
+    let bytes = host.as_bytes();
+    let mut out = String::with_capacity(host.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = host.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(decoded) = hex.filter(|b| is_unreserved(*b)) {
+                out.push(char::from(decoded));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(char::from(bytes[i]));
+        i += 1;
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! # msrp-smol
+//!
+//! Drives msrp-core on smol and async-io (also under async-std). This crate is the adapter layer of msrp; it
+//! re-exports the protocol vocabulary of [`msrp_core`] that its API is built on.
+#![forbid(unsafe_code)]
+
+pub use msrp_core as core;

@@ -1,0 +1,16 @@
+//! # msrp-tests
+//!
+//! Test-only crate: conformance tests of the protocol layer against the RFC vectors
+//! in `shared/vectors/`, and (as the stack grows) the deterministic simulation and
+//! the cross-runtime scenario suite.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+/// The `shared/` folder that sits beside the project checkout, or `MSRP_SHARED` when set.
+pub fn shared_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MSRP_SHARED") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
