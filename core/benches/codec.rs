@@ -54,7 +54,8 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     for (size, label) in SIZES {
         let wire = send_chunk(body_of(size), "a786hjs2").encode();
-        let reads: Vec<Bytes> = (0..wire.len()).step_by(READ_SIZE).map(|i| wire.slice(i..wire.len().min(i + READ_SIZE))).collect();
+        let reads: Vec<Bytes> =
+            (0..wire.len()).step_by(READ_SIZE).map(|i| wire.slice(i..wire.len().min(i + READ_SIZE))).collect();
         group.throughput(Throughput::Bytes(wire.len() as u64));
         group.bench_with_input(BenchmarkId::new("body", label), &reads, |b, reads| {
             b.iter(|| {
@@ -70,7 +71,9 @@ fn decode(c: &mut Criterion) {
     }
     let mut batch = Vec::new();
     for i in 0..SMALL_BATCH {
-        batch.extend_from_slice(&send_chunk(Bytes::from_static(b"Hey Bob, are you there?"), &format!("tx{i:08}")).encode());
+        batch.extend_from_slice(
+            &send_chunk(Bytes::from_static(b"Hey Bob, are you there?"), &format!("tx{i:08}")).encode(),
+        );
     }
     let batch = Bytes::from(batch);
     group.throughput(Throughput::Elements(SMALL_BATCH as u64));
@@ -96,7 +99,9 @@ fn encode(c: &mut Criterion) {
     for (size, label) in SIZES {
         let chunk = send_chunk(body_of(size), "a786hjs2");
         group.throughput(Throughput::Bytes(chunk.encode().len() as u64));
-        group.bench_with_input(BenchmarkId::new("body", label), &chunk, |b, chunk| b.iter(|| black_box(chunk.encode_parts())));
+        group.bench_with_input(BenchmarkId::new("body", label), &chunk, |b, chunk| {
+            b.iter(|| black_box(chunk.encode_parts()));
+        });
     }
     let chunk = send_chunk(Bytes::from_static(b"Hey Bob, are you there?"), "a786hjs2");
     group.throughput(Throughput::Elements(1));

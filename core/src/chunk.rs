@@ -309,7 +309,8 @@ impl Chunk {
 
     /// The whole chunk, ending with its own `contflag`.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_head_len() + self.data.len() + self.transaction_id.len() + 12);
+        let mut out =
+            BytesMut::with_capacity(self.encoded_head_len() + self.data.len() + self.transaction_id.len() + 12);
         self.write_start(&mut out);
         out.put_slice(&self.data);
         self.write_end(&mut out, self.contflag);
@@ -383,8 +384,8 @@ fn put_single_line(out: &mut BytesMut, text: &str) {
 
 fn verify_field(name: &HeaderName, value: &str) -> Result<(), HeaderError> {
     use crate::header::{
-        Authorization, AuthenticationInfo, ContentDisposition, ContentId, ContentType, Expires, KeepAlive,
-        MaxExpires, MinExpires, UseNickname, UsePath, WwwAuthenticate,
+        AuthenticationInfo, Authorization, ContentDisposition, ContentId, ContentType, Expires, KeepAlive, MaxExpires,
+        MinExpires, UseNickname, UsePath, WwwAuthenticate,
     };
     fn check<H: Header>(value: &str) -> Result<(), HeaderError> {
         H::decode(value).map(drop)
@@ -410,5 +411,141 @@ fn verify_field(name: &HeaderName, value: &str) -> Result<(), HeaderError> {
         HeaderName::ContentDisposition => check::<ContentDisposition>(value),
         HeaderName::ContentType => check::<ContentType>(value),
         HeaderName::ContentDescription | HeaderName::Other(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Decoded, Decoder, DecoderLimits};
+    use crate::header::{ContentDisposition, ContentId};
+    use crate::uri::Uri;
+
+    fn paths(chunk: &mut Chunk) {
+        chunk.add_header(&ToPath(vec!["msrp://b.example.com:8888/9di4eae923wzd;tcp".parse::<Uri>().expect("uri")]));
+        chunk.add_header(&FromPath(vec!["msrp://a.example.com:7777/iau39soe2843z;tcp".parse::<Uri>().expect("uri")]));
+    }
+
+    // R4975-9-4, R4975-7.1-3: To-Path, From-Path, MSRP headers, MIME headers, Content-Type last,
+    // whatever order they were added in.
+    #[test]
+    fn encoder_writes_headers_in_rfc_order() {
+        let mut chunk = Chunk::request("a1b2c3d4", Method::Send);
+        chunk.headers.set(HeaderName::ContentType, "text/plain");
+        chunk.add_header(&ContentDisposition { disposition: "inline".into(), params: vec![] });
+        chunk.headers.append(HeaderName::from_bytes(b"Content-X").expect("name"), "1");
+        chunk.add_header(&MessageId("m1x2y3z4".into()));
+        chunk.headers.append(HeaderName::from_bytes(b"X-Ext").expect("name"), "e");
+        chunk.add_header(&ContentId("<c@x>".into()));
+        paths(&mut chunk);
+        chunk.add_header(&ByteRange::whole(2));
+        chunk.data = Bytes::from_static(b"hi");
+        let text = String::from_utf8(chunk.encode().to_vec()).expect("utf8");
+        let names: Vec<&str> =
+            text.lines().skip(1).take_while(|l| !l.is_empty()).map(|l| l.split(':').next().unwrap_or("")).collect();
+        assert_eq!(
+            names,
+            [
+                "To-Path",
+                "From-Path",
+                "Message-ID",
+                "X-Ext",
+                "Byte-Range",
+                "Content-Disposition",
+                "Content-X",
+                "Content-ID",
+                "Content-Type"
+            ]
+        );
+        assert!(text.ends_with("\r\n\r\nhi\r\n-------a1b2c3d4$\r\n"), "{text:?}");
+        chunk.verify_headers().expect("valid");
+    }
+
+    // R4975-7.1-4, R4975-7.1-5, R4975-7.1.1-9: bodiless vs empty body, byte-exact.
+    #[test]
+    fn bodiless_and_empty_bodies() {
+        let mut chunk = Chunk::request("a1b2c3d4e5f6", Method::Send);
+        paths(&mut chunk);
+        chunk.add_header(&MessageId("m1x2y3z4".into()));
+        chunk.add_header(&ByteRange::whole(0));
+        let bodiless = "MSRP a1b2c3d4e5f6 SEND\r\nTo-Path: msrp://b.example.com:8888/9di4eae923wzd;tcp\r\n\
+            From-Path: msrp://a.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: m1x2y3z4\r\nByte-Range: 1-0/0\r\n-------a1b2c3d4e5f6$\r\n";
+        assert_eq!(chunk.encode(), bodiless.as_bytes());
+        chunk.headers.set(HeaderName::ContentType, "text/plain");
+        let empty = bodiless.replace("-------", "Content-Type: text/plain\r\n\r\n\r\n-------");
+        assert_eq!(chunk.encode(), empty.as_bytes());
+    }
+
+    // A body without Content-Type is still framed so the receiver finds its end;
+    // verify_headers reports the missing header.
+    #[test]
+    fn body_without_content_type_is_framed() {
+        let mut chunk = Chunk::request("abcd", Method::Send);
+        paths(&mut chunk);
+        chunk.data = Bytes::from_static(b"raw");
+        assert_eq!(chunk.verify_headers(), Err(HeaderError::MissingContentType));
+        let mut decoder = Decoder::new(DecoderLimits::default());
+        decoder.feed(chunk.encode());
+        let error = decoder.poll().expect("item").expect_err("400");
+        assert_eq!(error.status(), Some(400));
+        assert_eq!(decoder.poll(), None);
+        assert!(decoder.is_idle(), "the frame was skipped whole");
+    }
+
+    // R4975-7.1.2-1, R4975-7.1-9
+    #[test]
+    fn verify_headers_rules() {
+        let mut report = Chunk::request("abcd", Method::Report);
+        paths(&mut report);
+        assert_eq!(report.verify_headers(), Err(HeaderError::Missing("Status")));
+        report.add_header(&Status::new(200, Some("OK".into())));
+        assert_eq!(report.verify_headers(), Err(HeaderError::Missing("Message-ID")));
+        report.add_header(&MessageId("m1x2y3z4".into()));
+        report.verify_headers().expect("valid REPORT");
+        report.add_header(&FailureReport::Yes);
+        assert!(matches!(report.verify_headers(), Err(HeaderError::NotAllowed { name: "Failure-Report", .. })));
+        report.headers.remove(&HeaderName::FailureReport);
+        report.headers.set(HeaderName::ContentType, "text/plain");
+        report.data = Bytes::from(vec![b'x'; MAX_NON_SEND_BODY + 1]);
+        assert!(matches!(report.verify_headers(), Err(HeaderError::BodyTooLarge { size: 10241, .. })));
+
+        let mut send = Chunk::request("abcd", Method::Send);
+        assert_eq!(send.verify_headers(), Err(HeaderError::Missing("To-Path")));
+        paths(&mut send);
+        send.headers.set(HeaderName::ByteRange, "0-1/1");
+        assert!(matches!(send.verify_headers(), Err(HeaderError::Invalid { name: "Byte-Range", .. })));
+    }
+
+    // R4975-7.1.1-3: implied report values.
+    #[test]
+    fn implied_report_values_and_accessors() {
+        let mut chunk = Chunk::request("abcd", Method::Send);
+        assert_eq!((chunk.failure_report(), chunk.success_report()), (FailureReport::Yes, SuccessReport::No));
+        chunk.add_header(&FailureReport::Partial);
+        chunk.add_header(&SuccessReport::Yes);
+        assert_eq!((chunk.failure_report(), chunk.success_report()), (FailureReport::Partial, SuccessReport::Yes));
+        let response = Chunk::response("abcd", 200, Some("OK\r\nInjected: 1".into()));
+        assert_eq!((response.code(), response.method(), response.is_request()), (Some(200), None, false));
+        assert!(response.encode().starts_with(b"MSRP abcd 200 OK  Injected: 1\r\n"), "no header injection");
+        assert_eq!(chunk.clone(), chunk, "copy");
+    }
+
+    #[test]
+    fn encode_parts_share_large_bodies() {
+        let mut chunk = Chunk::request("abcd", Method::Send);
+        paths(&mut chunk);
+        chunk.headers.set(HeaderName::ContentType, "application/octet-stream");
+        chunk.data = Bytes::from(vec![7u8; 4096]);
+        let [head, body, end] = chunk.encode_parts();
+        assert_eq!(body.as_ptr(), chunk.data.as_ptr());
+        assert_eq!([&head[..], &body[..], &end[..]].concat(), chunk.encode());
+        assert_eq!(end, chunk.encode_end(ContinuationFlag::End));
+        assert_eq!(head, chunk.encode_start());
+        chunk.data = Bytes::from_static(b"small");
+        let [whole, none, nothing] = chunk.encode_parts();
+        assert_eq!((whole, none.is_empty(), nothing.is_empty()), (chunk.encode(), true, true));
+        let mut decoder = Decoder::new(DecoderLimits::default());
+        decoder.feed(chunk.encode());
+        assert!(matches!(decoder.poll(), Some(Ok(Decoded::Head(_)))));
     }
 }

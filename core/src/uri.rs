@@ -69,6 +69,9 @@ pub enum UriError {
     /// The mandatory `;transport` parameter is missing or not alphanumeric.
     #[error("MSRP URI {0:?} has no valid transport parameter (e.g. ;tcp)")]
     BadTransport(String),
+    /// A path holds no URI at all.
+    #[error("the path {0:?} holds no URI")]
+    EmptyPath(String),
     /// A parameter is not `token[=token]`.
     #[error("MSRP URI {0:?} has an invalid parameter")]
     BadParameter(String),
@@ -130,13 +133,10 @@ impl Uri {
     /// Parses a path: URIs separated by spaces (`a=path`, To-Path, From-Path, Use-Path).
     /// Extra spaces between URIs are tolerated; an empty path is an error.
     pub fn parse_path(path: &str) -> Result<Vec<Self>, UriError> {
-        let uris = path
-            .split([' ', '\t'])
-            .filter(|part| !part.is_empty())
-            .map(str::parse)
-            .collect::<Result<Vec<_>, _>>()?;
+        let uris =
+            path.split([' ', '\t']).filter(|part| !part.is_empty()).map(str::parse).collect::<Result<Vec<_>, _>>()?;
         if uris.is_empty() {
-            return Err(UriError::BadScheme(path.to_owned()));
+            return Err(UriError::EmptyPath(path.to_owned()));
         }
         Ok(uris)
     }
@@ -276,15 +276,7 @@ impl FromStr for Uri {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| err(UriError::BadParameter))?;
 
-        Ok(Self {
-            host: host.to_owned(),
-            use_tls,
-            user,
-            port,
-            session_id,
-            transport: transport.to_owned(),
-            parameters,
-        })
+        Ok(Self { host: host.to_owned(), use_tls, user, port, session_id, transport: transport.to_owned(), parameters })
     }
 }
 
@@ -381,4 +373,107 @@ fn percent_decode_unreserved(host: &str) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(text: &str) -> Uri {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    // R4975-6.1-1 and R4975-6.1-2: the 13 rows of conformance.md §5.1.
+    #[test]
+    fn comparison_table() {
+        let rows = [
+            ("msrp://Host.Example.COM:7777/abc;tcp", "msrp://host.example.com:7777/abc;tcp", true),
+            ("MSRP://host.example.com:7777/abc;tcp", "msrp://host.example.com:7777/abc;tcp", true),
+            ("msrp://host.example.com:7777/abc;tcp", "msrps://host.example.com:7777/abc;tcp", false),
+            ("msrp://host.example.com:7777/ABC;tcp", "msrp://host.example.com:7777/abc;tcp", false),
+            ("msrp://host.example.com/abc;tcp", "msrp://host.example.com:2855/abc;tcp", false),
+            ("msrp://host.example.com:7777/abc;TCP", "msrp://host.example.com:7777/abc;tcp", true),
+            ("msrp://host.example.com:7777/abc;tcp", "msrp://host.example.com:7777/abc;ws", false),
+            ("msrp://alice@host.example.com:7777/abc;tcp", "msrp://host.example.com:7777/abc;tcp", true),
+            ("msrp://host.example.com:7777;tcp", "msrp://host.example.com:7777/abc;tcp", false),
+            ("msrp://%68ost.example.com:7777/abc;tcp", "msrp://host.example.com:7777/abc;tcp", true),
+            ("msrp://[2001:db8::1]:7777/abc;tcp", "msrp://[2001:DB8:0:0::1]:7777/abc;tcp", true),
+            ("msrp://host.example.com:7777/abc;tcp;x=1", "msrp://host.example.com:7777/abc;tcp", true),
+            ("msrp://host.example.com:7777/abc;tcp", "msrp://host.example.com:7778/abc;tcp", false),
+        ];
+        for (row, (a, b, equal)) in rows.into_iter().enumerate() {
+            let (a, b) = (uri(a), uri(b));
+            assert_eq!(a == b, equal, "row {}: {a} vs {b}", row + 1);
+            assert_eq!(b == a, equal, "row {} reversed", row + 1);
+            if equal {
+                let hash = |u: &Uri| {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    u.hash(&mut h);
+                    h.finish()
+                };
+                assert_eq!(hash(&a), hash(&b), "row {}: equal URIs hash alike", row + 1);
+            }
+        }
+    }
+
+    // R4975-6-1 … R4975-6-4, R7977-5.2.1-1 and the validity list of conformance.md §5.1.
+    #[test]
+    fn validity() {
+        for (text, expected) in [
+            ("msrp://192.0.2.1/abc;tcp", UriError::IpWithoutPort(String::new())),
+            ("msrp://host.example.com:7777/abc", UriError::BadTransport(String::new())),
+            ("msrp://u:pw@host.example.com:7777/abc;tcp", UriError::Password(String::new())),
+            ("msrp://h:1/s b;tcp", UriError::BadSessionId(String::new())),
+            ("msrp://[2001:db8::1]/abc;tcp", UriError::IpWithoutPort(String::new())),
+            ("msrp://h:99999/s;tcp", UriError::BadPort(String::new())),
+            ("sip://h:1/s;tcp", UriError::BadScheme(String::new())),
+            ("msrp://hé:1/s;tcp", UriError::NotAscii(String::new())),
+            ("msrp://h:1/s;tcp;a=b=c", UriError::BadParameter(String::new())),
+            ("msrp://:1/s;tcp", UriError::BadHost(String::new())),
+        ] {
+            let error = text.parse::<Uri>().expect_err(text);
+            assert_eq!(std::mem::discriminant(&error), std::mem::discriminant(&expected), "{text}: {error}");
+            assert!(error.to_string().contains(text), "the error names the input: {error}");
+        }
+        let ws = uri("msrps://df7jal23ls0d.invalid:2855/98cjs;ws");
+        assert!(ws.use_tls);
+        assert_eq!(ws.transport, "ws");
+        let relay = uri("msrps://extra.example.com;tcp");
+        assert_eq!((relay.port, relay.session_id), (None, None));
+        let odd = uri("msrp://h:1/s;dc;foo=bar;flag");
+        assert_eq!(odd.parameters, vec![("foo".into(), Some("bar".into())), ("flag".into(), None)]);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp",
+            "msrps://alice@intra.example.com;tcp",
+            "msrp://[2001:db8::1]:7777/a+b=c/d;tcp;x=1",
+            "msrps://df7jal23ls0d.invalid:2855/98cjs;ws",
+        ] {
+            assert_eq!(uri(text).to_string(), text);
+        }
+        assert_eq!(uri("MSRPS://H:1/s;TCP").to_string(), "msrps://H:1/s;TCP");
+    }
+
+    #[test]
+    fn sessmatch_compares_session_ids_only() {
+        let a = uri("msrp://10.0.0.1:1000/abc;tcp");
+        let b = uri("msrps://relay.example.com:2855/abc;ws");
+        assert!(a != b && a.matches_session(&b));
+        assert!(!a.matches_session(&uri("msrp://10.0.0.1:1000/ABC;tcp")));
+        assert!(!uri("msrp://h:1;tcp").matches_session(&uri("msrp://h:1;tcp")));
+    }
+
+    #[test]
+    fn builders_and_paths() {
+        let mut ids = IdGenerator::seed_from_u64(3);
+        let local = Uri::new("127.0.0.1").with_port(0).with_random_session_id(&mut ids).with_tls(true);
+        assert_eq!(local.scheme(), "msrps");
+        assert_eq!(local.session_id.as_ref().map(String::len), Some(crate::ids::SESSION_ID_LEN));
+        let path = Uri::parse_path("msrp://a:1/x;tcp  msrp://b:2/y;tcp").expect("path");
+        assert_eq!(path.len(), 2);
+        assert!(Uri::parse_path("  ").is_err());
+    }
 }

@@ -65,12 +65,16 @@ impl fmt::Display for ParseErrorKind {
             Self::BareLineFeed => f.write_str("line ends in LF without CR"),
             Self::BadHeaderLine => f.write_str("header line is not 'Name: value' in UTF-8"),
             Self::TooManyHeaders { limit } => write!(f, "more than {limit} headers"),
-            Self::PathTooLong { header, limit } => write!(f, "{header} holds more than {limit} URIs"),
+            Self::PathTooLong { header, limit } => {
+                write!(f, "{header} holds more than {limit} URIs")
+            }
             Self::Header(error) => write!(f, "{error}"),
             Self::MessageTooLarge { announced, limit } => {
                 write!(f, "Byte-Range announces {announced} bytes, over the {limit}-byte limit")
             }
-            Self::BodyTooLarge { limit } => write!(f, "body over the {limit}-byte limit for this method"),
+            Self::BodyTooLarge { limit } => {
+                write!(f, "body over the {limit}-byte limit for this method")
+            }
             Self::ResponseWithBody => f.write_str("a response carries a body"),
             Self::Truncated => f.write_str("the connection ended inside a chunk"),
         }

@@ -23,14 +23,16 @@
 //!     Hey Bob, are you there?\r\n-------a786hjs2$\r\n";
 //! let mut decoder = Decoder::new(DecoderLimits::default());
 //! // A read that ends in the middle of the end-line is fine.
-//! decoder.feed(Bytes::from_static(&wire[..300]));
-//! decoder.feed(Bytes::from_static(&wire[300..]));
+//! decoder.feed(Bytes::from_static(&wire[..wire.len() - 7]));
+//! decoder.feed(Bytes::from_static(&wire[wire.len() - 7..]));
 //! let chunk = decoder.poll_chunk(None).unwrap().unwrap();
 //! assert_eq!(chunk.message_id(), Some("87652491"));
 //! assert_eq!(&chunk.data[..], b"Hey Bob, are you there?");
 //! ```
 
 mod error;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 
@@ -447,9 +449,15 @@ impl Decoder {
                         return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
                     }
                 }
-                HeaderName::MessageId => drop(MessageId::decode(value).map_err(header_error)?),
-                HeaderName::FailureReport => drop(FailureReport::decode(value).map_err(header_error)?),
-                HeaderName::SuccessReport => drop(SuccessReport::decode(value).map_err(header_error)?),
+                HeaderName::MessageId => {
+                    MessageId::decode(value).map_err(header_error)?;
+                }
+                HeaderName::FailureReport => {
+                    FailureReport::decode(value).map_err(header_error)?;
+                }
+                HeaderName::SuccessReport => {
+                    SuccessReport::decode(value).map_err(header_error)?;
+                }
                 _ => {}
             }
         }
@@ -466,7 +474,9 @@ impl Decoder {
 
     /// Scans the next input buffer for the end of the current body.
     fn step_body(&mut self) -> Option<()> {
-        let State::Body(scan) = &mut self.state else { return None };
+        let State::Body(scan) = &mut self.state else {
+            return None;
+        };
         let input = self.input.pop_front()?;
         let body_offset = self.consumed;
         let outcome = scan.scan(&input);
@@ -612,8 +622,12 @@ impl BodyScan {
             return EndMatch::No;
         }
         let tail = &avail[compared..];
-        let Some(&flag) = tail.first() else { return EndMatch::Partial };
-        let Some(flag) = ContinuationFlag::from_byte(flag) else { return EndMatch::No };
+        let Some(&flag) = tail.first() else {
+            return EndMatch::Partial;
+        };
+        let Some(flag) = ContinuationFlag::from_byte(flag) else {
+            return EndMatch::No;
+        };
         match tail.get(1..3) {
             Some(b"\r\n") => EndMatch::Full(flag),
             Some(_) => EndMatch::No,

@@ -17,9 +17,9 @@ use thiserror::Error;
 
 pub use params::{AuthParam, AuthParams};
 pub use typed::{
-    Authorization, AuthenticationInfo, ByteRange, ContentDescription, ContentDisposition, ContentId,
-    ContentType, Expires, FailureReport, FromPath, KeepAlive, MaxExpires, MessageId, MinExpires, Status,
-    SuccessReport, ToPath, UseNickname, UsePath, WwwAuthenticate,
+    AuthenticationInfo, Authorization, ByteRange, ContentDescription, ContentDisposition, ContentId, ContentType,
+    Expires, FailureReport, FromPath, KeepAlive, MaxExpires, MessageId, MinExpires, Status, SuccessReport, ToPath,
+    UseNickname, UsePath, WwwAuthenticate,
 };
 
 pub(crate) use typed::is_ident;
@@ -206,7 +206,6 @@ impl HeaderName {
             _ => self == other,
         }
     }
-
 }
 
 impl fmt::Display for HeaderName {
