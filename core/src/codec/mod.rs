@@ -43,7 +43,7 @@ pub use error::{ChunkParseError, ParseErrorKind};
 
 use crate::chunk::{Chunk, ContinuationFlag, MAX_NON_SEND_BODY, Method, StartLine};
 use crate::header::{
-    ByteRange, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, MessageId, SuccessReport,
+    ByteRange, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, SuccessReport,
 };
 
 /// Limits checked before anything is allocated for a chunk. Defaults follow design.md §5.
@@ -103,10 +103,17 @@ pub struct Decoder {
     assembly: Option<Assembly>,
 }
 
+/// What every end-line that closes a body starts with: the CRLF ending the body and seven dashes.
+const END_LINE_PREFIX: &[u8] = b"\r\n-------";
+
+/// How far into each input buffer the body scan checks CRs one by one before it builds
+/// a memmem searcher for the end-line.
+const QUICK_SCAN: usize = 512;
+
 #[derive(Debug)]
 enum State {
     StartLine,
-    Headers(Box<Chunk>),
+    Headers(Chunk),
     Body(Box<BodyScan>),
     Failed,
 }
@@ -230,7 +237,7 @@ impl Decoder {
     fn current_transaction_id(&self) -> Option<String> {
         match &self.state {
             State::Headers(chunk) => Some(chunk.transaction_id.clone()),
-            State::Body(scan) => Some(scan.transaction_id.clone()),
+            State::Body(scan) => Some(scan.transaction_id().to_owned()),
             State::StartLine | State::Failed => None,
         }
     }
@@ -247,14 +254,15 @@ impl Decoder {
             None => return None,
         };
         match std::mem::replace(&mut self.state, State::StartLine) {
-            State::StartLine => self.on_start_line(&line, line_start),
+            State::StartLine => self.on_start_line(&line[..line.len() - 2], line_start),
             State::Headers(chunk) => self.on_header_line(chunk, &line, line_start),
             other => self.state = other,
         }
         Some(())
     }
 
-    /// The next CRLF-terminated line without its CRLF, taken from the input queue.
+    /// The next line, CRLF included (slicing it off would cost a reference count), taken
+    /// from the input queue.
     /// `Err((kind, line_ended))` for a line that is too long or ends in a bare LF.
     fn next_line(&mut self) -> Option<Result<Bytes, (ParseErrorKind, bool)>> {
         let max = self.limits.max_header_line + 2;
@@ -287,7 +295,7 @@ impl Decoder {
             if whole.len() < 2 || whole[whole.len() - 2] != b'\r' {
                 return Some(Err((ParseErrorKind::BareLineFeed, true)));
             }
-            return Some(Ok(whole.slice(..whole.len() - 2)));
+            return Some(Ok(whole));
         }
     }
 
@@ -295,14 +303,7 @@ impl Decoder {
     /// the rest of the chunk is skipped.
     fn line_error(&mut self, kind: ParseErrorKind, offset: u64, line_ended: bool) {
         match std::mem::replace(&mut self.state, State::StartLine) {
-            State::Headers(chunk) => {
-                let mut scan = BodyScan::new(&chunk, true, None);
-                if line_ended {
-                    scan.seed_line_start();
-                }
-                self.chunk_error(kind, offset, Some(chunk));
-                self.state = State::Body(Box::new(scan));
-            }
+            State::Headers(chunk) => self.skip_chunk(chunk, kind, offset, line_ended),
             _ => self.fail(kind, offset, None),
         }
     }
@@ -351,14 +352,17 @@ impl Decoder {
         };
         let mut chunk = Chunk::request(tid, Method::Send);
         chunk.start_line = start_line;
-        self.state = State::Headers(Box::new(chunk));
+        chunk.headers.reserve(8);
+        self.state = State::Headers(chunk);
     }
 
-    fn on_header_line(&mut self, mut chunk: Box<Chunk>, line: &Bytes, offset: u64) {
-        if line.is_empty() {
+    /// `line` still ends in its CRLF.
+    fn on_header_line(&mut self, mut chunk: Chunk, line: &Bytes, offset: u64) {
+        let text = &line[..line.len() - 2];
+        if text.is_empty() {
             return self.on_head_complete(chunk, true, offset);
         }
-        if let Some(end) = line.strip_prefix(b"-------") {
+        if let Some(end) = text.strip_prefix(b"-------") {
             let tid = chunk.transaction_id.as_bytes();
             if end.len() == tid.len() + 1 && end.starts_with(tid) {
                 if let Some(flag) = ContinuationFlag::from_byte(end[tid.len()]) {
@@ -382,22 +386,22 @@ impl Decoder {
     }
 
     /// Reports a bad chunk and skips to its end-line.
-    fn skip_chunk(&mut self, chunk: Box<Chunk>, kind: ParseErrorKind, offset: u64, at_line_start: bool) {
+    fn skip_chunk(&mut self, chunk: Chunk, kind: ParseErrorKind, offset: u64, at_line_start: bool) {
         let mut scan = BodyScan::new(&chunk, true, None);
         if at_line_start {
             scan.seed_line_start();
         }
-        self.chunk_error(kind, offset, Some(chunk));
+        self.chunk_error(kind, offset, Some(Box::new(chunk)));
         self.state = State::Body(Box::new(scan));
     }
 
     /// The blank line (`has_body`) or the end-line of a bodiless chunk was read.
-    fn on_head_complete(&mut self, chunk: Box<Chunk>, has_body: bool, offset: u64) {
+    fn on_head_complete(&mut self, chunk: Chunk, has_body: bool, offset: u64) {
         if let Err(kind) = self.check_head(&chunk, has_body) {
             if has_body {
                 return self.skip_chunk(chunk, kind, offset, false);
             }
-            self.chunk_error(kind, offset, Some(chunk));
+            self.chunk_error(kind, offset, Some(Box::new(chunk)));
             self.state = State::StartLine;
             return;
         }
@@ -407,12 +411,12 @@ impl Decoder {
                 Some(_) => Some(self.limits.max_non_send_body),
             };
             self.state = State::Body(Box::new(BodyScan::new(&chunk, false, limit)));
-            let mut head = *chunk;
+            let mut head = chunk;
             head.contflag = ContinuationFlag::End;
             self.ready.push_back(Ok(Decoded::Head(head)));
         } else {
             let flag = chunk.contflag;
-            self.ready.push_back(Ok(Decoded::Head(*chunk)));
+            self.ready.push_back(Ok(Decoded::Head(chunk)));
             self.ready.push_back(Ok(Decoded::End(flag)));
             self.state = State::StartLine;
         }
@@ -449,8 +453,9 @@ impl Decoder {
                         return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
                     }
                 }
-                HeaderName::MessageId => {
-                    MessageId::decode(value).map_err(header_error)?;
+                HeaderName::MessageId if !crate::header::is_ident(value) => {
+                    let reason = "not an ident of 4 to 32 characters";
+                    return Err(header_error(HeaderError::invalid("Message-ID", value, reason)));
                 }
                 HeaderName::FailureReport => {
                     FailureReport::decode(value).map_err(header_error)?;
@@ -500,8 +505,8 @@ impl Decoder {
         if over_limit {
             let limit = scan.limit.unwrap_or_default();
             scan.discard = true;
-            let transaction_id = Some(scan.transaction_id.clone());
-            let head = scan.method.clone().map(|method| Box::new(Chunk::request(scan.transaction_id.clone(), method)));
+            let transaction_id = Some(scan.transaction_id().to_owned());
+            let head = scan.method.clone().map(|method| Box::new(Chunk::request(scan.transaction_id(), method)));
             self.ready.push_back(Err(ChunkParseError {
                 kind: ParseErrorKind::BodyTooLarge { limit },
                 offset: body_offset,
@@ -529,8 +534,8 @@ fn parse_status_code(rest: &[u8]) -> Option<u16> {
     Some(digits.iter().fold(0u16, |code, digit| code * 10 + u16::from(digit - b'0')))
 }
 
-/// `Name: value`. Extra spaces after the colon are tolerated (RFC 7977 examples),
-/// as is a missing one; trailing blanks are dropped.
+/// `Name: value` followed by CRLF. Extra spaces after the colon are tolerated (RFC 7977
+/// examples), as is a missing one; trailing blanks are dropped.
 fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
     let colon = memchr::memchr(b':', line)?;
     let name = HeaderName::from_bytes(&line[..colon])?;
@@ -538,14 +543,15 @@ fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
     while line.get(start).is_some_and(|&b| b == b' ' || b == b'\t') {
         start += 1;
     }
-    let mut end = line.len();
+    let mut end = line.len() - 2;
     while end > start && matches!(line[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    let value = HeaderValue::from_bytes(line.slice(start..end))?;
-    if value.as_bytes().iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+    let value = &line[start..end];
+    if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
         return None;
     }
+    let value = HeaderValue::from_bytes(line.slice(start..end))?;
     Some(HeaderField { name, value })
 }
 
@@ -553,9 +559,11 @@ fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
 /// suffix that could still be the start of it.
 #[derive(Debug)]
 struct BodyScan {
-    finder: memmem::Finder<'static>,
+    /// `\r\n-------<tid>`: the end-line up to its flag.
+    needle: Vec<u8>,
+    /// A searcher for `needle`, built once a body outgrows [`QUICK_SCAN`].
+    finder: Option<memmem::Finder<'static>>,
     held: BytesMut,
-    transaction_id: String,
     method: Option<Method>,
     /// Skip the body instead of delivering it (the chunk was reported bad).
     discard: bool,
@@ -590,17 +598,9 @@ impl BodyScan {
 
     fn for_transaction(transaction_id: &str, discard: bool, limit: Option<usize>) -> Self {
         let mut needle = Vec::with_capacity(transaction_id.len() + 9);
-        needle.extend_from_slice(b"\r\n-------");
+        needle.extend_from_slice(END_LINE_PREFIX);
         needle.extend_from_slice(transaction_id.as_bytes());
-        Self {
-            finder: memmem::Finder::new(&needle).into_owned(),
-            held: BytesMut::new(),
-            transaction_id: transaction_id.to_owned(),
-            method: None,
-            discard,
-            limit,
-            emitted: 0,
-        }
+        Self { needle, finder: None, held: BytesMut::new(), method: None, discard, limit, emitted: 0 }
     }
 
     /// When skipping starts right after a line's CRLF, the end-line can come next
@@ -610,32 +610,16 @@ impl BodyScan {
     }
 
     fn needle(&self) -> &[u8] {
-        self.finder.needle()
+        &self.needle
     }
 
-    /// Whether the end-line starts at `at` in `window`.
-    fn match_at(&self, window: &[u8], at: usize) -> EndMatch {
-        let needle = self.needle();
-        let avail = &window[at..];
-        let compared = avail.len().min(needle.len());
-        if avail[..compared] != needle[..compared] {
-            return EndMatch::No;
-        }
-        let tail = &avail[compared..];
-        let Some(&flag) = tail.first() else {
-            return EndMatch::Partial;
-        };
-        let Some(flag) = ContinuationFlag::from_byte(flag) else {
-            return EndMatch::No;
-        };
-        match tail.get(1..3) {
-            Some(b"\r\n") => EndMatch::Full(flag),
-            Some(_) => EndMatch::No,
-            None if tail.get(1).is_some_and(|&b| b != b'\r') => EndMatch::No,
-            None => EndMatch::Partial,
-        }
+    fn transaction_id(&self) -> &str {
+        // The needle is END_LINE_PREFIX followed by an ident, which is ASCII.
+        std::str::from_utf8(&self.needle[END_LINE_PREFIX.len()..]).unwrap_or_default()
     }
 
+    /// Takes the next input buffer of the body: returns the body bytes it holds, and
+    /// the flag and the rest of the input when the end-line is in it.
     fn scan(&mut self, input: &Bytes) -> ScanOutcome {
         let end_len = self.needle().len() + 3;
         let mut outcome = ScanOutcome { data: [None, None], end: None, rest: None, consumed: 0 };
@@ -645,7 +629,7 @@ impl BodyScan {
             window.extend_from_slice(&self.held);
             window.extend_from_slice(&input[..input.len().min(end_len)]);
             for at in 0..held_len {
-                match self.match_at(&window, at) {
+                match match_end(&self.needle, &window, at) {
                     EndMatch::No => {}
                     EndMatch::Full(flag) => {
                         let used = at + end_len - held_len;
@@ -668,35 +652,75 @@ impl BodyScan {
             outcome.data[0] = Some(self.held.split().freeze());
         }
         outcome.consumed = input.len();
-        let mut from = 0;
-        while let Some(found) = self.finder.find(&input[from..]) {
-            let at = from + found;
-            match self.match_at(input, at) {
-                EndMatch::No => from = at + 1,
+        let end_at = |outcome: &mut ScanOutcome, at: usize, flag| {
+            outcome.data[1] = Some(input.slice(..at));
+            outcome.end = Some(flag);
+            outcome.rest = Some(input.slice(at + end_len..));
+            outcome.consumed = at + end_len;
+        };
+        // Short bodies (chat messages) end within a few hundred bytes: look at every CR
+        // there before paying for a memmem searcher.
+        let quick_end = input.len().min(QUICK_SCAN);
+        let mut from = quick_end;
+        for at in memchr::memchr_iter(b'\r', &input[..quick_end]) {
+            match match_end(&self.needle, input, at) {
+                EndMatch::No => {}
                 EndMatch::Full(flag) => {
-                    outcome.data[1] = Some(input.slice(..at));
-                    outcome.end = Some(flag);
-                    outcome.rest = Some(input.slice(at + end_len..));
-                    outcome.consumed = at + end_len;
+                    end_at(&mut outcome, at, flag);
                     return outcome;
                 }
                 EndMatch::Partial => {
-                    outcome.data[1] = Some(input.slice(..at));
-                    self.held.extend_from_slice(&input[at..]);
-                    return outcome;
+                    from = at;
+                    break;
                 }
             }
         }
-        // No end-line: hold back the shortest suffix that is a prefix of it.
-        let needle_len = self.needle().len();
-        let tail_from = input.len().saturating_sub(needle_len - 1).max(from);
-        let keep = memchr::memchr_iter(b'\r', &input[tail_from..])
-            .map(|i| tail_from + i)
-            .find(|&at| matches!(self.match_at(input, at), EndMatch::Partial))
-            .unwrap_or(input.len());
-        outcome.data[1] = Some(input.slice(..keep));
-        self.held.extend_from_slice(&input[keep..]);
+        if from == quick_end && quick_end < input.len() {
+            let needle = &self.needle;
+            let finder = self.finder.get_or_insert_with(|| memmem::Finder::new(needle).into_owned());
+            while let Some(found) = finder.find(&input[from..]) {
+                let at = from + found;
+                match match_end(&self.needle, input, at) {
+                    EndMatch::No => from = at + 1,
+                    EndMatch::Full(flag) => {
+                        end_at(&mut outcome, at, flag);
+                        return outcome;
+                    }
+                    EndMatch::Partial => break,
+                }
+            }
+            // No end-line: hold back the shortest suffix that could begin it.
+            let tail_from = input.len().saturating_sub(self.needle.len() - 1).max(from);
+            from = memchr::memchr_iter(b'\r', &input[tail_from..])
+                .map(|i| tail_from + i)
+                .find(|&at| matches!(match_end(&self.needle, input, at), EndMatch::Partial))
+                .unwrap_or(input.len());
+        }
+        outcome.data[1] = Some(input.slice(..from));
+        self.held.extend_from_slice(&input[from..]);
         outcome
+    }
+}
+
+/// Whether the end-line `needle` + flag + CRLF starts at `at` in `window`.
+fn match_end(needle: &[u8], window: &[u8], at: usize) -> EndMatch {
+    let avail = &window[at..];
+    let compared = avail.len().min(needle.len());
+    if avail[..compared] != needle[..compared] {
+        return EndMatch::No;
+    }
+    let tail = &avail[compared..];
+    let Some(&flag) = tail.first() else {
+        return EndMatch::Partial;
+    };
+    let Some(flag) = ContinuationFlag::from_byte(flag) else {
+        return EndMatch::No;
+    };
+    match tail.get(1..3) {
+        Some(b"\r\n") => EndMatch::Full(flag),
+        Some(_) => EndMatch::No,
+        None if tail.get(1).is_some_and(|&b| b != b'\r') => EndMatch::No,
+        None => EndMatch::Partial,
     }
 }
 

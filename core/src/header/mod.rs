@@ -127,7 +127,7 @@ macro_rules! header_names {
             pub fn from_bytes(name: &[u8]) -> Option<Self> {
                 $( if name.eq_ignore_ascii_case($text.as_bytes()) { return Some(Self::$variant); } )*
                 let valid = name.first().is_some_and(u8::is_ascii_alphabetic)
-                    && name.iter().all(|&b| crate::uri::is_token_char(b) && b != b':');
+                    && name.iter().all(|&b| crate::uri::is_token_char(b));
                 let text = std::str::from_utf8(name).ok().filter(|_| valid)?;
                 Some(Self::Other(text.into()))
             }
@@ -222,8 +222,9 @@ pub struct HeaderValue(Bytes);
 impl HeaderValue {
     /// Wraps bytes that must be UTF-8 text without CR or LF.
     pub fn from_bytes(bytes: Bytes) -> Option<Self> {
-        let text = std::str::from_utf8(&bytes).ok()?;
-        if text.bytes().any(|b| b == b'\r' || b == b'\n') {
+        if bytes.iter().any(|&b| b == b'\r' || b == b'\n')
+            || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err())
+        {
             return None;
         }
         Some(Self(bytes))
@@ -351,6 +352,10 @@ impl Headers {
         let before = self.fields.len();
         self.fields.retain(|field| !field.name.matches(name));
         before != self.fields.len()
+    }
+
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.fields.reserve(additional);
     }
 
     pub(crate) fn push_field(&mut self, field: HeaderField) {
