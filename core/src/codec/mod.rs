@@ -114,7 +114,7 @@ const QUICK_SCAN: usize = 512;
 enum State {
     StartLine,
     Headers(Chunk),
-    Body(Box<BodyScan>),
+    Body(BodyScan),
     Failed,
 }
 
@@ -328,7 +328,7 @@ impl Decoder {
             Some(space) => (&rest[..space], &rest[space + 1..]),
             None => (rest, &b""[..]),
         };
-        let Some(tid) = std::str::from_utf8(tid).ok().filter(|tid| crate::header::is_ident(tid)) else {
+        let Some(tid) = std::str::from_utf8(tid).ok().filter(|tid| crate::header::is_ident(tid.as_bytes())) else {
             return self.fail(ParseErrorKind::BadStartLine("the transaction id is not an ident"), offset, None);
         };
         let start_line = if let Some(code) = parse_status_code(rest) {
@@ -347,7 +347,7 @@ impl Decoder {
                 head: None,
                 fatal: false,
             }));
-            self.state = State::Body(Box::new(scan));
+            self.state = State::Body(scan);
             return;
         };
         let mut chunk = Chunk::request(tid, Method::Send);
@@ -392,7 +392,7 @@ impl Decoder {
             scan.seed_line_start();
         }
         self.chunk_error(kind, offset, Some(Box::new(chunk)));
-        self.state = State::Body(Box::new(scan));
+        self.state = State::Body(scan);
     }
 
     /// The blank line (`has_body`) or the end-line of a bodiless chunk was read.
@@ -410,7 +410,7 @@ impl Decoder {
                 Some(Method::Send) | None => None,
                 Some(_) => Some(self.limits.max_non_send_body),
             };
-            self.state = State::Body(Box::new(BodyScan::new(&chunk, false, limit)));
+            self.state = State::Body(BodyScan::new(&chunk, false, limit));
             let mut head = chunk;
             head.contflag = ContinuationFlag::End;
             self.ready.push_back(Ok(Decoded::Head(head)));
@@ -438,30 +438,32 @@ impl Decoder {
             _ => return Err(header_error(HeaderError::WrongOrder)),
         }
         for field in fields {
-            let value = field.value.as_str();
+            let bytes = field.value.as_bytes();
             match &field.name {
                 name @ (HeaderName::ToPath | HeaderName::FromPath | HeaderName::UsePath)
-                    if value.split(' ').filter(|uri| !uri.is_empty()).count() > self.limits.max_path_uris =>
+                    if memchr::memchr_iter(b' ', bytes).count() >= self.limits.max_path_uris
+                        && bytes.split(|&b| b == b' ').filter(|uri| !uri.is_empty()).count()
+                            > self.limits.max_path_uris =>
                 {
                     let limit = self.limits.max_path_uris;
                     return Err(ParseErrorKind::PathTooLong { header: name.static_name(), limit });
                 }
                 HeaderName::ByteRange => {
-                    let range = ByteRange::decode(value).map_err(header_error)?;
+                    let range = ByteRange::decode(field.value.as_str()).map_err(header_error)?;
                     let announced = range.total.unwrap_or(0).max(range.end.unwrap_or(0)).max(range.start);
                     if announced > self.limits.max_message_size {
                         return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
                     }
                 }
-                HeaderName::MessageId if !crate::header::is_ident(value) => {
+                HeaderName::MessageId if !crate::header::is_ident(bytes) => {
                     let reason = "not an ident of 4 to 32 characters";
-                    return Err(header_error(HeaderError::invalid("Message-ID", value, reason)));
+                    return Err(header_error(HeaderError::invalid("Message-ID", field.value.as_str(), reason)));
                 }
                 HeaderName::FailureReport => {
-                    FailureReport::decode(value).map_err(header_error)?;
+                    FailureReport::decode(field.value.as_str()).map_err(header_error)?;
                 }
                 HeaderName::SuccessReport => {
-                    SuccessReport::decode(value).map_err(header_error)?;
+                    SuccessReport::decode(field.value.as_str()).map_err(header_error)?;
                 }
                 _ => {}
             }
@@ -547,11 +549,7 @@ fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
     while end > start && matches!(line[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    let value = &line[start..end];
-    if value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
-        return None;
-    }
-    let value = HeaderValue::from_bytes(line.slice(start..end))?;
+    let value = HeaderValue::from_line(line.slice(start..end))?;
     Some(HeaderField { name, value })
 }
 
@@ -562,7 +560,7 @@ struct BodyScan {
     /// `\r\n-------<tid>`: the end-line up to its flag.
     needle: Vec<u8>,
     /// A searcher for `needle`, built once a body outgrows [`QUICK_SCAN`].
-    finder: Option<memmem::Finder<'static>>,
+    finder: Option<Box<memmem::Finder<'static>>>,
     held: BytesMut,
     method: Option<Method>,
     /// Skip the body instead of delivering it (the chunk was reported bad).
@@ -677,7 +675,7 @@ impl BodyScan {
         }
         if from == quick_end && quick_end < input.len() {
             let needle = &self.needle;
-            let finder = self.finder.get_or_insert_with(|| memmem::Finder::new(needle).into_owned());
+            let finder = self.finder.get_or_insert_with(|| Box::new(memmem::Finder::new(needle).into_owned()));
             while let Some(found) = finder.find(&input[from..]) {
                 let at = from + found;
                 match match_end(&self.needle, input, at) {

@@ -168,6 +168,8 @@ header_names! {
     FailureReport => "Failure-Report", 2;
     /// `Byte-Range`.
     ByteRange => "Byte-Range", 2;
+    /// `Content-Type`: always the last header.
+    ContentType => "Content-Type", 4;
     /// `Status`.
     Status => "Status", 2;
     /// `Expires` (RFC 4976).
@@ -194,8 +196,6 @@ header_names! {
     ContentDescription => "Content-Description", 3;
     /// `Content-Disposition`.
     ContentDisposition => "Content-Disposition", 3;
-    /// `Content-Type`: always the last header.
-    ContentType => "Content-Type", 4;
 }
 
 impl HeaderName {
@@ -225,6 +225,17 @@ impl HeaderValue {
         if bytes.iter().any(|&b| b == b'\r' || b == b'\n')
             || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err())
         {
+            return None;
+        }
+        Some(Self(bytes))
+    }
+
+    /// A value read from a header line: text without control characters other than HTAB
+    /// (RFC 4975 `utf8text`). One pass over ASCII, the usual case.
+    pub(crate) fn from_line(bytes: Bytes) -> Option<Self> {
+        // A branch-free OR over all bytes, which the compiler turns into vector code.
+        let controls = bytes.iter().fold(0u8, |found, &b| found | u8::from((b < 0x20 && b != b'\t') | (b == 0x7f)));
+        if controls != 0 || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err()) {
             return None;
         }
         Some(Self(bytes))

@@ -83,7 +83,7 @@ macro_rules! text_header {
 
 text_header!(
     /// `Message-ID`: the id shared by every chunk of a message (an `ident`).
-    MessageId, "MessageIDHeader", is_ident, "not an ident of 4 to 32 characters"
+    MessageId, "MessageIDHeader", |v| is_ident(v.as_bytes()), "not an ident of 4 to 32 characters"
 );
 text_header!(
     /// `Content-ID` (RFC 2045).
@@ -95,8 +95,7 @@ text_header!(
 );
 
 /// RFC 4975 `ident`: an alphanumeric character and 3 to 31 more of `ALPHANUM . - + % =`.
-pub(crate) fn is_ident(text: &str) -> bool {
-    let bytes = text.as_bytes();
+pub(crate) fn is_ident(bytes: &[u8]) -> bool {
     (4..=32).contains(&bytes.len())
         && bytes[0].is_ascii_alphanumeric()
         && bytes[1..].iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'%' | b'='))
