@@ -234,7 +234,7 @@ impl HeaderValue {
     /// (RFC 4975 `utf8text`). One pass over ASCII, the usual case.
     pub(crate) fn from_line(bytes: Bytes) -> Option<Self> {
         // A branch-free OR over all bytes, which the compiler turns into vector code.
-        let controls = bytes.iter().fold(0u8, |found, &b| found | u8::from((b < 0x20 && b != b'\t') | (b == 0x7f)));
+        let controls = bytes.iter().fold(0u8, |found, &b| found | u8::from((b < 0x20 && b != b'\t') || b == 0x7f));
         if controls != 0 || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err()) {
             return None;
         }
