@@ -5,7 +5,9 @@
 //! - `decode/body/<size>`: one SEND with a body of that size, fed in 64 KiB reads
 //!   (what a socket read hands over), drained with `Decoder::poll`; throughput in bytes.
 //! - `decode/small_send`: a batch of typical chat SENDs in one buffer; throughput in chunks.
-//! - `encode/body/<size>` and `encode/small_send`: `Chunk::encode_parts` (what a writer sends).
+//! - `encode/contiguous/<size>`: `Chunk::encode` into one buffer; throughput in bytes.
+//! - `encode/parts/<size>` and `encode/small_send`: `Chunk::encode_parts` (head, shared body,
+//!   end-line: what a vectored write sends); chunks per second.
 //! - `baseline/memmem/<size>`: `memchr::memmem` alone over the same bytes: the ceiling
 //!   the body scan is measured against.
 
@@ -98,8 +100,14 @@ fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     for (size, label) in SIZES {
         let chunk = send_chunk(body_of(size), "a786hjs2");
+        // One contiguous buffer: the body is copied once.
         group.throughput(Throughput::Bytes(chunk.encode().len() as u64));
-        group.bench_with_input(BenchmarkId::new("body", label), &chunk, |b, chunk| {
+        group.bench_with_input(BenchmarkId::new("contiguous", label), &chunk, |b, chunk| {
+            b.iter(|| black_box(chunk.encode()));
+        });
+        // Head, shared body, end-line: what a vectored write sends; the body is not copied.
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(BenchmarkId::new("parts", label), &chunk, |b, chunk| {
             b.iter(|| black_box(chunk.encode_parts()));
         });
     }
