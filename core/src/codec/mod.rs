@@ -247,8 +247,8 @@ impl Decoder {
         let line_start = self.consumed - self.line.len() as u64;
         let line = match self.next_line() {
             Some(Ok(line)) => line,
-            Some(Err((kind, line_ended))) => {
-                self.line_error(kind, line_start, line_ended);
+            Some(Err((kind, ended_in_crlf))) => {
+                self.line_error(kind, line_start, ended_in_crlf);
                 return Some(());
             }
             None => return None,
@@ -263,7 +263,7 @@ impl Decoder {
 
     /// The next line, CRLF included (slicing it off would cost a reference count), taken
     /// from the input queue.
-    /// `Err((kind, line_ended))` for a line that is too long or ends in a bare LF.
+    /// `Err((kind, ended_in_crlf))` for a line that is too long or ends in a bare LF.
     fn next_line(&mut self) -> Option<Result<Bytes, (ParseErrorKind, bool)>> {
         let max = self.limits.max_header_line + 2;
         loop {
@@ -290,10 +290,12 @@ impl Decoder {
                 self.line.split().freeze()
             };
             if whole.len() > max {
-                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, true)));
+                // Skipping resumes after this line; only a CRLF can precede the end-line.
+                let crlf = whole.ends_with(b"\r\n");
+                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, crlf)));
             }
             if whole.len() < 2 || whole[whole.len() - 2] != b'\r' {
-                return Some(Err((ParseErrorKind::BareLineFeed, true)));
+                return Some(Err((ParseErrorKind::BareLineFeed, false)));
             }
             return Some(Ok(whole));
         }
@@ -301,9 +303,9 @@ impl Decoder {
 
     /// A line could not be read: fatal before the transaction id is known, otherwise
     /// the rest of the chunk is skipped.
-    fn line_error(&mut self, kind: ParseErrorKind, offset: u64, line_ended: bool) {
+    fn line_error(&mut self, kind: ParseErrorKind, offset: u64, ended_in_crlf: bool) {
         match std::mem::replace(&mut self.state, State::StartLine) {
-            State::Headers(chunk) => self.skip_chunk(chunk, kind, offset, line_ended),
+            State::Headers(chunk) => self.skip_chunk(chunk, kind, offset, ended_in_crlf),
             _ => self.fail(kind, offset, None),
         }
     }
@@ -410,7 +412,9 @@ impl Decoder {
                 Some(Method::Send) | None => None,
                 Some(_) => Some(self.limits.max_non_send_body),
             };
-            self.state = State::Body(BodyScan::new(&chunk, false, limit));
+            let mut scan = BodyScan::new(&chunk, false, limit);
+            scan.body_start = self.consumed;
+            self.state = State::Body(scan);
             let mut head = chunk;
             head.contflag = ContinuationFlag::End;
             self.ready.push_back(Ok(Decoded::Head(head)));
@@ -485,7 +489,6 @@ impl Decoder {
             return None;
         };
         let input = self.input.pop_front()?;
-        let body_offset = self.consumed;
         let outcome = scan.scan(&input);
         self.consumed += outcome.consumed as u64;
         if let Some(rest) = outcome.rest.filter(|rest| !rest.is_empty()) {
@@ -497,11 +500,17 @@ impl Decoder {
             if discard {
                 continue;
             }
-            scan.emitted += data.len();
-            if scan.limit.is_some_and(|limit| scan.emitted > limit) {
+            // Deliver up to the limit, whatever the reads were, then report the byte past it.
+            let room = scan.limit.map_or(usize::MAX, |limit| limit - scan.emitted);
+            if data.len() > room {
+                if room > 0 {
+                    self.ready.push_back(Ok(Decoded::Data(data.slice(..room))));
+                }
+                scan.emitted += room;
                 over_limit = true;
                 break;
             }
+            scan.emitted += data.len();
             self.ready.push_back(Ok(Decoded::Data(data)));
         }
         if over_limit {
@@ -511,7 +520,7 @@ impl Decoder {
             let head = scan.method.clone().map(|method| Box::new(Chunk::request(scan.transaction_id(), method)));
             self.ready.push_back(Err(ChunkParseError {
                 kind: ParseErrorKind::BodyTooLarge { limit },
-                offset: body_offset,
+                offset: scan.body_start + limit as u64,
                 transaction_id,
                 head,
                 fatal: false,
@@ -567,6 +576,8 @@ struct BodyScan {
     discard: bool,
     limit: Option<usize>,
     emitted: usize,
+    /// Stream offset of the first body byte (for error positions).
+    body_start: u64,
 }
 
 /// What one scan step found.
@@ -598,7 +609,7 @@ impl BodyScan {
         let mut needle = Vec::with_capacity(transaction_id.len() + 9);
         needle.extend_from_slice(END_LINE_PREFIX);
         needle.extend_from_slice(transaction_id.as_bytes());
-        Self { needle, finder: None, held: BytesMut::new(), method: None, discard, limit, emitted: 0 }
+        Self { needle, finder: None, held: BytesMut::new(), method: None, discard, limit, emitted: 0, body_start: 0 }
     }
 
     /// When skipping starts right after a line's CRLF, the end-line can come next
@@ -656,26 +667,27 @@ impl BodyScan {
             outcome.rest = Some(input.slice(at + end_len..));
             outcome.consumed = at + end_len;
         };
-        // Short bodies (chat messages) end within a few hundred bytes: look at every CR
-        // there before paying for a memmem searcher.
-        let quick_end = input.len().min(QUICK_SCAN);
-        let mut from = quick_end;
-        for at in memchr::memchr_iter(b'\r', &input[..quick_end]) {
-            match match_end(&self.needle, input, at) {
-                EndMatch::No => {}
-                EndMatch::Full(flag) => {
-                    end_at(&mut outcome, at, flag);
-                    return outcome;
-                }
-                EndMatch::Partial => {
-                    from = at;
-                    break;
+        // Where the bytes that may still begin the end-line start (the input's length if none).
+        let hold_from = 'search: {
+            // Short bodies (chat messages) end within a few hundred bytes: look at every CR
+            // there before paying for a memmem searcher.
+            let quick_end = input.len().min(QUICK_SCAN);
+            for at in memchr::memchr_iter(b'\r', &input[..quick_end]) {
+                match match_end(&self.needle, input, at) {
+                    EndMatch::No => {}
+                    EndMatch::Full(flag) => {
+                        end_at(&mut outcome, at, flag);
+                        return outcome;
+                    }
+                    EndMatch::Partial => break 'search at,
                 }
             }
-        }
-        if from == quick_end && quick_end < input.len() {
+            if quick_end == input.len() {
+                break 'search input.len();
+            }
             let needle = &self.needle;
             let finder = self.finder.get_or_insert_with(|| Box::new(memmem::Finder::new(needle).into_owned()));
+            let mut from = quick_end;
             while let Some(found) = finder.find(&input[from..]) {
                 let at = from + found;
                 match match_end(&self.needle, input, at) {
@@ -684,18 +696,18 @@ impl BodyScan {
                         end_at(&mut outcome, at, flag);
                         return outcome;
                     }
-                    EndMatch::Partial => break,
+                    EndMatch::Partial => break 'search at,
                 }
             }
-            // No end-line: hold back the shortest suffix that could begin it.
+            // No whole needle left: a suffix shorter than it may still begin the end-line.
             let tail_from = input.len().saturating_sub(self.needle.len() - 1).max(from);
-            from = memchr::memchr_iter(b'\r', &input[tail_from..])
+            memchr::memchr_iter(b'\r', &input[tail_from..])
                 .map(|i| tail_from + i)
                 .find(|&at| matches!(match_end(&self.needle, input, at), EndMatch::Partial))
-                .unwrap_or(input.len());
-        }
-        outcome.data[1] = Some(input.slice(..from));
-        self.held.extend_from_slice(&input[from..]);
+                .unwrap_or(input.len())
+        };
+        outcome.data[1] = Some(input.slice(..hold_from));
+        self.held.extend_from_slice(&input[hold_from..]);
         outcome
     }
 }

@@ -331,3 +331,65 @@ fn virtual_segments() {
     let first = decoder.poll_chunk(None).expect("segment").expect("decodes");
     assert_eq!((first.segment, first.data.len()), (Some(1), 6));
 }
+
+// Regressions found by the property tests (core/tests/codec_properties.rs).
+
+/// An end-line split across two reads after a read of more than `QUICK_SCAN` body bytes
+/// was released as body.
+#[test]
+fn end_line_split_after_a_long_read() {
+    let wire = send("abcd", "", Some(&[b'a'; 600]), '$');
+    for cut in 1..=16 {
+        let limits = DecoderLimits::default();
+        let mut decoder = Decoder::new(limits);
+        let wire = Bytes::from(wire.clone());
+        decoder.feed(wire.slice(..wire.len() - cut));
+        decoder.feed(wire.slice(wire.len() - cut..));
+        let mut body = 0;
+        let mut ended = false;
+        while let Some(item) = decoder.poll() {
+            match item.expect("decodes") {
+                Decoded::Data(data) => body += data.len(),
+                Decoded::End(_) => ended = true,
+                Decoded::Head(_) => {}
+            }
+        }
+        assert!(ended && body == 600 && decoder.is_idle(), "cut {cut} bytes before the end");
+    }
+}
+
+/// `BodyTooLarge` delivers exactly `limit` bytes and names the first byte past the limit,
+/// however the input was split.
+#[test]
+fn body_limit_is_split_independent() {
+    let limits = DecoderLimits { max_non_send_body: 4, ..DecoderLimits::default() };
+    let wire = format!("MSRP abcd REPORT\r\n{TO}{FROM}Content-Type: text/plain\r\n\r\n0123456789\r\n-------abcd$\r\n");
+    let body_start = wire.find("0123").expect("body") as u64;
+    let whole = decode_with(limits, wire.as_bytes(), wire.len());
+    for read in 1..wire.len() {
+        assert_eq!(decode_with(limits, wire.as_bytes(), read), whole, "read size {read}");
+    }
+    let error = whole[0].as_ref().expect_err("over the limit");
+    assert_eq!((error.kind.clone(), error.offset), (ParseErrorKind::BodyTooLarge { limit: 4 }, body_start + 4));
+}
+
+/// A header line that is too long and ends in a bare LF resyncs the same way whether or
+/// not the read boundary falls inside it.
+#[test]
+fn long_line_with_bare_lf_is_split_independent() {
+    // To-Path and From-Path lines are 53 and 54 bytes; the X-Long line is 88.
+    let limits = DecoderLimits { max_header_line: 60, ..DecoderLimits::default() };
+    let wire = format!(
+        "MSRP abcd SEND\r\n{TO}{FROM}X-Long: {}\n-------abcd$\r\nMSRP efgh SEND\r\n{TO}{FROM}-------efgh$\r\n",
+        "0123456789".repeat(8)
+    );
+    let whole = decode_with(limits, wire.as_bytes(), wire.len());
+    // Only a CRLF can precede an end-line, so after the bare LF the chunk never ends.
+    assert_eq!(
+        error_kinds(&whole),
+        [Some(&ParseErrorKind::LineTooLong { limit: 60 }), Some(&ParseErrorKind::Truncated)]
+    );
+    for read in 1..wire.len() {
+        assert_eq!(decode_with(limits, wire.as_bytes(), read), whole, "read size {read}");
+    }
+}
