@@ -773,7 +773,10 @@ impl Assembly {
             chunk.segment = Some(self.segments);
             let base = self.head.byte_range().unwrap_or(ByteRange::new(1, None, None));
             let start = base.start + self.delivered;
-            chunk.add_header(&ByteRange::new(start, Some(start + len - 1), base.total));
+            let end = start + len - 1;
+            // Positions come from the bytes received (RFC 4975 §7.3.1); a total they
+            // overrun was wrong, so it becomes unknown rather than an invalid range.
+            chunk.add_header(&ByteRange::new(start, Some(end), base.total.filter(|&total| total >= end)));
         }
         chunk.contflag = end.unwrap_or(ContinuationFlag::More);
         self.delivered += len;

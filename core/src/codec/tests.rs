@@ -393,3 +393,21 @@ fn long_line_with_bare_lf_is_split_independent() {
         assert_eq!(decode_with(limits, wire.as_bytes(), read), whole, "read size {read}");
     }
 }
+
+/// A Byte-Range that disagrees with the body (RFC examples do) still gives valid segment ranges.
+#[test]
+fn segments_of_a_chunk_with_a_wrong_byte_range_stay_valid() {
+    let wire = send("abcd", "Byte-Range: 1-0/0\r\n", Some(b"hello"), '$');
+    let mut decoder = Decoder::new(DecoderLimits::default());
+    let wire = Bytes::from(wire);
+    let body_at = wire.len() - "hello\r\n-------abcd$\r\n".len();
+    decoder.feed(wire.slice(..body_at + 3));
+    decoder.feed(wire.slice(body_at + 3..));
+    let mut ranges = Vec::new();
+    while let Some(segment) = decoder.poll_chunk(Some(2)) {
+        let segment = segment.expect("decodes");
+        segment.verify_headers().expect("valid headers");
+        ranges.push(segment.byte_range().expect("valid range"));
+    }
+    assert_eq!(ranges, [ByteRange::new(1, Some(3), None), ByteRange::new(4, Some(5), None)]);
+}
