@@ -340,7 +340,7 @@ impl Decoder {
             StartLine::Request(method)
         } else {
             // The transaction id is known, so the chunk can be skipped and answered with 400.
-            let mut scan = BodyScan::for_transaction(tid, true, None);
+            let mut scan = BodyScan::new(tid, true, None);
             scan.seed_line_start();
             self.ready.push_back(Err(ChunkParseError {
                 kind: ParseErrorKind::BadMethod,
@@ -389,7 +389,7 @@ impl Decoder {
 
     /// Reports a bad chunk and skips to its end-line.
     fn skip_chunk(&mut self, chunk: Chunk, kind: ParseErrorKind, offset: u64, at_line_start: bool) {
-        let mut scan = BodyScan::new(&chunk, true, None);
+        let mut scan = BodyScan::new(&chunk.transaction_id, true, None);
         if at_line_start {
             scan.seed_line_start();
         }
@@ -412,8 +412,10 @@ impl Decoder {
                 Some(Method::Send) | None => None,
                 Some(_) => Some(self.limits.max_non_send_body),
             };
-            let mut scan = BodyScan::new(&chunk, false, limit);
+            let mut scan = BodyScan::new(&chunk.transaction_id, false, limit);
             scan.body_start = self.consumed;
+            // Requests other than SEND are rare and small; keep their head for a 413.
+            scan.limited_head = limit.map(|_| Box::new(chunk.clone()));
             self.state = State::Body(scan);
             let mut head = chunk;
             head.contflag = ContinuationFlag::End;
@@ -517,7 +519,7 @@ impl Decoder {
             let limit = scan.limit.unwrap_or_default();
             scan.discard = true;
             let transaction_id = Some(scan.transaction_id().to_owned());
-            let head = scan.method.clone().map(|method| Box::new(Chunk::request(scan.transaction_id(), method)));
+            let head = scan.limited_head.take();
             self.ready.push_back(Err(ChunkParseError {
                 kind: ParseErrorKind::BodyTooLarge { limit },
                 offset: scan.body_start + limit as u64,
@@ -571,7 +573,8 @@ struct BodyScan {
     /// A searcher for `needle`, built once a body outgrows [`QUICK_SCAN`].
     finder: Option<Box<memmem::Finder<'static>>>,
     held: BytesMut,
-    method: Option<Method>,
+    /// The head of a request whose body has a size limit, kept to build the 413.
+    limited_head: Option<Box<Chunk>>,
     /// Skip the body instead of delivering it (the chunk was reported bad).
     discard: bool,
     limit: Option<usize>,
@@ -599,17 +602,20 @@ enum EndMatch {
 }
 
 impl BodyScan {
-    fn new(chunk: &Chunk, discard: bool, limit: Option<usize>) -> Self {
-        let mut scan = Self::for_transaction(&chunk.transaction_id, discard, limit);
-        scan.method = chunk.method().cloned();
-        scan
-    }
-
-    fn for_transaction(transaction_id: &str, discard: bool, limit: Option<usize>) -> Self {
+    fn new(transaction_id: &str, discard: bool, limit: Option<usize>) -> Self {
         let mut needle = Vec::with_capacity(transaction_id.len() + 9);
         needle.extend_from_slice(END_LINE_PREFIX);
         needle.extend_from_slice(transaction_id.as_bytes());
-        Self { needle, finder: None, held: BytesMut::new(), method: None, discard, limit, emitted: 0, body_start: 0 }
+        Self {
+            needle,
+            finder: None,
+            held: BytesMut::new(),
+            limited_head: None,
+            discard,
+            limit,
+            emitted: 0,
+            body_start: 0,
+        }
     }
 
     /// When skipping starts right after a line's CRLF, the end-line can come next

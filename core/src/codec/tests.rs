@@ -411,3 +411,18 @@ fn segments_of_a_chunk_with_a_wrong_byte_range_stay_valid() {
     }
     assert_eq!(ranges, [ByteRange::new(1, Some(3), None), ByteRange::new(4, Some(5), None)]);
 }
+
+/// The error for an over-long non-SEND body carries the head read so far, so the receiver
+/// can address its 413 (found by the fuzzer).
+#[test]
+fn body_limit_error_carries_the_head() {
+    let limits = DecoderLimits { max_non_send_body: 4, ..DecoderLimits::default() };
+    let wire =
+        format!("MSRP abcd NICKNAME\r\n{TO}{FROM}Content-Type: text/plain\r\n\r\n0123456789\r\n-------abcd$\r\n");
+    let items = decode_with(limits, wire.as_bytes(), 7);
+    let error = items[0].as_ref().expect_err("over the limit");
+    let head = error.head.as_ref().expect("head");
+    assert_eq!(head.method(), Some(&Method::Nickname));
+    assert_eq!(head.from_path().expect("From-Path").0[0].host, "a.example.com");
+    assert_eq!(error.status(), Some(413));
+}
