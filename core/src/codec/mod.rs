@@ -676,8 +676,9 @@ impl BodyScan {
         // Where the bytes that may still begin the end-line start (the input's length if none).
         let hold_from = 'search: {
             // Short bodies (chat messages) end within a few hundred bytes: look at every CR
-            // there before paying for a memmem searcher.
-            let quick_end = input.len().min(QUICK_SCAN);
+            // there before paying for a memmem searcher. Once a body has needed the
+            // searcher, it is long, and the searcher alone is faster.
+            let quick_end = if self.finder.is_some() { 0 } else { input.len().min(QUICK_SCAN) };
             for at in memchr::memchr_iter(b'\r', &input[..quick_end]) {
                 match match_end(&self.needle, input, at) {
                     EndMatch::No => {}
