@@ -4,7 +4,7 @@
 use std::fs;
 
 use bytes::Bytes;
-use msrp_core::codec::{ChunkParseError, Decoded, Decoder, DecoderLimits, ParseErrorKind};
+use msrp_core::codec::{ChunkParseError, Decoder, DecoderLimits, ParseErrorKind};
 use msrp_core::{Chunk, ContinuationFlag, HeaderError};
 use msrp_tests::shared_dir;
 
@@ -15,32 +15,17 @@ enum Item {
     Error(ChunkParseError),
 }
 
+/// Decodes `wire` cut at `splits` into whole chunks and errors, and what the end of the stream says.
 fn decode_in_pieces(wire: &[u8], splits: &[usize]) -> (Vec<Item>, Option<ChunkParseError>) {
     let wire = Bytes::copy_from_slice(wire);
     let mut decoder = Decoder::new(DecoderLimits::default());
     let mut items = Vec::new();
-    let mut current: Option<(Chunk, Vec<u8>)> = None;
-    let mut cuts = splits.to_vec();
-    cuts.push(wire.len());
     let mut from = 0;
-    for cut in cuts {
+    for cut in splits.iter().copied().chain([wire.len()]) {
         decoder.feed(wire.slice(from..cut));
         from = cut;
-        while let Some(item) = decoder.poll() {
-            match item {
-                Ok(Decoded::Head(head)) => current = Some((head, Vec::new())),
-                Ok(Decoded::Data(data)) => current.as_mut().expect("data after a head").1.extend_from_slice(&data),
-                Ok(Decoded::End(flag)) => {
-                    let (mut chunk, body) = current.take().expect("end after a head");
-                    chunk.data = body.into();
-                    chunk.contflag = flag;
-                    items.push(Item::Chunk(chunk));
-                }
-                Err(error) => {
-                    current = None;
-                    items.push(Item::Error(error));
-                }
-            }
+        while let Some(item) = decoder.poll_chunk(None) {
+            items.push(item.map_or_else(Item::Error, Item::Chunk));
         }
     }
     (items, decoder.finish())

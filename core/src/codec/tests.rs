@@ -19,34 +19,16 @@ fn send(tid: &str, extra_headers: &str, body: Option<&[u8]>, flag: char) -> Vec<
     out
 }
 
-/// Decodes `wire` fed in `read`-byte pieces into chunks (body joined) and errors.
+/// Decodes `wire` fed in `read`-byte pieces into whole chunks and errors.
 fn decode_with(limits: DecoderLimits, wire: &[u8], read: usize) -> Vec<Result<Chunk, ChunkParseError>> {
     let wire = Bytes::copy_from_slice(wire);
     let mut decoder = Decoder::new(limits);
     let mut out = Vec::new();
-    let mut current: Option<(Chunk, Vec<u8>)> = None;
     for start in (0..wire.len()).step_by(read.max(1)) {
         decoder.feed(wire.slice(start..wire.len().min(start + read.max(1))));
-        while let Some(item) = decoder.poll() {
-            match item {
-                Ok(Decoded::Head(head)) => current = Some((head, Vec::new())),
-                Ok(Decoded::Data(data)) => current.as_mut().expect("head first").1.extend_from_slice(&data),
-                Ok(Decoded::End(flag)) => {
-                    let (mut chunk, body) = current.take().expect("head first");
-                    chunk.data = body.into();
-                    chunk.contflag = flag;
-                    out.push(Ok(chunk));
-                }
-                Err(error) => {
-                    current = None;
-                    out.push(Err(error));
-                }
-            }
-        }
+        out.extend(std::iter::from_fn(|| decoder.poll_chunk(None)));
     }
-    if let Some(error) = decoder.finish() {
-        out.push(Err(error));
-    }
+    out.extend(decoder.finish().map(Err));
     out
 }
 
