@@ -189,6 +189,7 @@ impl Decoder {
     /// chunks come whole up to [`DecoderLimits::max_whole_chunk`] and in segments beyond.
     ///
     /// Do not mix with [`Decoder::poll`] on the same decoder.
+    #[doc(alias = "read_chunk")]
     pub fn poll_chunk(&mut self, size: Option<usize>) -> Option<Result<Chunk, ChunkParseError>> {
         let cap = size.unwrap_or(self.limits.max_whole_chunk);
         loop {
