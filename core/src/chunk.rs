@@ -5,12 +5,34 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::header::{
-    ByteRange, FailureReport, FromPath, Header, HeaderError, HeaderName, HeaderValue, Headers, MessageId, Status,
-    SuccessReport, ToPath,
+    ByteRange, ExtensionName, FailureReport, FromPath, Header, HeaderError, HeaderName, HeaderValue, Headers,
+    MessageId, Status, SuccessReport, ToPath,
 };
 
 /// The largest body RFC 4975 §7.1 allows in a request other than SEND.
 pub const MAX_NON_SEND_BODY: usize = 10240;
+
+/// Why a chunk would not be a valid MSRP frame ([`Chunk::verify_headers`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChunkError {
+    /// A header is missing, invalid or not allowed.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// The transaction id is not an `ident` of 4 to 32 characters (RFC 4975 §9).
+    #[error("transaction id {0:?} is not an ident of 4 to 32 characters")]
+    TransactionId(String),
+    /// A response status code is not three digits.
+    #[error("status code {0} is not three digits")]
+    StatusCode(u16),
+    /// A response carries a body or a Content-Type (RFC 4975 §7.2).
+    #[error("a response cannot carry a body or a Content-Type")]
+    ResponseWithBody,
+    /// The body contains this chunk's own end-line (RFC 4975 §7.1: the sender must pick
+    /// another transaction id or cut the chunk there).
+    #[error("the body contains the end-line of transaction {0}")]
+    EndLineInBody(String),
+}
 
 /// The flag that ends a chunk's end-line.
 #[doc(alias = "contflag")]
@@ -68,7 +90,7 @@ pub enum Method {
     /// `NICKNAME` (RFC 7701)
     Nickname,
     /// Any other method, as written.
-    Other(Box<str>),
+    Other(ExtensionName),
 }
 
 impl Method {
@@ -79,7 +101,7 @@ impl Method {
             Self::Report => "REPORT",
             Self::Auth => "AUTH",
             Self::Nickname => "NICKNAME",
-            Self::Other(name) => name,
+            Self::Other(name) => name.as_str(),
         }
     }
 
@@ -94,7 +116,7 @@ impl Method {
                 let valid = name.first().is_some_and(u8::is_ascii_uppercase)
                     && name.iter().all(|&b| b.is_ascii_uppercase() || b == b'_');
                 let text = std::str::from_utf8(name).ok().filter(|_| valid)?;
-                Some(Self::Other(text.into()))
+                Some(Self::Other(ExtensionName(text.into())))
             }
         }
     }
@@ -126,6 +148,7 @@ pub enum StartLine {
 /// read buffer. A chunk delivered in segments (see
 /// [`Decoder::poll_chunk`](crate::codec::Decoder::poll_chunk)) carries `segment`.
 #[doc(alias = "MSRPData")]
+#[doc(alias = "copy")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     /// The transaction id.
@@ -246,30 +269,48 @@ impl Chunk {
         self.headers.set_typed(header);
     }
 
-    /// Checks what a receiver would: To-Path and From-Path present and valid, every known
-    /// header valid, a Content-Type when there is a body, REPORT rules (Status and
-    /// Message-ID present, no report headers) and the 10240-octet cap on non-SEND bodies.
-    pub fn verify_headers(&self) -> Result<(), HeaderError> {
+    /// Checks that the chunk is a valid frame and what a receiver would check: a
+    /// transaction id that is an `ident`, a three-digit status, To-Path and From-Path
+    /// present and valid, every known header valid, a Content-Type when there is a body
+    /// and none on a response, REPORT rules (Status and Message-ID present, no report
+    /// headers), the 10240-octet cap on non-SEND bodies, and no copy of the chunk's own
+    /// end-line inside its body.
+    ///
+    /// [`Chunk::encode`] writes what the chunk holds; a chunk that passes this check
+    /// encodes to exactly one frame that decodes back to it.
+    pub fn verify_headers(&self) -> Result<(), ChunkError> {
+        if !crate::header::is_ident(self.transaction_id.as_bytes()) {
+            return Err(ChunkError::TransactionId(self.transaction_id.clone()));
+        }
+        if let Some(code) = self.code().filter(|&code| code > 999) {
+            return Err(ChunkError::StatusCode(code));
+        }
         self.to_path()?;
         self.from_path()?;
         for field in &self.headers {
             verify_field(&field.name, field.value.as_str())?;
         }
+        if !self.is_request() && self.has_body_section() {
+            return Err(ChunkError::ResponseWithBody);
+        }
         if !self.data.is_empty() && self.content_type().is_none() {
-            return Err(HeaderError::MissingContentType);
+            return Err(HeaderError::MissingContentType.into());
+        }
+        if self.body_contains_end_line() {
+            return Err(ChunkError::EndLineInBody(self.transaction_id.clone()));
         }
         if let Some(method) = self.method() {
             if *method == Method::Report {
                 if self.headers.get(&HeaderName::Status).is_none() {
-                    return Err(HeaderError::Missing("Status"));
+                    return Err(HeaderError::Missing("Status").into());
                 }
                 if self.headers.get(&HeaderName::MessageId).is_none() {
-                    return Err(HeaderError::Missing("Message-ID"));
+                    return Err(HeaderError::Missing("Message-ID").into());
                 }
                 for name in [HeaderName::SuccessReport, HeaderName::FailureReport] {
                     if self.headers.get(&name).is_some() {
                         let reason = "a REPORT never asks for reports (RFC 4975 §7.1.2)";
-                        return Err(HeaderError::NotAllowed { name: name.static_name(), reason });
+                        return Err(HeaderError::NotAllowed { name: name.static_name(), reason }.into());
                     }
                 }
             }
@@ -278,10 +319,29 @@ impl Chunk {
                     method: method.to_string(),
                     size: self.data.len(),
                     limit: MAX_NON_SEND_BODY,
-                });
+                }
+                .into());
             }
         }
         Ok(())
+    }
+
+    /// Whether the body holds `\r\n-------<tid>` followed by a flag and CRLF (counting the
+    /// CRLF that closes the body), which a receiver would take for the end of the chunk.
+    /// A sender that finds it picks another transaction id (RFC 4975 §7.1).
+    pub fn body_contains_end_line(&self) -> bool {
+        let mut needle = Vec::with_capacity(self.transaction_id.len() + 9);
+        needle.extend_from_slice(b"\r\n-------");
+        needle.extend_from_slice(self.transaction_id.as_bytes());
+        // What follows `-------<tid>` in the body, before the CRLF that closes the body.
+        let ends_line = |rest: &[u8]| match rest {
+            [flag] | [flag, b'\r', b'\n', ..] => ContinuationFlag::from_byte(*flag).is_some(),
+            _ => false,
+        };
+        let data = &self.data[..];
+        // At the very start, the blank line's CRLF may stand in for the end-line's own.
+        data.strip_prefix(&needle[2..]).is_some_and(ends_line)
+            || memchr::memmem::find_iter(data, &needle).any(|at| ends_line(&data[at + needle.len()..]))
     }
 
     /// Whether the encoding has a body section (blank line, body, CRLF before the end-line):
@@ -483,7 +543,7 @@ mod tests {
         let mut chunk = Chunk::request("abcd", Method::Send);
         paths(&mut chunk);
         chunk.data = Bytes::from_static(b"raw");
-        assert_eq!(chunk.verify_headers(), Err(HeaderError::MissingContentType));
+        assert_eq!(chunk.verify_headers(), Err(ChunkError::Header(HeaderError::MissingContentType)));
         let mut decoder = Decoder::new(DecoderLimits::default());
         decoder.feed(chunk.encode());
         let error = decoder.poll().expect("item").expect_err("400");
@@ -497,23 +557,69 @@ mod tests {
     fn verify_headers_rules() {
         let mut report = Chunk::request("abcd", Method::Report);
         paths(&mut report);
-        assert_eq!(report.verify_headers(), Err(HeaderError::Missing("Status")));
+        assert_eq!(report.verify_headers(), Err(ChunkError::Header(HeaderError::Missing("Status"))));
         report.add_header(&Status::new(200, Some("OK".into())));
-        assert_eq!(report.verify_headers(), Err(HeaderError::Missing("Message-ID")));
+        assert_eq!(report.verify_headers(), Err(ChunkError::Header(HeaderError::Missing("Message-ID"))));
         report.add_header(&MessageId("m1x2y3z4".into()));
         report.verify_headers().expect("valid REPORT");
         report.add_header(&FailureReport::Yes);
-        assert!(matches!(report.verify_headers(), Err(HeaderError::NotAllowed { name: "Failure-Report", .. })));
+        assert!(matches!(
+            report.verify_headers(),
+            Err(ChunkError::Header(HeaderError::NotAllowed { name: "Failure-Report", .. }))
+        ));
         report.headers.remove(&HeaderName::FailureReport);
         report.headers.set(HeaderName::ContentType, "text/plain");
         report.data = Bytes::from(vec![b'x'; MAX_NON_SEND_BODY + 1]);
-        assert!(matches!(report.verify_headers(), Err(HeaderError::BodyTooLarge { size: 10241, .. })));
+        assert!(matches!(
+            report.verify_headers(),
+            Err(ChunkError::Header(HeaderError::BodyTooLarge { size: 10241, .. }))
+        ));
 
         let mut send = Chunk::request("abcd", Method::Send);
-        assert_eq!(send.verify_headers(), Err(HeaderError::Missing("To-Path")));
+        assert_eq!(send.verify_headers(), Err(ChunkError::Header(HeaderError::Missing("To-Path"))));
         paths(&mut send);
         send.headers.set(HeaderName::ByteRange, "0-1/1");
-        assert!(matches!(send.verify_headers(), Err(HeaderError::Invalid { name: "Byte-Range", .. })));
+        assert!(matches!(
+            send.verify_headers(),
+            Err(ChunkError::Header(HeaderError::Invalid { name: "Byte-Range", .. }))
+        ));
+    }
+
+    // R4975-7.1-8, R4975-9-3, R4975-7.2-2: what would not make exactly one valid frame.
+    #[test]
+    fn verify_rejects_what_would_break_the_frame() {
+        let mut chunk = Chunk::request("abcd\r\nX-Injected: 1", Method::Send);
+        paths(&mut chunk);
+        assert!(matches!(chunk.verify_headers(), Err(ChunkError::TransactionId(_))));
+        chunk.transaction_id = "abcd".into();
+        chunk.headers.set(HeaderName::ContentType, "text/plain");
+        for body in [&b"hello\r\n-------abcd$\r\nMSRP zzzz SEND\r\n"[..], b"x\r\n-------abcd+", b"-------abcd#\r\nrest"]
+        {
+            chunk.data = Bytes::copy_from_slice(body);
+            assert_eq!(chunk.verify_headers(), Err(ChunkError::EndLineInBody("abcd".into())), "{body:?}");
+        }
+        for body in [&b"x\r\n-------abcdX\r\n"[..], b"\r\n-------abcd", b"x\r\n-------abcd$\r", b"-------abcde$\r\n"] {
+            chunk.data = Bytes::copy_from_slice(body);
+            assert_eq!(chunk.verify_headers(), Ok(()), "{body:?}");
+        }
+
+        let mut response = Chunk::response("abcd", 200, None);
+        paths(&mut response);
+        response.verify_headers().expect("valid response");
+        response.headers.set(HeaderName::ContentType, "text/plain");
+        assert_eq!(response.verify_headers(), Err(ChunkError::ResponseWithBody));
+        let mut response = Chunk::response("abcd", 2000, None);
+        paths(&mut response);
+        assert_eq!(response.verify_headers(), Err(ChunkError::StatusCode(2000)));
+
+        // Extension names can only be made from valid text, and values lose control characters.
+        assert!(Method::from_bytes(b"SEND\r\nX-Evil: 1").is_none());
+        assert!(HeaderName::from_bytes(b"X-A: 1\r\nTo-Path").is_none());
+        assert_eq!(HeaderName::from_bytes(b"to-path"), Some(HeaderName::ToPath));
+        chunk.data = Bytes::new();
+        chunk.headers.set(HeaderName::ContentDescription, "a\0b\x1bc\td");
+        assert_eq!(chunk.headers.get(&HeaderName::ContentDescription).map(HeaderValue::as_str), Some("a b c\td"));
+        assert!(HeaderValue::from_bytes(Bytes::from_static(b"a\0b")).is_none());
     }
 
     // R4975-7.1.1-3: implied report values.

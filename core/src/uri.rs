@@ -51,6 +51,9 @@ pub enum UriError {
     /// The scheme is not `msrp` or `msrps`.
     #[error("MSRP URI {0:?} does not start with msrp:// or msrps://")]
     BadScheme(String),
+    /// The user part is empty or holds characters user info cannot have.
+    #[error("MSRP URI {0:?} has an invalid user part")]
+    BadUser(String),
     /// The host is empty or holds characters a host cannot have.
     #[error("MSRP URI {0:?} has an invalid host")]
     BadHost(String),
@@ -78,10 +81,17 @@ pub enum UriError {
 }
 
 impl Uri {
-    /// A URI for `host` with transport `tcp` and nothing else set.
+    /// A URI for `host` with transport `tcp` and nothing else set. An IPv6 address may be
+    /// given with or without brackets. (RFC 4975 §6 wants a port with an IP address:
+    /// set one before the URI goes into a path.)
     pub fn new(host: impl Into<String>) -> Self {
+        let host: String = host.into();
+        let host = match host.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')) {
+            Some(inner) => inner.to_owned(),
+            None => host,
+        };
         Self {
-            host: host.into(),
+            host,
             use_tls: false,
             user: None,
             port: None,
@@ -124,6 +134,8 @@ impl Uri {
         if self.use_tls { "msrps" } else { "msrp" }
     }
 
+    #[doc(alias = "use_sessmatch")]
+    #[doc(alias = "sessmatch")]
     /// Compares by session id only, as `use_sessmatch` asks
     /// (draft-ietf-simple-msrp-sessmatch): two URIs without a session id never match.
     pub fn matches_session(&self, other: &Self) -> bool {
@@ -232,7 +244,7 @@ impl FromStr for Uri {
                     return Err(err(UriError::Password));
                 }
                 if user.is_empty() || !user.bytes().all(is_userinfo_char) {
-                    return Err(err(UriError::BadHost));
+                    return Err(err(UriError::BadUser));
                 }
                 (Some(user.to_owned()), host_port)
             }
@@ -430,6 +442,7 @@ mod tests {
             ("msrp://hé:1/s;tcp", UriError::NotAscii(String::new())),
             ("msrp://h:1/s;tcp;a=b=c", UriError::BadParameter(String::new())),
             ("msrp://:1/s;tcp", UriError::BadHost(String::new())),
+            ("msrp://a b@h:1/s;tcp", UriError::BadUser(String::new())),
         ] {
             let error = text.parse::<Uri>().expect_err(text);
             assert_eq!(std::mem::discriminant(&error), std::mem::discriminant(&expected), "{text}: {error}");
@@ -455,6 +468,8 @@ mod tests {
             assert_eq!(uri(text).to_string(), text);
         }
         assert_eq!(uri("MSRPS://H:1/s;TCP").to_string(), "msrps://H:1/s;TCP");
+        assert_eq!(Uri::new("[::1]").with_port(1).to_string(), "msrp://[::1]:1;tcp");
+        assert_eq!(Uri::new("::1").with_port(1), uri("msrp://[::1]:1;tcp"));
     }
 
     #[test]

@@ -173,7 +173,11 @@ fn rank(name: &HeaderName) -> u8 {
         HeaderName::FromPath => 1,
         HeaderName::ContentId | HeaderName::ContentDescription | HeaderName::ContentDisposition => 3,
         HeaderName::ContentType => 4,
-        HeaderName::Other(name) if name.len() > 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"content-") => 3,
+        HeaderName::Other(name)
+            if name.as_str().len() > 8 && name.as_str().as_bytes()[..8].eq_ignore_ascii_case(b"content-") =>
+        {
+            3
+        }
         _ => 2,
     }
 }
@@ -383,17 +387,10 @@ impl BodySpec {
     }
 }
 
-/// Whether the encoded chunk can be framed: the body followed by the CRLF that closes
-/// it must not contain `\r\n-------<tid><flag>\r\n` (R4975-7.1-8: the sender must make
-/// sure the end-line does not occur in the body).
+/// Whether the encoded chunk can be framed (R4975-7.1-8: the sender must make sure the
+/// end-line does not occur in the body), as the library's sender-side check says.
 fn body_is_framable(chunk: &Chunk) -> bool {
-    let mut needle = b"\r\n-------".to_vec();
-    needle.extend_from_slice(chunk.transaction_id.as_bytes());
-    let mut hay = chunk.data.to_vec();
-    hay.extend_from_slice(b"\r\n");
-    let n = needle.len();
-    !hay.windows(n + 3)
-        .any(|w| w.starts_with(&needle) && ContinuationFlag::from_byte(w[n]).is_some() && &w[n + 1..] == b"\r\n")
+    !chunk.body_contains_end_line()
 }
 
 fn assemble(

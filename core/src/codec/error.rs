@@ -5,6 +5,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::chunk::{Chunk, Method};
+use crate::header::FailureReport;
 use crate::header::HeaderError;
 
 /// What was wrong with the input.
@@ -109,15 +110,19 @@ impl ChunkParseError {
     }
 
     /// The MSRP status a receiver should answer the bad request with: 413 for
-    /// size limits, 400 otherwise; `None` when framing is lost, or when the chunk
-    /// is a response or a REPORT (neither is ever answered).
+    /// size limits, 400 otherwise; `None` when framing is lost, when the chunk is a
+    /// response or a REPORT (neither is ever answered), or when it asked for no
+    /// response at all with `Failure-Report: no` (RFC 4975 §7.1.4).
     pub fn status(&self) -> Option<u16> {
         if self.fatal {
             return None;
         }
-        let method = self.head.as_ref().map_or(Some(&Method::Send), |head| head.method())?;
-        if *method == Method::Report {
-            return None;
+        if let Some(head) = &self.head {
+            if head.method().is_none_or(|method| *method == Method::Report)
+                || head.failure_report() == FailureReport::No
+            {
+                return None;
+            }
         }
         match self.kind {
             ParseErrorKind::MessageTooLarge { .. } | ParseErrorKind::BodyTooLarge { .. } => Some(413),

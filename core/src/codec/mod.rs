@@ -80,8 +80,9 @@ impl Default for DecoderLimits {
 /// One item of decoded input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
-    /// The start line and headers of a new chunk (its `data` is empty). Zero or more
-    /// [`Decoded::Data`] follow, then [`Decoded::End`].
+    /// The start line and headers of a new chunk (its `data` is empty, and its
+    /// `contflag` is only final for a bodiless chunk). Zero or more [`Decoded::Data`]
+    /// follow, then [`Decoded::End`] with the real flag.
     Head(Chunk),
     /// The next piece of the current chunk's body: a slice of the fed buffers.
     Data(Bytes),
@@ -101,6 +102,8 @@ pub struct Decoder {
     state: State,
     ready: VecDeque<Result<Decoded, ChunkParseError>>,
     assembly: Option<Assembly>,
+    /// Stream offset of each header line of the chunk being read, for error positions.
+    field_offsets: Vec<u64>,
 }
 
 /// What every end-line that closes a body starts with: the CRLF ending the body and seven dashes.
@@ -129,6 +132,7 @@ impl Decoder {
             state: State::StartLine,
             ready: VecDeque::new(),
             assembly: None,
+            field_offsets: Vec::new(),
         }
     }
 
@@ -166,6 +170,7 @@ impl Decoder {
     /// [closes the connection](ChunkParseError::closes_connection) is the last item;
     /// any other `Err` ends the chunk in progress (no [`Decoded::End`] follows for it)
     /// and decoding goes on with the next chunk.
+    #[must_use]
     pub fn poll(&mut self) -> Option<Result<Decoded, ChunkParseError>> {
         loop {
             if let Some(item) = self.ready.pop_front() {
@@ -189,6 +194,7 @@ impl Decoder {
     /// chunks come whole up to [`DecoderLimits::max_whole_chunk`] and in segments beyond.
     ///
     /// Do not mix with [`Decoder::poll`] on the same decoder.
+    #[must_use]
     #[doc(alias = "read_chunk")]
     pub fn poll_chunk(&mut self, size: Option<usize>) -> Option<Result<Chunk, ChunkParseError>> {
         let cap = size.unwrap_or(self.limits.max_whole_chunk);
@@ -200,12 +206,17 @@ impl Decoder {
                 }
                 Ok(Decoded::Head(chunk)) => self.assembly = Some(Assembly::new(chunk)),
                 Ok(Decoded::Data(data)) => {
-                    if let Some(assembly) = &mut self.assembly {
-                        assembly.len += data.len();
-                        assembly.parts.push(data);
-                        if assembly.len > cap {
-                            return Some(Ok(assembly.take_segment(None)));
+                    let Some(assembly) = &mut self.assembly else { continue };
+                    assembly.len += data.len();
+                    assembly.parts.push(data);
+                    if assembly.len > cap {
+                        // When the end-line came in the same read, this is the last segment.
+                        if let Some(Ok(Decoded::End(flag))) = self.ready.front() {
+                            let flag = *flag;
+                            self.ready.pop_front();
+                            return self.assembly.take().map(|mut assembly| Ok(assembly.take_segment(Some(flag))));
                         }
+                        return Some(Ok(assembly.take_segment(None)));
                     }
                 }
                 Ok(Decoded::End(flag)) => {
@@ -219,6 +230,7 @@ impl Decoder {
 
     /// Tells the decoder the stream has ended. Returns an error when it ended inside
     /// a chunk; the decoder is failed afterwards either way.
+    #[must_use]
     pub fn finish(&mut self) -> Option<ChunkParseError> {
         let mid_chunk = !matches!(self.state, State::StartLine | State::Failed) || !self.line.is_empty();
         let transaction_id = self.current_transaction_id();
@@ -284,17 +296,18 @@ impl Decoder {
                 self.input.pop_front();
             }
             self.consumed += piece.len() as u64;
+            if self.line.len() + piece.len() > max {
+                // Skipping resumes after this line; only a CRLF can precede the end-line.
+                let crlf = piece.ends_with(b"\r\n") || (piece[..] == b"\n"[..] && self.line.ends_with(b"\r"));
+                self.line.clear();
+                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, crlf)));
+            }
             let whole = if self.line.is_empty() {
                 piece
             } else {
                 self.line.extend_from_slice(&piece);
                 self.line.split().freeze()
             };
-            if whole.len() > max {
-                // Skipping resumes after this line; only a CRLF can precede the end-line.
-                let crlf = whole.ends_with(b"\r\n");
-                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, crlf)));
-            }
             if whole.len() < 2 || whole[whole.len() - 2] != b'\r' {
                 return Some(Err((ParseErrorKind::BareLineFeed, false)));
             }
@@ -355,6 +368,7 @@ impl Decoder {
         };
         let mut chunk = Chunk::request(tid, Method::Send);
         chunk.start_line = start_line;
+        self.field_offsets.clear();
         chunk.headers.reserve(8);
         self.state = State::Headers(chunk);
     }
@@ -382,6 +396,7 @@ impl Decoder {
         match field {
             Some(field) => {
                 chunk.headers.push_field(field);
+                self.field_offsets.push(offset);
                 self.state = State::Headers(chunk);
             }
             None => self.skip_chunk(chunk, ParseErrorKind::BadHeaderLine, offset, true),
@@ -400,7 +415,8 @@ impl Decoder {
 
     /// The blank line (`has_body`) or the end-line of a bodiless chunk was read.
     fn on_head_complete(&mut self, chunk: Chunk, has_body: bool, offset: u64) {
-        if let Err(kind) = self.check_head(&chunk, has_body) {
+        if let Err((kind, field)) = self.check_head(&chunk, has_body) {
+            let offset = field.and_then(|index| self.field_offsets.get(index)).copied().unwrap_or(offset);
             if has_body {
                 return self.skip_chunk(chunk, kind, offset, false);
             }
@@ -415,6 +431,10 @@ impl Decoder {
             };
             let mut scan = BodyScan::new(&chunk.transaction_id, false, limit);
             scan.body_start = self.consumed;
+            // Tolerance: an empty body whose end-line lacks the CRLF that closes the body
+            // (`Content-Type: …\r\n\r\n-------tid$`) ends the chunk instead of swallowing
+            // the stream. A body cannot start with its own end-line (RFC 4975 §7.1).
+            scan.seed_line_start();
             // Requests other than SEND are rare and small; keep their head for a 413.
             scan.limited_head = limit.map(|_| Box::new(chunk.clone()));
             self.state = State::Body(scan);
@@ -430,60 +450,59 @@ impl Decoder {
     }
 
     /// The checks every chunk gets before its head is delivered. Cheap ones only:
-    /// URIs are counted here, not parsed.
-    fn check_head(&self, chunk: &Chunk, has_body: bool) -> Result<(), ParseErrorKind> {
+    /// URIs are counted here, not parsed. A failing header is named by its index.
+    fn check_head(&self, chunk: &Chunk, has_body: bool) -> Result<(), (ParseErrorKind, Option<usize>)> {
         let fields = chunk.headers.fields();
-        let header_error = ParseErrorKind::Header;
+        let missing = |name| Err((ParseErrorKind::Header(HeaderError::Missing(name)), None));
         match (fields.first().map(|f| &f.name), fields.get(1).map(|f| &f.name)) {
             (Some(HeaderName::ToPath), Some(HeaderName::FromPath)) => {}
-            _ if chunk.headers.get(&HeaderName::ToPath).is_none() => {
-                return Err(header_error(HeaderError::Missing("To-Path")));
-            }
-            _ if chunk.headers.get(&HeaderName::FromPath).is_none() => {
-                return Err(header_error(HeaderError::Missing("From-Path")));
-            }
-            _ => return Err(header_error(HeaderError::WrongOrder)),
+            _ if chunk.headers.get(&HeaderName::ToPath).is_none() => return missing("To-Path"),
+            _ if chunk.headers.get(&HeaderName::FromPath).is_none() => return missing("From-Path"),
+            _ => return Err((ParseErrorKind::Header(HeaderError::WrongOrder), None)),
         }
-        for field in fields {
-            let bytes = field.value.as_bytes();
-            match &field.name {
-                name @ (HeaderName::ToPath | HeaderName::FromPath | HeaderName::UsePath)
-                    if memchr::memchr_iter(b' ', bytes).count() >= self.limits.max_path_uris
-                        && bytes.split(|&b| b == b' ').filter(|uri| !uri.is_empty()).count()
-                            > self.limits.max_path_uris =>
-                {
-                    let limit = self.limits.max_path_uris;
-                    return Err(ParseErrorKind::PathTooLong { header: name.static_name(), limit });
-                }
-                HeaderName::ByteRange => {
-                    let range = ByteRange::decode(field.value.as_str()).map_err(header_error)?;
-                    let announced = range.total.unwrap_or(0).max(range.end.unwrap_or(0)).max(range.start);
-                    if announced > self.limits.max_message_size {
-                        return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
-                    }
-                }
-                HeaderName::MessageId if !crate::header::is_ident(bytes) => {
-                    let reason = "not an ident of 4 to 32 characters";
-                    return Err(header_error(HeaderError::invalid("Message-ID", field.value.as_str(), reason)));
-                }
-                HeaderName::FailureReport => {
-                    FailureReport::decode(field.value.as_str()).map_err(header_error)?;
-                }
-                HeaderName::SuccessReport => {
-                    SuccessReport::decode(field.value.as_str()).map_err(header_error)?;
-                }
-                _ => {}
-            }
+        for (index, field) in fields.iter().enumerate() {
+            self.check_field(field).map_err(|kind| (kind, Some(index)))?;
         }
         if has_body {
             if !chunk.is_request() {
-                return Err(ParseErrorKind::ResponseWithBody);
+                return Err((ParseErrorKind::ResponseWithBody, None));
             }
             if chunk.headers.get(&HeaderName::ContentType).is_none() {
-                return Err(header_error(HeaderError::MissingContentType));
+                return Err((ParseErrorKind::Header(HeaderError::MissingContentType), None));
             }
         }
         Ok(())
+    }
+
+    fn check_field(&self, field: &HeaderField) -> Result<(), ParseErrorKind> {
+        let header_error = ParseErrorKind::Header;
+        let bytes = field.value.as_bytes();
+        match &field.name {
+            // URIs are separated by SP; HTAB is counted too, as `Uri::parse_path` accepts it.
+            name @ (HeaderName::ToPath | HeaderName::FromPath | HeaderName::UsePath)
+                if memchr::memchr2_iter(b' ', b'\t', bytes).count() >= self.limits.max_path_uris
+                    && bytes.split(|&b| b == b' ' || b == b'\t').filter(|uri| !uri.is_empty()).count()
+                        > self.limits.max_path_uris =>
+            {
+                let limit = self.limits.max_path_uris;
+                Err(ParseErrorKind::PathTooLong { header: name.static_name(), limit })
+            }
+            HeaderName::ByteRange => {
+                let range = ByteRange::decode(field.value.as_str()).map_err(header_error)?;
+                let announced = range.total.unwrap_or(0).max(range.end.unwrap_or(0)).max(range.start);
+                if announced > self.limits.max_message_size {
+                    return Err(ParseErrorKind::MessageTooLarge { announced, limit: self.limits.max_message_size });
+                }
+                Ok(())
+            }
+            HeaderName::MessageId if !crate::header::is_ident(bytes) => {
+                let reason = "not an ident of 4 to 32 characters";
+                Err(header_error(HeaderError::invalid("Message-ID", field.value.as_str(), reason)))
+            }
+            HeaderName::FailureReport => FailureReport::decode(field.value.as_str()).map(drop).map_err(header_error),
+            HeaderName::SuccessReport => SuccessReport::decode(field.value.as_str()).map(drop).map_err(header_error),
+            _ => Ok(()),
+        }
     }
 
     /// Scans the next input buffer for the end of the current body.
@@ -561,7 +580,7 @@ fn parse_header_line(line: &Bytes) -> Option<HeaderField> {
     while end > start && matches!(line[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    let value = HeaderValue::from_line(line.slice(start..end))?;
+    let value = HeaderValue::from_bytes(line.slice(start..end))?;
     Some(HeaderField { name, value })
 }
 
@@ -574,6 +593,8 @@ struct BodyScan {
     /// A searcher for `needle`, built once a body outgrows [`QUICK_SCAN`].
     finder: Option<Box<memmem::Finder<'static>>>,
     held: BytesMut,
+    /// How many bytes at the front of `held` are a CRLF put there by the decoder, not body.
+    synthetic: usize,
     /// The head of a request whose body has a size limit, kept to build the 413.
     limited_head: Option<Box<Chunk>>,
     /// Skip the body instead of delivering it (the chunk was reported bad).
@@ -611,6 +632,7 @@ impl BodyScan {
             needle,
             finder: None,
             held: BytesMut::new(),
+            synthetic: 0,
             limited_head: None,
             discard,
             limit,
@@ -619,10 +641,21 @@ impl BodyScan {
         }
     }
 
-    /// When skipping starts right after a line's CRLF, the end-line can come next
-    /// without a CRLF of its own: put that CRLF back in front of the scan.
+    /// When the scan starts right after a line's CRLF (a blank line, or a header line
+    /// of a chunk being skipped), the end-line can come next without a CRLF of its own:
+    /// put that CRLF back in front of the scan, marked as not being body.
     fn seed_line_start(&mut self) {
         self.held.extend_from_slice(b"\r\n");
+        self.synthetic = 2;
+    }
+
+    /// Takes the first `len` held bytes as body, leaving out the decoder's own CRLF.
+    fn release_held(&mut self, len: usize) -> Bytes {
+        let mut data = self.held.split_to(len);
+        let skip = self.synthetic.min(data.len());
+        bytes::Buf::advance(&mut data, skip);
+        self.synthetic -= skip;
+        data.freeze()
     }
 
     fn needle(&self) -> &[u8] {
@@ -649,8 +682,9 @@ impl BodyScan {
                     EndMatch::No => {}
                     EndMatch::Full(flag) => {
                         let used = at + end_len - held_len;
-                        outcome.data[0] = Some(self.held.split_to(at).freeze());
+                        outcome.data[0] = Some(self.release_held(at));
                         self.held.clear();
+                        self.synthetic = 0;
                         outcome.end = Some(flag);
                         outcome.rest = Some(input.slice(used..));
                         outcome.consumed = used;
@@ -658,14 +692,14 @@ impl BodyScan {
                     }
                     EndMatch::Partial => {
                         // The whole input fit in the window and still may be the end-line.
-                        outcome.data[0] = Some(self.held.split_to(at).freeze());
+                        outcome.data[0] = Some(self.release_held(at));
                         self.held.extend_from_slice(input);
                         outcome.consumed = input.len();
                         return outcome;
                     }
                 }
             }
-            outcome.data[0] = Some(self.held.split().freeze());
+            outcome.data[0] = Some(self.release_held(held_len));
         }
         outcome.consumed = input.len();
         let end_at = |outcome: &mut ScanOutcome, at: usize, flag| {
@@ -777,7 +811,7 @@ impl Assembly {
         let len = data.len() as u64;
         chunk.data = data;
         if end.is_none() || self.segments > 0 {
-            self.segments += 1;
+            self.segments = self.segments.saturating_add(1);
             chunk.segment = Some(self.segments);
             let base = self.head.byte_range().unwrap_or(ByteRange::new(1, None, None));
             let start = base.start + self.delivered;

@@ -135,7 +135,7 @@ fn header_tolerances() {
 #[test]
 fn method_with_underscore() {
     let chunk = only_chunk(format!("MSRP abcd FILE_OFFSET\r\n{TO}{FROM}-------abcd$\r\n").as_bytes());
-    assert_eq!(chunk.method(), Some(&Method::Other("FILE_OFFSET".into())));
+    assert_eq!(chunk.method().map(Method::as_str), Some("FILE_OFFSET"));
 }
 
 // R4975-7.1-3..6: bodiless, empty body, body without Content-Type, body framing.
@@ -407,4 +407,61 @@ fn body_limit_error_carries_the_head() {
     assert_eq!(head.method(), Some(&Method::Nickname));
     assert_eq!(head.from_path().expect("From-Path").0[0].host, "a.example.com");
     assert_eq!(error.status(), Some(413));
+}
+
+/// Tolerance: an empty body whose end-line comes right after the blank line, without the
+/// CRLF that closes a body, ends the chunk (it used to swallow the rest of the stream).
+#[test]
+fn empty_body_without_closing_crlf() {
+    let mut wire = format!("MSRP abcd SEND\r\n{TO}{FROM}Content-Type: text/plain\r\n\r\n-------abcd$\r\n").into_bytes();
+    wire.extend(send("efgh", "", Some(b"next"), '$'));
+    let items = decode(&wire);
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items[0].as_ref().expect("decodes").data.is_empty());
+    assert_eq!(&items[1].as_ref().expect("decodes").data[..], b"next");
+    // A body that merely starts with dashes is data.
+    assert_eq!(&only_chunk(&send("abcd", "", Some(b"-------abcdX"), '$')).data[..], b"-------abcdX");
+}
+
+// Found in review.
+
+/// R4975-7.1.4-2: a request with `Failure-Report: no` gets no response, not even a 400.
+#[test]
+fn failure_report_no_gets_no_error_response() {
+    let wire = send("abcd", "Failure-Report: no\r\nByte-Range: 1-2/1x\r\n", None, '$');
+    let items = decode(&wire);
+    let error = items[0].as_ref().expect_err("bad Byte-Range");
+    assert_eq!(error.status(), None);
+    let wire = send("abcd", "Failure-Report: partial\r\nByte-Range: 1-2/1x\r\n", None, '$');
+    assert_eq!(decode(&wire)[0].as_ref().expect_err("bad Byte-Range").status(), Some(400));
+}
+
+/// The position of a header error is the start of that header's line.
+#[test]
+fn header_errors_point_at_their_line() {
+    let wire = send("abcd", "Byte-Range: 1-2/1x\r\n", None, '$');
+    let line = String::from_utf8_lossy(&wire).find("Byte-Range").expect("header") as u64;
+    assert_eq!(decode(&wire)[0].as_ref().expect_err("bad Byte-Range").offset, line);
+}
+
+/// The path limit counts URIs separated by tabs too.
+#[test]
+fn path_limit_counts_tab_separated_uris() {
+    let path = vec!["msrp://a:1/a;tcp"; 40].join("\t");
+    let wire = format!("MSRP abcd SEND\r\nTo-Path: {path}\r\n{FROM}-------abcd$\r\n");
+    let error = decode_with(DecoderLimits::default(), wire.as_bytes(), wire.len()).remove(0).expect_err("too long");
+    assert_eq!(error.kind, ParseErrorKind::PathTooLong { header: "To-Path", limit: 32 });
+}
+
+/// A segment that reaches the end-line in the same read is the last one: no empty segment follows.
+#[test]
+fn no_empty_last_segment() {
+    let wire = send("abcd", "Byte-Range: 11-*/20\r\n", Some(b"hello"), '+');
+    let mut decoder = Decoder::new(DecoderLimits::default());
+    decoder.feed(Bytes::from(wire));
+    let segments: Vec<Chunk> =
+        std::iter::from_fn(|| decoder.poll_chunk(Some(2))).map(|c| c.expect("decodes")).collect();
+    assert_eq!(segments.len(), 1);
+    assert_eq!((segments[0].contflag, segments[0].data.len()), (ContinuationFlag::More, 5));
+    assert_eq!(segments[0].segment, None, "a chunk that came whole is not a segment");
 }

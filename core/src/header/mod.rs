@@ -110,7 +110,7 @@ macro_rules! header_names {
         pub enum HeaderName {
             $( $(#[$doc])* $variant, )*
             /// Any other header, with its name as written (compared case-insensitively).
-            Other(Box<str>),
+            Other(ExtensionName),
         }
 
         impl HeaderName {
@@ -118,7 +118,7 @@ macro_rules! header_names {
             pub fn as_str(&self) -> &str {
                 match self {
                     $( Self::$variant => $text, )*
-                    Self::Other(name) => name,
+                    Self::Other(name) => name.as_str(),
                 }
             }
 
@@ -129,7 +129,7 @@ macro_rules! header_names {
                 let valid = name.first().is_some_and(u8::is_ascii_alphabetic)
                     && name.iter().all(|&b| crate::uri::is_token_char(b));
                 let text = std::str::from_utf8(name).ok().filter(|_| valid)?;
-                Some(Self::Other(text.into()))
+                Some(Self::Other(ExtensionName(text.into())))
             }
 
             /// The name of a known header as a `&'static str` (for error messages).
@@ -146,6 +146,7 @@ macro_rules! header_names {
                 match self {
                     $( Self::$variant => $rank, )*
                     Self::Other(name) => {
+                        let name = name.as_str();
                         let is_mime = name.len() > 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"content-");
                         if is_mime { 3 } else { 2 }
                     }
@@ -202,9 +203,22 @@ impl HeaderName {
     /// Case-insensitive comparison, so `X-Foo` and `x-foo` are the same header.
     pub fn matches(&self, other: &Self) -> bool {
         match (self, other) {
-            (Self::Other(a), Self::Other(b)) => a.eq_ignore_ascii_case(b),
+            (Self::Other(a), Self::Other(b)) => a.as_str().eq_ignore_ascii_case(b.as_str()),
             _ => self == other,
         }
+    }
+}
+
+/// The name of an extension header or method, checked against its grammar when it was
+/// made ([`HeaderName::from_bytes`], [`Method::from_bytes`](crate::Method::from_bytes)), so
+/// it can always be written into a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ExtensionName(pub(crate) Box<str>);
+
+impl ExtensionName {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -220,19 +234,9 @@ impl fmt::Display for HeaderName {
 pub struct HeaderValue(Bytes);
 
 impl HeaderValue {
-    /// Wraps bytes that must be UTF-8 text without CR or LF.
+    /// Wraps bytes that are RFC 4975 `utf8text`: UTF-8 without control characters other
+    /// than HTAB (so without CR or LF). One pass over ASCII, the usual case.
     pub fn from_bytes(bytes: Bytes) -> Option<Self> {
-        if bytes.iter().any(|&b| b == b'\r' || b == b'\n')
-            || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err())
-        {
-            return None;
-        }
-        Some(Self(bytes))
-    }
-
-    /// A value read from a header line: text without control characters other than HTAB
-    /// (RFC 4975 `utf8text`). One pass over ASCII, the usual case.
-    pub(crate) fn from_line(bytes: Bytes) -> Option<Self> {
         // A branch-free OR over all bytes, which the compiler turns into vector code.
         let controls = bytes.iter().fold(0u8, |found, &b| found | u8::from((b < 0x20 && b != b'\t') || b == 0x7f));
         if controls != 0 || (!bytes.is_ascii() && std::str::from_utf8(&bytes).is_err()) {
@@ -254,13 +258,17 @@ impl HeaderValue {
 }
 
 impl From<String> for HeaderValue {
-    /// Line breaks would break the frame, so CR and LF become spaces.
+    /// Control characters (CR and LF would break the frame) become spaces; HTAB stays.
     fn from(text: String) -> Self {
-        if text.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Self(Bytes::from(text.replace(['\r', '\n'], " ")));
+        if text.chars().any(is_forbidden_in_value) {
+            return Self(Bytes::from(text.replace(is_forbidden_in_value, " ")));
         }
         Self(Bytes::from(text))
     }
+}
+
+fn is_forbidden_in_value(c: char) -> bool {
+    c != '\t' && c.is_ascii_control()
 }
 
 impl From<&str> for HeaderValue {

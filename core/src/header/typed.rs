@@ -168,10 +168,12 @@ keyword_header!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ByteRange {
     /// Position of the chunk's first byte in the message, from 1 (msrplib's `fro`).
+    #[doc(alias = "fro")]
     pub start: u64,
     /// Position of the chunk's last byte, inclusive; `None` for `*` (an interruptible chunk).
     pub end: Option<u64>,
-    /// The size of the whole message; `None` for `*` (unknown).
+    /// The size of the whole message; `None` for `*` (unknown) (msrplib's `length`).
+    #[doc(alias = "length")]
     pub total: Option<u64>,
 }
 
