@@ -109,6 +109,9 @@ pub struct Decoder {
 /// What every end-line that closes a body starts with: the CRLF ending the body and seven dashes.
 const END_LINE_PREFIX: &[u8] = b"\r\n-------";
 
+/// The longest end-line: CRLF, seven dashes, a 32-character transaction id, flag, CRLF.
+const MAX_END_LINE: usize = 2 + 7 + 32 + 1 + 2;
+
 /// How far into each input buffer the body scan checks CRs one by one before it builds
 /// a memmem searcher for the end-line.
 const QUICK_SCAN: usize = 512;
@@ -595,6 +598,8 @@ struct BodyScan {
     held: BytesMut,
     /// How many bytes at the front of `held` are a CRLF put there by the decoder, not body.
     synthetic: usize,
+    /// Whether a CRLF put there by the decoder comes before the next input (see `seed_line_start`).
+    seeded: bool,
     /// The head of a request whose body has a size limit, kept to build the 413.
     limited_head: Option<Box<Chunk>>,
     /// Skip the body instead of delivering it (the chunk was reported bad).
@@ -633,6 +638,7 @@ impl BodyScan {
             finder: None,
             held: BytesMut::new(),
             synthetic: 0,
+            seeded: false,
             limited_head: None,
             discard,
             limit,
@@ -645,17 +651,19 @@ impl BodyScan {
     /// of a chunk being skipped), the end-line can come next without a CRLF of its own:
     /// put that CRLF back in front of the scan, marked as not being body.
     fn seed_line_start(&mut self) {
-        self.held.extend_from_slice(b"\r\n");
-        self.synthetic = 2;
+        debug_assert!(self.held.is_empty(), "a scan is seeded before it holds anything");
+        self.seeded = true;
     }
 
     /// Takes the first `len` held bytes as body, leaving out the decoder's own CRLF.
     fn release_held(&mut self, len: usize) -> Bytes {
-        let mut data = self.held.split_to(len);
-        let skip = self.synthetic.min(data.len());
-        bytes::Buf::advance(&mut data, skip);
+        let skip = self.synthetic.min(len);
+        bytes::Buf::advance(&mut self.held, skip);
         self.synthetic -= skip;
-        data.freeze()
+        if len == skip {
+            return Bytes::new();
+        }
+        self.held.split_to(len - skip).freeze()
     }
 
     fn needle(&self) -> &[u8] {
@@ -672,17 +680,25 @@ impl BodyScan {
     fn scan(&mut self, input: &Bytes) -> ScanOutcome {
         let end_len = self.needle().len() + 3;
         let mut outcome = ScanOutcome { data: [None, None], end: None, rest: None, consumed: 0 };
-        if !self.held.is_empty() {
-            let held_len = self.held.len();
-            let mut window = BytesMut::with_capacity(held_len + end_len);
-            window.extend_from_slice(&self.held);
-            window.extend_from_slice(&input[..input.len().min(end_len)]);
-            for at in 0..held_len {
-                match match_end(&self.needle, &window, at) {
+        // The bytes before this input that may begin the end-line: held-back body bytes,
+        // or the CRLF the decoder puts in front of a scan that starts at a line start
+        // (`seeded`; kept out of `held` so that the common case allocates nothing).
+        let seeded = std::mem::take(&mut self.seeded);
+        let prefix_len = if seeded { 2 } else { self.held.len() };
+        if prefix_len > 0 {
+            // The prefix is shorter than an end-line, so it and the next end-line's worth of
+            // input fit on the stack.
+            let mut buffer = [0u8; 2 * MAX_END_LINE];
+            let taken = input.len().min(end_len);
+            buffer[..prefix_len].copy_from_slice(if seeded { b"\r\n" } else { &self.held });
+            buffer[prefix_len..prefix_len + taken].copy_from_slice(&input[..taken]);
+            let window = &buffer[..prefix_len + taken];
+            for at in 0..prefix_len {
+                match match_end(&self.needle, window, at) {
                     EndMatch::No => {}
                     EndMatch::Full(flag) => {
-                        let used = at + end_len - held_len;
-                        outcome.data[0] = Some(self.release_held(at));
+                        let used = at + end_len - prefix_len;
+                        outcome.data[0] = (!seeded).then(|| self.release_held(at));
                         self.held.clear();
                         self.synthetic = 0;
                         outcome.end = Some(flag);
@@ -692,14 +708,19 @@ impl BodyScan {
                     }
                     EndMatch::Partial => {
                         // The whole input fit in the window and still may be the end-line.
-                        outcome.data[0] = Some(self.release_held(at));
+                        if seeded {
+                            self.held.extend_from_slice(&b"\r\n"[at..]);
+                            self.synthetic = 2 - at;
+                        } else {
+                            outcome.data[0] = Some(self.release_held(at));
+                        }
                         self.held.extend_from_slice(input);
                         outcome.consumed = input.len();
                         return outcome;
                     }
                 }
             }
-            outcome.data[0] = Some(self.release_held(held_len));
+            outcome.data[0] = (!seeded).then(|| self.release_held(prefix_len));
         }
         outcome.consumed = input.len();
         let end_at = |outcome: &mut ScanOutcome, at: usize, flag| {
