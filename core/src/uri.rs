@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
+use core::net::IpAddr;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -296,7 +296,7 @@ impl FromStr for Uri {
 fn split_host_port(text: &str) -> Option<(&str, Option<&str>, bool)> {
     if let Some(after) = text.strip_prefix('[') {
         let (v6, rest) = after.split_once(']')?;
-        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        v6.parse::<core::net::Ipv6Addr>().ok()?;
         let port = match rest {
             "" => None,
             _ => Some(rest.strip_prefix(':')?),
@@ -310,7 +310,7 @@ fn split_host_port(text: &str) -> Option<(&str, Option<&str>, bool)> {
     if host.is_empty() || !is_reg_name(host) {
         return None;
     }
-    let is_ip = host.parse::<std::net::Ipv4Addr>().is_ok();
+    let is_ip = host.parse::<core::net::Ipv4Addr>().is_ok();
     Some((host, port, is_ip))
 }
 
