@@ -9,9 +9,9 @@
 //! and parameters other than the transport are ignored. [`Uri::matches_session`]
 //! is the looser comparison used with `use_sessmatch`: session ids only.
 
+use core::net::IpAddr;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use core::net::IpAddr;
 use std::str::FromStr;
 
 use thiserror::Error;
