@@ -14,6 +14,8 @@
 //! - [`Chunk`]: a request or response (msrplib's `MSRPData`) and its encoding.
 //! - [`codec::Decoder`]: the streaming decoder, zero-copy for bodies.
 //! - [`IdGenerator`]: transaction, message and session ids from a caller-seeded RNG.
+//! - [`Transport`]: one bound session's paths and the RFC 4975 rules for building
+//!   requests (`make_chunk`), responses, REPORTs, and for accepting a SEND; [`AcceptTypes`].
 //!
 //! ## Run loop
 //!
@@ -67,10 +69,12 @@ pub mod chunk;
 pub mod codec;
 pub mod header;
 pub mod ids;
+pub mod transport;
 pub mod uri;
 
 pub use chunk::{Chunk, ContinuationFlag, Method, StartLine};
 pub use codec::{ChunkParseError, Decoded, Decoder, DecoderLimits};
 pub use header::{Header, HeaderError, HeaderName, Headers};
 pub use ids::IdGenerator;
+pub use transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
 pub use uri::{Uri, UriError};
