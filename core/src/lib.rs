@@ -16,6 +16,7 @@
 //! - [`IdGenerator`]: transaction, message and session ids from a caller-seeded RNG.
 //! - [`Transport`]: one bound session's paths and the RFC 4975 rules for building
 //!   requests (`make_chunk`), responses, REPORTs, and for accepting a SEND; [`AcceptTypes`].
+//! - [`outbox::Outbox`]: outgoing messages cut into chunks and interleaved fairly.
 //!
 //! ## Run loop
 //!
@@ -69,6 +70,7 @@ pub mod chunk;
 pub mod codec;
 pub mod header;
 pub mod ids;
+pub mod outbox;
 pub mod transport;
 pub mod uri;
 
