@@ -17,6 +17,7 @@
 //! - [`Transport`]: one bound session's paths and the RFC 4975 rules for building
 //!   requests (`make_chunk`), responses, REPORTs, and for accepting a SEND; [`AcceptTypes`].
 //! - [`outbox::Outbox`]: outgoing messages cut into chunks and interleaved fairly.
+//! - [`reassembly::Reassembler`]: opt-in reassembly of incoming messages with a size cap.
 //!
 //! ## Run loop
 //!
@@ -71,6 +72,7 @@ pub mod codec;
 pub mod header;
 pub mod ids;
 pub mod outbox;
+pub mod reassembly;
 pub mod transport;
 pub mod uri;
 
