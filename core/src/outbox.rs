@@ -293,19 +293,7 @@ fn take_bytes(pending: &mut VecDeque<Bytes>, len: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::IdGenerator;
-    use crate::uri::Uri;
-
-    fn transport() -> Transport {
-        let uri = |text: &str| text.parse::<Uri>().expect("valid URI");
-        Transport::new(
-            vec![uri("msrp://a.example.com:1/aaaa;tcp")],
-            vec![uri("msrp://b.example.com:2/bbbb;tcp")],
-            IdGenerator::seed_from_u64(9),
-            false,
-        )
-        .expect("paths")
-    }
+    use crate::transport::tests::transport;
 
     fn text(content_type: &str) -> MessageOptions {
         let mut headers = Headers::new();

@@ -286,7 +286,7 @@ fn essence(media_type: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec::{Decoder, DecoderLimits};
 
@@ -294,7 +294,8 @@ mod tests {
         text.parse().expect("valid URI")
     }
 
-    fn transport() -> Transport {
+    /// Bob's side of the RFC 4975 §11.6 example (also used by other modules' tests).
+    pub(crate) fn transport() -> Transport {
         Transport::new(
             vec![uri("msrp://bob.example.com:8888/9di4eae923wzd;tcp")],
             vec![uri("msrp://alicepc.example.com:7777/iau39soe2843z;tcp")],
