@@ -12,6 +12,19 @@ use crate::header::{
 /// The largest body RFC 4975 §7.1 allows in a request other than SEND.
 pub const MAX_NON_SEND_BODY: usize = 10240;
 
+/// How an end-line after a body starts: the CRLF that closes the body, then seven dashes.
+/// Without a body the end-line starts at the dashes.
+pub(crate) const END_LINE_PREFIX: &[u8] = b"\r\n-------";
+
+/// `\r\n-------<tid>`: the end-line of a chunk with a body, up to its flag. The sender
+/// keeps it out of the body and the decoder searches for it.
+pub(crate) fn end_line_needle(transaction_id: &str) -> Vec<u8> {
+    let mut needle = Vec::with_capacity(END_LINE_PREFIX.len() + transaction_id.len());
+    needle.extend_from_slice(END_LINE_PREFIX);
+    needle.extend_from_slice(transaction_id.as_bytes());
+    needle
+}
+
 /// Why a chunk would not be a valid MSRP frame ([`Chunk::verify_headers`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -330,9 +343,7 @@ impl Chunk {
     /// CRLF that closes the body), which a receiver would take for the end of the chunk.
     /// A sender that finds it picks another transaction id (RFC 4975 §7.1).
     pub fn body_contains_end_line(&self) -> bool {
-        let mut needle = Vec::with_capacity(self.transaction_id.len() + 9);
-        needle.extend_from_slice(b"\r\n-------");
-        needle.extend_from_slice(self.transaction_id.as_bytes());
+        let needle = end_line_needle(&self.transaction_id);
         // What follows `-------<tid>` in the body, before the CRLF that closes the body.
         let ends_line = |rest: &[u8]| match rest {
             [flag] | [flag, b'\r', b'\n', ..] => ContinuationFlag::from_byte(*flag).is_some(),
@@ -425,10 +436,8 @@ impl Chunk {
     }
 
     fn write_end(&self, out: &mut BytesMut, continuation: ContinuationFlag) {
-        if self.has_body_section() {
-            out.put_slice(b"\r\n");
-        }
-        out.put_slice(b"-------");
+        let prefix = if self.has_body_section() { END_LINE_PREFIX } else { &END_LINE_PREFIX[2..] };
+        out.put_slice(prefix);
         out.put_slice(self.transaction_id.as_bytes());
         out.put_u8(continuation.as_byte());
         out.put_slice(b"\r\n");

@@ -79,8 +79,8 @@ struct Entry {
     pending_len: usize,
     finished: bool,
     aborted: bool,
-    /// Chunks already cut from this message.
-    sent_chunks: u64,
+    /// Whether a chunk of this message went out (an abort must then be said with `#`).
+    sent_any: bool,
 }
 
 /// The outgoing messages of a session. See the [module docs](self).
@@ -124,7 +124,7 @@ impl Outbox {
             pending_len: 0,
             finished: false,
             aborted: false,
-            sent_chunks: 0,
+            sent_any: false,
         });
         id
     }
@@ -168,7 +168,7 @@ impl Outbox {
     /// next chunk ends it with `#` (RFC 4975 §7.1).
     pub fn abort(&mut self, id: OutgoingId) -> Result<(), OutboxError> {
         let index = self.messages.iter().position(|m| m.id == id).ok_or(OutboxError::UnknownMessage(id))?;
-        if self.messages[index].sent_chunks == 0 {
+        if !self.messages[index].sent_any {
             // Nothing went out: the peer never hears of it.
             self.messages.remove(index);
             return Ok(());
@@ -232,17 +232,21 @@ impl Outbox {
         };
         let start = message.chunked + 1;
         message.chunked += take as u64;
-        message.sent_chunks += 1;
+        message.sent_any = true;
         let mut chunk = transport.make_chunk(ChunkParams {
             data,
             start,
             contflag: Some(flag),
             message_id: Some(message.message_id.clone()),
+            length: message.total,
             ..ChunkParams::default()
         });
-        // make_chunk assumed the chunk ends the message; say what is known of the total.
-        let end = (take <= crate::transport::MAX_UNINTERRUPTIBLE_BODY).then(|| start + take as u64 - 1);
-        chunk.add_header(&ByteRange::new(start, end, message.total));
+        if message.total.is_none() {
+            // make_chunk takes an unknown length to mean "ends here"; the total is `*`.
+            if let Some(range) = chunk.byte_range() {
+                chunk.add_header(&ByteRange { total: None, ..range });
+            }
+        }
         for field in &message.headers {
             if !matches!(
                 field.name,

@@ -41,7 +41,7 @@ use memchr::memmem;
 
 pub use error::{ChunkParseError, ParseErrorKind};
 
-use crate::chunk::{Chunk, ContinuationFlag, MAX_NON_SEND_BODY, Method, StartLine};
+use crate::chunk::{Chunk, ContinuationFlag, END_LINE_PREFIX, MAX_NON_SEND_BODY, Method, StartLine, end_line_needle};
 use crate::header::{
     ByteRange, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, SuccessReport,
 };
@@ -105,9 +105,6 @@ pub struct Decoder {
     /// Stream offset of each header line of the chunk being read, for error positions.
     field_offsets: Vec<u64>,
 }
-
-/// What every end-line that closes a body starts with: the CRLF ending the body and seven dashes.
-const END_LINE_PREFIX: &[u8] = b"\r\n-------";
 
 /// The longest end-line: CRLF, seven dashes, a 32-character transaction id, flag, CRLF.
 const MAX_END_LINE: usize = 2 + 7 + 32 + 1 + 2;
@@ -382,7 +379,7 @@ impl Decoder {
         if text.is_empty() {
             return self.on_head_complete(chunk, true, offset);
         }
-        if let Some(end) = text.strip_prefix(b"-------") {
+        if let Some(end) = text.strip_prefix(&END_LINE_PREFIX[2..]) {
             let tid = chunk.transaction_id.as_bytes();
             if end.len() == tid.len() + 1 && end.starts_with(tid) {
                 if let Some(flag) = ContinuationFlag::from_byte(end[tid.len()]) {
@@ -630,11 +627,8 @@ enum EndMatch {
 
 impl BodyScan {
     fn new(transaction_id: &str, discard: bool, limit: Option<usize>) -> Self {
-        let mut needle = Vec::with_capacity(transaction_id.len() + 9);
-        needle.extend_from_slice(END_LINE_PREFIX);
-        needle.extend_from_slice(transaction_id.as_bytes());
         Self {
-            needle,
+            needle: end_line_needle(transaction_id),
             finder: None,
             held: BytesMut::new(),
             synthetic: 0,
