@@ -71,8 +71,10 @@ pub mod chunk;
 pub mod codec;
 pub mod header;
 pub mod ids;
+pub mod log;
 pub mod outbox;
 pub mod reassembly;
+pub mod session;
 pub mod transport;
 pub mod uri;
 

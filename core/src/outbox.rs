@@ -192,6 +192,21 @@ impl Outbox {
         self.messages.iter().any(|m| m.id == id)
     }
 
+    /// Bytes written to one message and not yet cut into chunks; `None` once it ended.
+    pub fn pending_len(&self, id: OutgoingId) -> Option<usize> {
+        self.messages.iter().find(|m| m.id == id).map(|m| m.pending_len)
+    }
+
+    /// The Message-ID of a message still in the outbox.
+    pub fn message_id(&self, id: OutgoingId) -> Option<&str> {
+        self.messages.iter().find(|m| m.id == id).map(|m| m.message_id.as_str())
+    }
+
+    /// Whether no message is left.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
     /// Bytes written and not yet cut into chunks, over all messages.
     pub fn pending_bytes(&self) -> usize {
         self.messages.iter().map(|m| m.pending_len).sum()

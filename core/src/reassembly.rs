@@ -46,6 +46,13 @@ pub struct Reassembler {
 #[derive(Debug, Default)]
 struct Partial {
     data: Vec<u8>,
+    coverage: Coverage,
+}
+
+/// Which byte positions of one message have arrived, and its length once known. The
+/// session engine keeps one per message it owes a success REPORT for.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Coverage {
     /// Byte positions present, as sorted, disjoint, non-adjacent `[first, last]` pairs (1-based).
     present: Vec<(u64, u64)>,
     /// The message length, once the `$` chunk (or a Byte-Range total) said it.
@@ -100,26 +107,34 @@ impl Reassembler {
             partial.data.resize(last as usize, 0);
         }
         partial.data[(start - 1) as usize..last as usize].copy_from_slice(&chunk.data);
-        if len > 0 {
-            partial.mark(start, last);
-        }
-        if chunk.contflag == ContinuationFlag::End {
-            partial.length = Some(last);
-        } else if partial.length.is_none() {
-            partial.length = announced;
-        }
-        let Some(length) = partial.length else { return Ok(Reassembled::Incomplete) };
-        let complete = length == 0 || partial.present.first() == Some(&(1, length));
-        if !complete {
-            return Ok(Reassembled::Incomplete);
-        }
+        let Some(length) = partial.coverage.record(chunk) else { return Ok(Reassembled::Incomplete) };
         let mut partial = self.open.remove(message_id).unwrap_or_default();
         partial.data.truncate(length as usize);
         Ok(Reassembled::Complete { message_id: Some(message_id.to_owned()), data: Bytes::from(partial.data) })
     }
 }
 
-impl Partial {
+impl Coverage {
+    /// Records the body of a received SEND chunk (its positions come from the bytes
+    /// received, RFC 4975 §7.3.1) and returns the message length once every byte of it
+    /// has arrived.
+    pub(crate) fn record(&mut self, chunk: &Chunk) -> Option<u64> {
+        let range = chunk.byte_range();
+        let start = range.map_or(1, |range| range.start);
+        let len = chunk.data.len() as u64;
+        let last = start.saturating_add(len).saturating_sub(1);
+        if len > 0 {
+            self.mark(start, last);
+        }
+        if chunk.contflag == ContinuationFlag::End {
+            self.length = Some(last);
+        } else if self.length.is_none() {
+            self.length = range.and_then(|range| range.total);
+        }
+        let length = self.length?;
+        (length == 0 || self.present.first() == Some(&(1, length))).then_some(length)
+    }
+
     /// Records that positions `first..=last` are present, merging neighbours.
     fn mark(&mut self, first: u64, last: u64) {
         let (mut first, mut last) = (first, last);
@@ -217,13 +232,13 @@ mod tests {
 
     #[test]
     fn present_ranges_merge() {
-        let mut partial = Partial::default();
-        partial.mark(5, 8);
-        partial.mark(1, 2);
-        partial.mark(10, 12);
-        assert_eq!(partial.present, [(1, 2), (5, 8), (10, 12)]);
-        partial.mark(3, 4);
-        partial.mark(9, 9);
-        assert_eq!(partial.present, [(1, 12)]);
+        let mut coverage = Coverage::default();
+        coverage.mark(5, 8);
+        coverage.mark(1, 2);
+        coverage.mark(10, 12);
+        assert_eq!(coverage.present, [(1, 2), (5, 8), (10, 12)]);
+        coverage.mark(3, 4);
+        coverage.mark(9, 9);
+        assert_eq!(coverage.present, [(1, 12)]);
     }
 }

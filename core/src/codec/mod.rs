@@ -207,9 +207,8 @@ impl Decoder {
                 Ok(Decoded::Head(chunk)) => self.assembly = Some(Assembly::new(chunk)),
                 Ok(Decoded::Data(data)) => {
                     let Some(assembly) = &mut self.assembly else { continue };
-                    assembly.len += data.len();
-                    assembly.parts.push(data);
-                    if assembly.len > cap {
+                    assembly.push(data);
+                    if assembly.len() > cap {
                         // When the end-line came in the same read, this is the last segment.
                         if let Some(Ok(Decoded::End(flag))) = self.ready.front() {
                             let flag = *flag;
@@ -791,9 +790,10 @@ fn match_end(needle: &[u8], window: &[u8], at: usize) -> EndMatch {
     }
 }
 
-/// A chunk being gathered by [`Decoder::poll_chunk`].
+/// A chunk being gathered from its [`Decoded`] pieces and handed out whole or as virtual
+/// segments ([`Decoder::poll_chunk`] and the session engine share it).
 #[derive(Debug)]
-struct Assembly {
+pub(crate) struct Assembly {
     head: Chunk,
     parts: Vec<Bytes>,
     len: usize,
@@ -803,13 +803,29 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn new(head: Chunk) -> Self {
+    pub(crate) fn new(head: Chunk) -> Self {
         Self { head, parts: Vec::new(), len: 0, delivered: 0, segments: 0 }
+    }
+
+    /// The head the chunk started with.
+    pub(crate) fn head(&self) -> &Chunk {
+        &self.head
+    }
+
+    /// Adds the next body piece.
+    pub(crate) fn push(&mut self, data: Bytes) {
+        self.len += data.len();
+        self.parts.push(data);
+    }
+
+    /// Body bytes gathered and not yet handed out.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Returns what has been gathered: a virtual segment (`end` is `None`) or the
     /// rest of the chunk.
-    fn take_segment(&mut self, end: Option<ContinuationFlag>) -> Chunk {
+    pub(crate) fn take_segment(&mut self, end: Option<ContinuationFlag>) -> Chunk {
         let data = match self.parts.len() {
             0 => Bytes::new(),
             1 => self.parts.pop().unwrap_or_default(),

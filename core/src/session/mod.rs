@@ -1,0 +1,1140 @@
+//! The session engine: one MSRP session on one connection, as a pure state machine
+//! (msrplib's `MSRPSession` together with its transport and the binding done by the
+//! connectors).
+//!
+//! A [`Session`] takes **bytes received** and **timer ticks** (an explicit `now`) and
+//! **application commands**, and emits **bytes to write**, **events** and its **next
+//! timeout**. It never does I/O, never reads a clock and never panics on peer input.
+//!
+//! What it does:
+//! - **Binding** (RFC 4975 §5.4): the [`Role::Active`] side sends an empty SEND as soon
+//!   as it is [connected](Input::Connected) and is bound by its 200; the
+//!   [`Role::Passive`] side sends nothing until a request whose To-Path and From-Path
+//!   match the session arrives (a SEND with a body is delivered, not dropped). Both sides
+//!   active works. No binding within [`SessionConfig::bind_timeout`] ends the session.
+//! - **Transactions**: every request that expects a response is answered by the peer or
+//!   locally after [`SessionConfig::response_timeout`] (counted from when its last byte
+//!   was [written](Input::Written)): 408 when `Failure-Report` is yes or absent, 200 when
+//!   it is `partial` or `no` (the spec's rule). Closing answers every pending one.
+//! - **Receiving**: SENDs are checked (481 wrong session, 415 type not accepted, 501
+//!   unknown method, 400 NICKNAME without Use-Nickname), answered by RFC 4975 §7.2, and
+//!   delivered as [`Event::Incoming`] chunks (in segments of about
+//!   [`SessionConfig::segment_size`]) or, with [`SessionConfig::reassembly`], as whole
+//!   messages. `Success-Report: yes` gets a `000 200` REPORT once the message is complete.
+//! - **Sending**: messages, whole or streamed with backpressure, are cut into chunks of
+//!   [`SessionConfig::max_chunk_size`] and interleaved; each ends in exactly one
+//!   [`Event::MessageDone`]. A 413 stops a message; `abort` ends it with `#`.
+//! - **Keepalive**: an empty SEND with `Keep-Alive: yes` after
+//!   [`SessionConfig::keepalive_interval`] without outgoing requests; a 408 on it fails
+//!   the session.
+//! - **Shutdown**: queued messages are sent and answered (up to
+//!   [`SessionConfig::shutdown_timeout`]), then the session closes.
+//!
+//! # Run loop
+//!
+//! After **every** input or command, drain [`Session::poll_output`] until it returns
+//! `None`, then sleep until [`Session::poll_timeout`] (or the next input) and call
+//! [`Session::handle_timeout`] with the current time:
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use msrp_core::session::{Input, Output, Role, Session, SessionConfig};
+//! use msrp_core::{IdGenerator, Uri};
+//!
+//! # fn socket_read() -> Option<Bytes> { None }
+//! # fn socket_write(_: &[Bytes]) -> usize { 0 }
+//! let local: Uri = "msrp://127.0.0.1:2855/alice;tcp".parse()?;
+//! let remote: Uri = "msrp://127.0.0.1:2856/bob;tcp".parse()?;
+//! let config = SessionConfig::new(Role::Active, vec![local], vec![remote]);
+//! let mut session = Session::new(config, IdGenerator::seed_from_u64(7), Instant::now())?;
+//! session.handle_input(Instant::now(), Input::Connected);
+//! loop {
+//!     let now = Instant::now();
+//!     if session.poll_timeout().is_some_and(|deadline| deadline <= now) {
+//!         session.handle_timeout(now);
+//!     }
+//!     while let Some(output) = session.poll_output(now) {
+//!         match output {
+//!             Output::Transmit(transmit) => {
+//!                 let written = socket_write(&transmit.parts);
+//!                 session.handle_input(now, Input::Written(written));
+//!             }
+//!             Output::Event(event) => println!("{event:?}"),
+//!             Output::Close => return Ok(()),
+//!         }
+//!     }
+//!     match socket_read() {
+//!         Some(data) => session.handle_input(Instant::now(), Input::Received(data)),
+//!         None => session.handle_input(Instant::now(), Input::Closed),
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod receive;
+mod transactions;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::chunk::{Chunk, ChunkError, Method};
+use crate::codec::{ChunkParseError, Decoder, DecoderLimits};
+use crate::header::{ContentType, Header, HeaderName, Headers, KeepAlive};
+use crate::ids::IdGenerator;
+use crate::log::{NullLogger, TrafficLogger};
+use crate::outbox::{MessageOptions, Outbox, OutboxError, OutgoingId};
+use crate::reassembly::{Coverage, Reassembler};
+use crate::transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
+use crate::uri::Uri;
+
+use self::receive::Incoming;
+use self::transactions::{TransactionKind, Transactions};
+
+/// Which side opens the connection and sends the first SEND (RFC 4975 §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Connects and binds with an empty SEND (the offerer, or `a=setup:active`).
+    Active,
+    /// Accepts and waits for the peer's first request.
+    Passive,
+}
+
+/// Limits of opt-in reassembly ([`SessionConfig::reassembly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReassemblyLimits {
+    /// Largest message accepted whole; a larger one gets 413.
+    pub max_message_size: u64,
+    /// Most messages gathered at once.
+    pub max_open_messages: usize,
+}
+
+/// Everything a [`Session`] is configured with. Defaults follow the spec and design.md §5.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Whether this side connects and binds.
+    pub role: Role,
+    /// The full local path (own URI last), as put in SDP.
+    pub local_path: Vec<Uri>,
+    /// The full remote path from the peer's SDP (peer URI last).
+    pub remote_path: Vec<Uri>,
+    /// Match incoming paths by session id only (sessmatch) instead of RFC 4975 §6.1.
+    pub use_sessmatch: bool,
+    /// Media types accepted in incoming SENDs; others get 415.
+    pub accept_types: AcceptTypes,
+    /// Largest body of an outgoing SEND chunk (64 KiB).
+    pub max_chunk_size: usize,
+    /// Incoming chunks are delivered in segments of about this many bytes (64 KiB).
+    pub segment_size: usize,
+    /// Deliver whole messages (with a size cap) instead of chunks; off by default.
+    pub reassembly: Option<ReassemblyLimits>,
+    /// Time a request waits for its response after being written (30 s).
+    pub response_timeout: Duration,
+    /// Time to get bound after the session is created (30 s).
+    pub bind_timeout: Duration,
+    /// Idle time after which an empty `Keep-Alive: yes` SEND goes out (60 s); `None` turns
+    /// keepalive off.
+    pub keepalive_interval: Option<Duration>,
+    /// Longest a shutdown waits for queued messages and responses (30 s).
+    pub shutdown_timeout: Duration,
+    /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
+    /// more chunks of messages are cut (1 MiB).
+    pub write_high_watermark: usize,
+    /// Bytes a streamed message may hold before `write_message` takes less (256 KiB).
+    pub message_buffer: usize,
+    /// Most incoming messages tracked at once for their success REPORT (1024); past it a
+    /// REPORT is sent per chunk instead (RFC 4975 §7.1.3 allows both).
+    pub max_tracked_reports: usize,
+    /// Events queued inside the session beyond which [`Session::wants_read`] is false.
+    pub max_queued_events: usize,
+    /// Parser limits.
+    pub decoder_limits: DecoderLimits,
+}
+
+impl SessionConfig {
+    /// A configuration with the defaults.
+    pub fn new(role: Role, local_path: Vec<Uri>, remote_path: Vec<Uri>) -> Self {
+        Self {
+            role,
+            local_path,
+            remote_path,
+            use_sessmatch: false,
+            accept_types: AcceptTypes::any(),
+            max_chunk_size: 64 * 1024,
+            segment_size: 64 * 1024,
+            reassembly: None,
+            response_timeout: RESPONSE_TIMEOUT,
+            bind_timeout: BIND_TIMEOUT,
+            keepalive_interval: Some(KEEPALIVE_INTERVAL),
+            shutdown_timeout: RESPONSE_TIMEOUT,
+            write_high_watermark: 1024 * 1024,
+            message_buffer: 256 * 1024,
+            max_tracked_reports: 1024,
+            max_queued_events: 1024,
+            decoder_limits: DecoderLimits::default(),
+        }
+    }
+}
+
+/// msrplib's `RESPONSE_TIMEOUT`: 30 s.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// msrplib's `MSRPBindSessionTimeout.seconds`: 30 s.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default keepalive interval: 60 s.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Something that happened on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The connection is up (the active side binds now).
+    Connected,
+    /// Bytes read from the connection.
+    Received(Bytes),
+    /// This many bytes of earlier [`Output::Transmit`]s were written to the socket.
+    Written(usize),
+    /// The connection is gone (peer closed, reset or I/O error).
+    Closed,
+}
+
+/// What the session wants done. See the [module docs](self) for the drain contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Output {
+    /// Write these bytes, in order, after everything transmitted before.
+    Transmit(Transmit),
+    /// Tell the application.
+    Event(Event),
+    /// Write what was transmitted, then close the connection. Nothing follows.
+    Close,
+}
+
+/// Bytes to write: one chunk as head, body and end-line. The body is a slice of the
+/// application's data (small bodies are copied into the head); write with a vectored
+/// write or one after the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Head, body and end-line; any may be empty.
+    pub parts: [Bytes; 3],
+}
+
+impl Transmit {
+    /// Bytes in all parts.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Identifies a request sent with [`Session::send_chunk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+/// How an outgoing message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Every chunk was answered with 200 (or timed out with `Failure-Report` partial/no).
+    Delivered,
+    /// A chunk failed (the first error; local 408 on timeout or closure), or a failure
+    /// REPORT came while it was being sent.
+    Failed(MsrpError),
+    /// The application aborted it.
+    Aborted,
+}
+
+/// What the application hears from a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The session is bound: messages flow from now on.
+    Bound,
+    /// An incoming SEND chunk (msrplib's `on_incoming(chunk)`): a whole chunk or a virtual
+    /// segment of one (`segment` set, Byte-Range adjusted). With reassembly, the whole
+    /// message (Byte-Range `1-N/N`, flag `$`).
+    Incoming(Chunk),
+    /// With reassembly: the peer aborted a message (`#`); nothing of it is delivered.
+    IncomingAborted {
+        /// Its Message-ID.
+        message_id: String,
+    },
+    /// A REPORT arrived (never answered). `message` is the outgoing message it is about,
+    /// when it is one of this session's.
+    Report {
+        /// The message it reports on.
+        message: Option<OutgoingId>,
+        /// The REPORT.
+        report: Chunk,
+    },
+    /// A request the application answers with [`Session::send_response`] (NICKNAME).
+    Request(Chunk),
+    /// The response to a request of [`Session::send_chunk`], from the peer or made
+    /// locally (`local`) on timeout or closure.
+    Response {
+        /// The request.
+        request: RequestId,
+        /// The response.
+        response: Chunk,
+        /// Whether it was made locally.
+        local: bool,
+    },
+    /// An outgoing message ended; each message gets exactly one.
+    MessageDone {
+        /// The message.
+        message: OutgoingId,
+        /// Its Message-ID.
+        message_id: String,
+        /// How it ended.
+        outcome: MessageOutcome,
+    },
+    /// A streamed message has room again after `write_message` took less than offered.
+    Writable {
+        /// The message.
+        message: OutgoingId,
+    },
+    /// The session closed without a success REPORT for a message that asked for one
+    /// (RFC 4975 §7.1.1: tell the user).
+    ReportMissing {
+        /// The message.
+        message: OutgoingId,
+        /// Its Message-ID.
+        message_id: String,
+    },
+    /// The session ended; nothing follows. `None` after a shutdown or close by the
+    /// application.
+    Closed {
+        /// Why, when it was not the application's doing.
+        reason: Option<SessionError>,
+    },
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Not bound within the bind timeout (msrplib's `MSRPBindSessionTimeout`).
+    #[doc(alias = "MSRPBindSessionTimeout")]
+    #[error("the session was not bound in time")]
+    BindTimeout,
+    /// The peer refused the binding SEND.
+    #[error("binding refused: {0}")]
+    BindRefused(MsrpError),
+    /// The connection closed.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The peer's bytes lost the MSRP framing.
+    #[error("unintelligible input: {0}")]
+    Parse(ChunkParseError),
+    /// The keepalive got 408 or 481.
+    #[error("keepalive failed: {0}")]
+    KeepaliveFailed(MsrpError),
+    /// The peer says the session does not exist (481) or reported bytes lost
+    /// (RFC 4975 §7.3.2: the session is then failed).
+    #[error("session failed: {0}")]
+    Failed(MsrpError),
+}
+
+/// Why a command was refused (misuse or backpressure; peer errors are events).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed.
+    #[error("the session is closed")]
+    Closed,
+    /// The session is shutting down and takes nothing new.
+    #[error("the session is shutting down")]
+    ShuttingDown,
+    /// A request was expected.
+    #[error("not a request")]
+    NotARequest,
+    /// The chunk is not a valid frame.
+    #[error("invalid chunk: {0}")]
+    Invalid(#[from] ChunkError),
+    /// A live transaction already uses this transaction id.
+    #[error("transaction id {0} is in use")]
+    DuplicateTransaction(String),
+    /// The message's buffer is full; wait for [`Event::Writable`].
+    #[error("the message buffer is full")]
+    Blocked,
+    /// The outbox refused the call.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// What an outgoing file is (msrplib's `OutgoingFile` without the file object: the
+/// adapter reads the file and feeds [`Session::write_message`]).
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingFile {
+    /// The size of the whole file.
+    pub size: u64,
+    /// Its media type (a Content-Type header).
+    pub content_type: Option<String>,
+    /// Where sending starts (bytes already delivered, for resume).
+    pub position: u64,
+    /// The Message-ID; a fresh one when `None`.
+    pub message_id: Option<String>,
+    /// Extra headers for every chunk.
+    pub headers: Headers,
+}
+
+/// Timers of the session itself (transactions have their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Bind = 0,
+    Keepalive = 1,
+    Shutdown = 2,
+}
+
+const TIMERS: [Timer; 3] = [Timer::Bind, Timer::Keepalive, Timer::Shutdown];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not bound yet.
+    Binding,
+    /// Bound; messages flow.
+    Bound,
+    /// Sending what is queued, then closing.
+    ShuttingDown,
+    /// Done; only the last outputs remain.
+    Closed,
+}
+
+/// An outgoing message the session is responsible for until its [`Event::MessageDone`].
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts, not a hidden state machine
+struct Outgoing {
+    message_id: String,
+    /// Chunk transactions not yet answered.
+    open_transactions: usize,
+    /// The outbox has cut its last chunk (or dropped it).
+    all_sent: bool,
+    /// Whether `write_message` took less than offered (a `Writable` is owed).
+    blocked: bool,
+    aborted: bool,
+    /// The first failure.
+    failed: Option<MsrpError>,
+    /// Whether the message asked for a success REPORT.
+    wants_report: bool,
+}
+
+/// One MSRP session on one connection. See the [module docs](self).
+pub struct Session {
+    config: SessionConfig,
+    transport: Transport,
+    logger: Box<dyn TrafficLogger>,
+    state: State,
+    connected: bool,
+    now: Instant,
+    decoder: Decoder,
+    /// The chunk being received.
+    incoming: Option<Incoming>,
+    reassembler: Option<Reassembler>,
+    /// Incoming messages owed a success REPORT, by Message-ID.
+    owed_reports: HashMap<String, Coverage>,
+    /// Success REPORTs ready, sent once the chunk that completed them is answered.
+    pending_reports: Vec<Chunk>,
+    outbox: Outbox,
+    messages: BTreeMap<OutgoingId, Outgoing>,
+    /// Messages done that still wait for their success REPORT, by Message-ID.
+    awaiting_reports: BTreeMap<String, OutgoingId>,
+    transactions: Transactions,
+    /// Responses and REPORTs: they go out before anything else and are never held back.
+    replies: VecDeque<Chunk>,
+    /// Requests of the application (and the keepalive), in order; held until bound.
+    requests: VecDeque<(Chunk, TransactionKind)>,
+    /// The active side's binding SEND, which goes before binding.
+    bind_request: Option<Chunk>,
+    events: VecDeque<Event>,
+    /// Bytes handed out in transmits, and bytes the adapter reported written.
+    transmitted: u64,
+    written: u64,
+    /// Replies handed out and not yet written: (stream offset of their end, length).
+    reply_marks: VecDeque<(u64, u64)>,
+    unwritten_replies: u64,
+    timers: [Option<Instant>; 3],
+    keepalive_outstanding: bool,
+    next_request: u64,
+    close_pending: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("local", self.transport.local_uri())
+            .field("remote", self.transport.remote_uri())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session created at `now` (the bind timer starts here). `ids` makes every
+    /// transaction and message id, so a seeded generator makes a run replayable.
+    pub fn new(config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
+        let transport =
+            Transport::new(config.local_path.clone(), config.remote_path.clone(), ids, config.use_sessmatch)?;
+        let reassembler =
+            config.reassembly.map(|limits| Reassembler::new(limits.max_message_size, limits.max_open_messages));
+        let mut timers = [None; 3];
+        timers[Timer::Bind as usize] = Some(now + config.bind_timeout);
+        Ok(Self {
+            decoder: Decoder::new(config.decoder_limits),
+            outbox: Outbox::new(config.max_chunk_size),
+            transport,
+            logger: Box::new(NullLogger),
+            state: State::Binding,
+            connected: false,
+            now,
+            incoming: None,
+            reassembler,
+            owed_reports: HashMap::new(),
+            pending_reports: Vec::new(),
+            messages: BTreeMap::new(),
+            awaiting_reports: BTreeMap::new(),
+            transactions: Transactions::default(),
+            replies: VecDeque::new(),
+            requests: VecDeque::new(),
+            bind_request: None,
+            events: VecDeque::new(),
+            transmitted: 0,
+            written: 0,
+            reply_marks: VecDeque::new(),
+            unwritten_replies: 0,
+            timers,
+            keepalive_outstanding: false,
+            next_request: 0,
+            close_pending: false,
+            config,
+        })
+    }
+
+    /// Replaces the traffic logger (a [`NullLogger`] by default).
+    pub fn set_logger(&mut self, logger: Box<dyn TrafficLogger>) {
+        self.logger = logger;
+    }
+
+    /// The session's transport: paths, ids and `make_chunk`.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The transport, to build chunks with [`Transport::make_chunk`].
+    pub fn transport_mut(&mut self) -> &mut Transport {
+        &mut self.transport
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Whether the session is bound.
+    pub fn is_bound(&self) -> bool {
+        matches!(self.state, State::Bound | State::ShuttingDown)
+    }
+
+    /// Whether the session has closed (its last outputs may still be queued).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the adapter should read from the connection now. False once closed, while
+    /// more than [`SessionConfig::max_queued_events`] events wait to be polled, or while
+    /// more than the write high watermark of our responses and REPORTs is unwritten (the
+    /// peer is not reading them; not reading its requests stops the flood). Unwritten
+    /// message data never pauses reading, so two peers sending to each other cannot
+    /// deadlock.
+    pub fn wants_read(&self) -> bool {
+        self.state != State::Closed
+            && self.events.len() < self.config.max_queued_events
+            && self.unwritten_replies <= self.config.write_high_watermark as u64
+    }
+
+    /// Bytes handed out in transmits and not yet reported written.
+    pub fn unwritten(&self) -> u64 {
+        self.transmitted - self.written
+    }
+
+    /// Requests waiting for a response.
+    pub fn pending_transactions(&self) -> usize {
+        self.transactions.len()
+    }
+
+    /// Handles an input at `now`. Drain [`Session::poll_output`] afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.advance(now);
+        if self.state == State::Closed {
+            return;
+        }
+        match input {
+            Input::Connected => self.on_connected(),
+            Input::Received(data) => {
+                self.connected = true;
+                self.on_received(data);
+            }
+            Input::Written(n) => self.on_written(n),
+            Input::Closed => self.on_closed(),
+        }
+    }
+
+    /// Runs the timers due at `now`; a call with nothing due does nothing. Afterwards
+    /// [`Session::poll_timeout`] is later than `now`. Drain [`Session::poll_output`]
+    /// afterwards.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        let now = self.now;
+        // Transactions first: a response timeout and the shutdown timeout that fall on the
+        // same instant end the transaction by its own rule, not as "closed".
+        while self.state != State::Closed {
+            let Some((transaction_id, transaction)) = self.transactions.pop_expired(now) else { break };
+            let response = transaction.local_timeout_response(&transaction_id);
+            self.complete_transaction(transaction.kind, response, true);
+        }
+        for timer in TIMERS {
+            if self.state == State::Closed {
+                return;
+            }
+            if self.timers[timer as usize].is_some_and(|deadline| deadline <= now) {
+                self.timers[timer as usize] = None;
+                self.on_timer(timer);
+            }
+        }
+    }
+
+    /// The earliest instant [`Session::handle_timeout`] has work; `None` when no timer
+    /// runs. Read it after draining [`Session::poll_output`].
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Closed {
+            return None;
+        }
+        self.timers.iter().flatten().copied().chain(self.transactions.next_deadline()).min()
+    }
+
+    /// The next output, or `None` when there is nothing to do until the next input,
+    /// command or timeout. Call until `None` after every input, command or timeout.
+    #[must_use]
+    pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
+        self.advance(now);
+        if let Some(transmit) = self.next_transmit() {
+            return Some(Output::Transmit(transmit));
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Some(Output::Event(event));
+        }
+        if self.close_pending {
+            self.close_pending = false;
+            return Some(Output::Close);
+        }
+        None
+    }
+
+    /// Sends a request (msrplib `send_chunk`). Its response comes as [`Event::Response`]
+    /// with the returned id, from the peer or made locally on timeout (408 when
+    /// `Failure-Report` is yes or absent, 200 when partial or no) or closure. A REPORT
+    /// gets no response. Requests wait until the session is bound.
+    pub fn send_chunk(&mut self, now: Instant, chunk: Chunk) -> Result<RequestId, SendError> {
+        self.advance(now);
+        self.check_open()?;
+        if !chunk.is_request() {
+            return Err(SendError::NotARequest);
+        }
+        chunk.verify_headers()?;
+        if self.transactions.contains(&chunk.transaction_id)
+            || self.requests.iter().any(|(queued, _)| queued.transaction_id == chunk.transaction_id)
+        {
+            return Err(SendError::DuplicateTransaction(chunk.transaction_id));
+        }
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.requests.push_back((chunk, TransactionKind::Request(id)));
+        Ok(id)
+    }
+
+    /// Sends the response to a received request (msrplib `write_response`); `false` when
+    /// the rules allow none (a REPORT, `Failure-Report: no`, a 200 with `partial`).
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        request: &Chunk,
+        code: u16,
+        comment: Option<String>,
+    ) -> Result<bool, SendError> {
+        self.advance(now);
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        Ok(self.reply(request, code, comment))
+    }
+
+    /// Sends a REPORT about a received SEND, e.g. a failure found after it was accepted;
+    /// `false` when the request's report headers allow none (RFC 4975 §7.1.2–7.1.4).
+    pub fn send_report(
+        &mut self,
+        now: Instant,
+        request: &Chunk,
+        code: u16,
+        comment: Option<String>,
+        range: crate::header::ByteRange,
+    ) -> Result<bool, SendError> {
+        self.advance(now);
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        let Some(report) = self.transport.make_report(request, code, comment, range) else { return Ok(false) };
+        self.replies.push_back(report);
+        Ok(true)
+    }
+
+    /// Sends a whole message. `options.headers` should carry its Content-Type.
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        options: MessageOptions,
+        data: Bytes,
+    ) -> Result<OutgoingId, SendError> {
+        self.advance(now);
+        self.check_open()?;
+        let wants_report = wants_success_report(&options.headers);
+        let id = self.outbox.send(&mut self.transport, options, data);
+        self.track_message(id, wants_report);
+        Ok(id)
+    }
+
+    /// Starts a streamed message: data follows with [`Session::write_message`], then
+    /// [`Session::finish_message`]. Set `options.total` when the size is known.
+    pub fn start_message(&mut self, now: Instant, options: MessageOptions) -> Result<OutgoingId, SendError> {
+        self.advance(now);
+        self.check_open()?;
+        let wants_report = wants_success_report(&options.headers);
+        let id = self.outbox.start(&mut self.transport, options);
+        self.track_message(id, wants_report);
+        Ok(id)
+    }
+
+    /// Starts sending a file (msrplib `send_file`): a streamed message of `file.size`
+    /// bytes from `file.position`. The adapter reads the file and writes its bytes with
+    /// [`Session::write_message`] as [`Event::Writable`] asks for more.
+    pub fn send_file(&mut self, now: Instant, file: &OutgoingFile) -> Result<OutgoingId, SendError> {
+        let mut headers = file.headers.clone();
+        if let Some(content_type) = &file.content_type {
+            headers.set(ContentType::NAME, ContentType(content_type.clone()).encode());
+        }
+        let options = MessageOptions {
+            message_id: file.message_id.clone(),
+            headers,
+            total: Some(file.size),
+            position: file.position.min(file.size),
+        };
+        self.start_message(now, options)
+    }
+
+    /// Appends data to a streamed message and returns how many bytes were taken: less
+    /// than offered when its buffer ([`SessionConfig::message_buffer`]) is full, and then
+    /// an [`Event::Writable`] follows once there is room. Nothing taken is
+    /// [`SendError::Blocked`].
+    pub fn write_message(&mut self, now: Instant, id: OutgoingId, mut data: Bytes) -> Result<usize, SendError> {
+        self.advance(now);
+        self.check_open_or_draining()?;
+        let pending = self.outbox.pending_len(id).ok_or(OutboxError::UnknownMessage(id))?;
+        let room = self.config.message_buffer.saturating_sub(pending);
+        let take = room.min(data.len());
+        if take < data.len() {
+            if let Some(message) = self.messages.get_mut(&id) {
+                message.blocked = true;
+            }
+        }
+        if take == 0 && !data.is_empty() {
+            return Err(SendError::Blocked);
+        }
+        data.truncate(take);
+        self.outbox.write(id, data)?;
+        Ok(take)
+    }
+
+    /// Says all data of a streamed message was written.
+    pub fn finish_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
+        self.advance(now);
+        self.check_open_or_draining()?;
+        self.outbox.finish(id)?;
+        Ok(())
+    }
+
+    /// Aborts an outgoing message: if part of it went out, its next chunk ends it with
+    /// `#`. It ends with [`MessageOutcome::Aborted`].
+    pub fn abort_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
+        self.advance(now);
+        self.check_open_or_draining()?;
+        self.outbox.abort(id)?;
+        if let Some(message) = self.messages.get_mut(&id) {
+            message.aborted = true;
+            if !self.outbox.contains(id) {
+                message.all_sent = true;
+            }
+        }
+        self.settle_message(id);
+        Ok(())
+    }
+
+    /// Sends what is queued, waits for the responses (up to
+    /// [`SessionConfig::shutdown_timeout`]), then closes (msrplib `shutdown`). New
+    /// messages are refused from now on.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.advance(now);
+        match self.state {
+            State::Closed | State::ShuttingDown => {}
+            State::Binding => self.end(None, true),
+            State::Bound => {
+                self.state = State::ShuttingDown;
+                self.timers[Timer::Shutdown as usize] = Some(self.now + self.config.shutdown_timeout);
+                self.timers[Timer::Keepalive as usize] = None;
+                self.logger.info("shutting down");
+                self.check_shutdown_done();
+            }
+        }
+    }
+
+    /// Closes at once: every pending transaction and message fails locally.
+    pub fn close(&mut self, now: Instant) {
+        self.advance(now);
+        self.end(None, true);
+    }
+
+    fn advance(&mut self, now: Instant) {
+        // Time only moves forward, whatever the caller passes.
+        self.now = self.now.max(now);
+    }
+
+    fn check_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Closed => Err(SendError::Closed),
+            State::ShuttingDown => Err(SendError::ShuttingDown),
+            State::Binding | State::Bound => Ok(()),
+        }
+    }
+
+    /// Messages already started may still be written while shutting down.
+    fn check_open_or_draining(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Closed => Err(SendError::Closed),
+            State::Binding | State::Bound | State::ShuttingDown => Ok(()),
+        }
+    }
+
+    fn track_message(&mut self, id: OutgoingId, wants_report: bool) {
+        let message_id = self.outbox_message_id(id);
+        self.messages.insert(
+            id,
+            Outgoing {
+                message_id,
+                open_transactions: 0,
+                all_sent: false,
+                blocked: false,
+                aborted: false,
+                failed: None,
+                wants_report,
+            },
+        );
+    }
+
+    fn outbox_message_id(&self, id: OutgoingId) -> String {
+        self.outbox.message_id(id).unwrap_or_default().to_owned()
+    }
+
+    fn on_connected(&mut self) {
+        if self.connected {
+            return;
+        }
+        self.connected = true;
+        if self.config.role == Role::Active && self.state == State::Binding {
+            // RFC 4975 §5.4: the active side sends a SEND right away; an empty one binds.
+            let chunk = self.transport.make_chunk(ChunkParams::default());
+            self.bind_request = Some(chunk);
+        }
+    }
+
+    fn on_written(&mut self, n: usize) {
+        self.written = (self.written + n as u64).min(self.transmitted);
+        while let Some(&(end, len)) = self.reply_marks.front() {
+            if end > self.written {
+                break;
+            }
+            self.reply_marks.pop_front();
+            self.unwritten_replies -= len;
+        }
+        let deadline = self.now + self.config.response_timeout;
+        self.transactions.arm_written(self.written, deadline);
+    }
+
+    fn on_closed(&mut self) {
+        let reason = match self.decoder.finish() {
+            Some(error) if self.state != State::ShuttingDown => SessionError::Parse(error),
+            _ => SessionError::ConnectionClosed,
+        };
+        // A shutdown that had nothing left to wait for is a clean end.
+        let clean = self.state == State::ShuttingDown && self.transactions.is_empty() && self.outbox.is_empty();
+        self.end(if clean { None } else { Some(reason) }, false);
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Bind => {
+                if self.state == State::Binding {
+                    self.logger.fatal("not bound within the bind timeout");
+                    self.end(Some(SessionError::BindTimeout), true);
+                }
+            }
+            Timer::Keepalive => {
+                if self.state == State::Bound && !self.keepalive_outstanding {
+                    let mut chunk = self.transport.make_chunk(ChunkParams::default());
+                    chunk.add_header(&KeepAlive::Yes);
+                    self.keepalive_outstanding = true;
+                    self.requests.push_back((chunk, TransactionKind::Keepalive));
+                }
+                self.arm_keepalive();
+            }
+            Timer::Shutdown => {
+                if self.state == State::ShuttingDown {
+                    self.logger.warn("shutdown timed out; closing with transactions pending");
+                    self.end(None, true);
+                }
+            }
+        }
+    }
+
+    fn arm_keepalive(&mut self) {
+        if self.state == State::Bound {
+            self.timers[Timer::Keepalive as usize] = self.config.keepalive_interval.map(|interval| self.now + interval);
+        }
+    }
+
+    fn set_bound(&mut self) {
+        if self.state != State::Binding {
+            return;
+        }
+        self.state = State::Bound;
+        self.timers[Timer::Bind as usize] = None;
+        self.arm_keepalive();
+        self.logger.info("session bound");
+        self.events.push_back(Event::Bound);
+    }
+
+    /// The next bytes to write: replies first, then the binding SEND, the application's
+    /// requests, and chunks of messages while under the write high watermark.
+    fn next_transmit(&mut self) -> Option<Transmit> {
+        if let Some(reply) = self.replies.pop_front() {
+            let transmit = self.transmit(&reply, None);
+            let len = transmit.len() as u64;
+            self.reply_marks.push_back((self.transmitted, len));
+            self.unwritten_replies += len;
+            return Some(transmit);
+        }
+        if let Some(bind) = self.bind_request.take() {
+            return Some(self.transmit(&bind, Some(TransactionKind::Bind)));
+        }
+        if !self.is_bound() {
+            return None;
+        }
+        if let Some((chunk, kind)) = self.requests.pop_front() {
+            // A REPORT is never answered, so it opens no transaction.
+            let kind = (chunk.method() != Some(&Method::Report)).then_some(kind);
+            return Some(self.transmit(&chunk, kind));
+        }
+        if self.unwritten() >= self.config.write_high_watermark as u64 {
+            return None;
+        }
+        let out = self.outbox.next_chunk(&mut self.transport)?;
+        if let Some(message) = self.messages.get_mut(&out.id) {
+            message.open_transactions += 1;
+            message.all_sent |= out.last;
+        }
+        let transmit = self.transmit(&out.chunk, Some(TransactionKind::Message(out.id)));
+        self.note_writable(out.id);
+        Some(transmit)
+    }
+
+    /// Encodes, logs and accounts for one chunk; a request with `kind` opens a transaction.
+    fn transmit(&mut self, chunk: &Chunk, kind: Option<TransactionKind>) -> Transmit {
+        let parts = chunk.encode_parts();
+        if self.logger.logs_traffic() {
+            self.logger.sent_new_chunk(&parts[0], &self.transport, chunk);
+            if !parts[1].is_empty() {
+                self.logger.sent_chunk_data(&parts[1], &self.transport, &chunk.transaction_id);
+            }
+            self.logger.sent_chunk_end(&parts[2], &self.transport, &chunk.transaction_id);
+        }
+        let transmit = Transmit { parts };
+        self.transmitted += transmit.len() as u64;
+        if let Some(kind) = kind {
+            self.transactions.open(chunk, kind, self.transmitted);
+            if self.state == State::Bound {
+                // Outgoing requests keep the connection alive; the keepalive waits for idleness.
+                self.arm_keepalive();
+            }
+        }
+        transmit
+    }
+
+    /// After a chunk of a streamed message left: owe it a `Writable` once its buffer is
+    /// half empty.
+    fn note_writable(&mut self, id: OutgoingId) {
+        let Some(message) = self.messages.get_mut(&id) else { return };
+        let pending = self.outbox.pending_len(id).unwrap_or(0);
+        if message.blocked && pending <= self.config.message_buffer / 2 {
+            message.blocked = false;
+            self.events.push_back(Event::Writable { message: id });
+        }
+    }
+
+    /// Queues the response to `request`, if the rules allow one.
+    fn reply(&mut self, request: &Chunk, code: u16, comment: Option<String>) -> bool {
+        let Some(response) = self.transport.make_response(request, code, comment) else { return false };
+        self.replies.push_back(response);
+        true
+    }
+
+    /// A transaction ended with `response` (from the peer, or made locally).
+    fn complete_transaction(&mut self, kind: TransactionKind, response: Chunk, local: bool) {
+        let code = response.code().unwrap_or(0);
+        let error = MsrpError::new(code, response.comment().unwrap_or_default());
+        match kind {
+            TransactionKind::Request(request) => {
+                let gone = code == 481 && !local;
+                self.events.push_back(Event::Response { request, response, local });
+                if gone {
+                    // R4975-10.8: the peer says the session does not exist.
+                    self.fail(SessionError::Failed(error));
+                    return;
+                }
+            }
+            TransactionKind::Bind => {
+                if code == 200 {
+                    self.set_bound();
+                } else {
+                    self.logger.fatal(&format!("binding refused: {code}"));
+                    self.end(Some(SessionError::BindRefused(error)), true);
+                }
+            }
+            TransactionKind::Keepalive => {
+                self.keepalive_outstanding = false;
+                if matches!(code, 408 | 481) {
+                    self.logger.fatal(&format!("keepalive failed: {code}"));
+                    self.end(Some(SessionError::KeepaliveFailed(error)), true);
+                }
+            }
+            TransactionKind::Message(id) => {
+                if let Some(message) = self.messages.get_mut(&id) {
+                    message.open_transactions = message.open_transactions.saturating_sub(1);
+                    if code != 200 {
+                        message.failed.get_or_insert_with(|| error.clone());
+                    }
+                }
+                if code != 200 {
+                    // RFC 4975 §10.5: no more chunks of a message the peer refused.
+                    self.stop_message(id);
+                }
+                self.settle_message(id);
+                if code == 481 && !local {
+                    self.fail(SessionError::Failed(error));
+                    return;
+                }
+            }
+        }
+        self.check_shutdown_done();
+    }
+
+    /// Sends nothing more of a message (after a failure).
+    fn stop_message(&mut self, id: OutgoingId) {
+        let Some(message) = self.messages.get_mut(&id) else { return };
+        if !message.all_sent {
+            self.outbox.stop(&message.message_id);
+            message.all_sent = true;
+        }
+    }
+
+    /// Emits the message's `MessageDone` once it is decided.
+    fn settle_message(&mut self, id: OutgoingId) {
+        let Some(message) = self.messages.get(&id) else { return };
+        let outcome = if let Some(error) = &message.failed {
+            MessageOutcome::Failed(error.clone())
+        } else if message.all_sent && message.open_transactions == 0 {
+            if message.aborted { MessageOutcome::Aborted } else { MessageOutcome::Delivered }
+        } else {
+            return;
+        };
+        let Some(message) = self.messages.remove(&id) else { return };
+        if message.wants_report && outcome == MessageOutcome::Delivered {
+            self.awaiting_reports.insert(message.message_id.clone(), id);
+        }
+        self.events.push_back(Event::MessageDone { message: id, message_id: message.message_id, outcome });
+    }
+
+    fn check_shutdown_done(&mut self) {
+        if self.state == State::ShuttingDown
+            && self.outbox.is_empty()
+            && self.requests.is_empty()
+            && self.transactions.is_empty()
+            && self.messages.is_empty()
+        {
+            self.logger.info("shutdown complete");
+            self.end(None, true);
+        }
+    }
+
+    /// The session failed because of the peer.
+    fn fail(&mut self, reason: SessionError) {
+        self.logger.fatal(&reason.to_string());
+        self.end(Some(reason), true);
+    }
+
+    /// Ends the session: every pending transaction and message ends locally, then
+    /// `Closed`; `tell_adapter` asks the adapter to close the connection.
+    fn end(&mut self, reason: Option<SessionError>, tell_adapter: bool) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.state = State::Closed;
+        self.timers = [None; 3];
+        self.incoming = None;
+        self.requests.clear();
+        self.bind_request = None;
+        let comment = "Connection closed before a response";
+        for (transaction_id, transaction) in self.transactions.drain() {
+            let response = Chunk::response(transaction_id, 408, Some(comment.to_owned()));
+            self.complete_transaction(transaction.kind, response, true);
+        }
+        let open: Vec<_> = self.messages.keys().copied().collect();
+        for id in open {
+            if let Some(message) = self.messages.get_mut(&id) {
+                if message.failed.is_none() && !(message.aborted && message.all_sent) {
+                    message.failed = Some(MsrpError::new(408, "Session closed before the message was sent"));
+                }
+                message.all_sent = true;
+                message.open_transactions = 0;
+            }
+            self.settle_message(id);
+        }
+        for (message_id, message) in std::mem::take(&mut self.awaiting_reports) {
+            self.events.push_back(Event::ReportMissing { message, message_id });
+        }
+        self.outbox = Outbox::new(self.config.max_chunk_size);
+        self.events.push_back(Event::Closed { reason });
+        self.close_pending = tell_adapter;
+    }
+}
+
+/// Whether a message's headers ask for a success REPORT.
+fn wants_success_report(headers: &Headers) -> bool {
+    headers.get(&HeaderName::SuccessReport).is_some_and(|value| value.as_str().trim().eq_ignore_ascii_case("yes"))
+}

@@ -1,0 +1,929 @@
+//! The session engine, driven back to back with a virtual clock. Each test names the
+//! conformance items (../shared/conformance.md) it shows.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::harness::{ALICE, BOB, Pair, Solo, configs, uri};
+use super::*;
+use crate::chunk::ContinuationFlag;
+use crate::header::{ByteRange, FailureReport as Fr, HeaderName, SuccessReport as Sr};
+
+fn options(content_type: &str) -> MessageOptions {
+    let mut headers = Headers::new();
+    headers.set(HeaderName::ContentType, content_type);
+    MessageOptions { headers, ..MessageOptions::default() }
+}
+
+fn with_header(mut options: MessageOptions, name: HeaderName, value: &str) -> MessageOptions {
+    options.headers.set(name, value);
+    options
+}
+
+fn done(events: &[Event]) -> Vec<(OutgoingId, MessageOutcome)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::MessageDone { message, outcome, .. } => Some((*message, outcome.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn incoming(events: &[Event]) -> Vec<&Chunk> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Incoming(chunk) => Some(chunk),
+            _ => None,
+        })
+        .collect()
+}
+
+fn incoming_body(events: &[Event]) -> Vec<u8> {
+    incoming(events).iter().flat_map(|chunk| chunk.data.iter().copied()).collect()
+}
+
+fn closed_reason(events: &[Event]) -> Option<&Option<SessionError>> {
+    events.iter().find_map(|event| match event {
+        Event::Closed { reason } => Some(reason),
+        _ => None,
+    })
+}
+
+fn responses(chunks: &[Chunk]) -> Vec<u16> {
+    chunks.iter().filter_map(Chunk::code).collect()
+}
+
+fn pattern(len: usize) -> Bytes {
+    (0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>().into()
+}
+
+/// A SEND from Alice to Bob as Bob's side sees it (`\n` becomes CRLF when fed).
+fn send_text(tid: &str, extra_headers: &str, body: &str) -> String {
+    let mut text = format!("MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: m-{tid}\n");
+    text.push_str(extra_headers);
+    if body.is_empty() {
+        text.push_str("Byte-Range: 1-0/0\n");
+        let _ = writeln!(text, "-------{tid}$");
+    } else {
+        let _ = write!(text, "Byte-Range: 1-{0}/{0}\nContent-Type: text/plain\n\n{body}\n-------{tid}$\n", body.len());
+    }
+    text
+}
+
+// ---- Binding (conformance.md §1.7) ----
+
+#[test]
+fn active_side_binds_with_an_empty_send_and_passive_side_answers() {
+    // R4975-5.4-3: the first bytes the active side writes are a SEND for the session.
+    let (alice, bob) = configs();
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    let first = &pair.alice.sent_chunks()[0];
+    assert_eq!(first.method(), Some(&Method::Send));
+    assert!(first.data.is_empty() && first.content_type().is_none());
+    assert_eq!(first.to_path().unwrap().0, vec![uri(BOB)]);
+    assert_eq!(responses(&pair.bob.sent_chunks()), vec![200]);
+    assert_eq!(pair.alice.take_events(), vec![Event::Bound]);
+    // The empty binding SEND is not shown to the application.
+    assert_eq!(pair.bob.take_events(), vec![Event::Bound]);
+}
+
+#[test]
+fn passive_side_sends_nothing_before_the_first_request() {
+    // R4975-5.4-4: Bob's message waits until Alice's SEND has arrived.
+    let (alice, bob) = configs();
+    let mut pair = Pair::new(alice, bob);
+    pair.bob.session.handle_input(pair.now, Input::Connected);
+    pair.bob.session.send_message(pair.now, options("text/plain"), Bytes::from_static(b"early")).unwrap();
+    pair.run();
+    assert!(pair.bob.wire.is_empty(), "the passive side wrote before being bound");
+    pair.alice.session.handle_input(pair.now, Input::Connected);
+    pair.run();
+    assert_eq!(incoming_body(&pair.alice.take_events()), b"early");
+}
+
+#[test]
+fn both_sides_active_bind_and_exchange_messages() {
+    // R6135-4.2.2-2 tolerance: both sides connect-and-SEND; each accepts the other's.
+    let (alice, mut bob) = configs();
+    bob.role = Role::Active;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    assert!(pair.alice.session.is_bound() && pair.bob.session.is_bound());
+    assert_eq!(responses(&pair.alice.sent_chunks()), vec![200]);
+    assert_eq!(responses(&pair.bob.sent_chunks()), vec![200]);
+    pair.bob.session.send_message(pair.now, options("text/plain"), Bytes::from_static(b"hi")).unwrap();
+    pair.run();
+    assert_eq!(incoming_body(&pair.alice.take_events()), b"hi");
+}
+
+#[test]
+fn a_first_send_with_a_body_binds_and_is_delivered() {
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("bind0001", "", "hello"));
+    assert_eq!(bob.events[0], Event::Bound);
+    let delivered = incoming(&bob.events);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(&delivered[0].data[..], b"hello");
+    assert_eq!(responses(&bob.take_sent()), vec![200]);
+}
+
+#[test]
+fn a_send_for_another_session_gets_481_and_does_not_bind() {
+    // R4975-7.3-1 (a) unknown session id, (c) a To-Path of two URIs; R4975-5.4-5 no match → 481.
+    let mut bob = Solo::passive();
+    let wrong = send_text("wrong001", "", "x").replace("bob5678", "someone-else");
+    bob.feed(&wrong);
+    let two_hops =
+        send_text("twohops1", "", "x").replace(&format!("To-Path: {BOB}"), &format!("To-Path: {ALICE} {BOB}"));
+    bob.feed(&two_hops);
+    let sent = bob.take_sent();
+    assert_eq!(responses(&sent), vec![481, 481]);
+    assert!(!bob.session.is_bound());
+    assert!(incoming(&bob.events).is_empty());
+    // With Failure-Report: no, even the 481 is not sent (R4975-7.1.4-2).
+    bob.feed(&send_text("wrong002", "Failure-Report: no\n", "x").replace("bob5678", "someone-else"));
+    assert!(bob.take_sent().is_empty());
+    // The right SEND still binds.
+    bob.feed(&send_text("right001", "", "x"));
+    assert!(bob.session.is_bound());
+}
+
+#[test]
+fn a_from_path_other_than_the_expected_peer_gets_481() {
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("from0001", "", "x").replace("alice1234", "mallory"));
+    assert_eq!(responses(&bob.take_sent()), vec![481]);
+}
+
+#[test]
+fn sessmatch_compares_session_ids_only() {
+    let mut config = configs().1;
+    config.use_sessmatch = true;
+    let mut bob = Solo::with_config(config);
+    // An SBC rewrote the authority; the session id still matches.
+    bob.feed(&send_text("sbc00001", "", "x").replace("127.0.0.1:2856", "10.0.0.9:9999"));
+    assert!(bob.session.is_bound());
+    assert_eq!(responses(&bob.take_sent()), vec![200]);
+}
+
+#[test]
+fn no_binding_within_30_seconds_ends_the_session() {
+    let mut bob = Solo::passive();
+    bob.advance(Duration::from_millis(29_999));
+    assert!(!bob.session.is_closed());
+    bob.advance(Duration::from_millis(1));
+    assert_eq!(closed_reason(&bob.events), Some(&Some(SessionError::BindTimeout)));
+    assert!(bob.closed, "the adapter is told to close");
+    assert_eq!(bob.session.poll_timeout(), None);
+}
+
+#[test]
+fn a_refused_binding_ends_the_active_side() {
+    let mut alice = Solo::with_config(configs().0);
+    let bind = alice.take_sent().remove(0);
+    alice.feed(&format!(
+        "MSRP {} 481 No such session\nTo-Path: {ALICE}\nFrom-Path: {BOB}\n-------{}$\n",
+        bind.transaction_id, bind.transaction_id
+    ));
+    match closed_reason(&alice.events) {
+        Some(Some(SessionError::BindRefused(error))) => assert_eq!(error.code, 481),
+        other => panic!("expected a refused binding, got {other:?}"),
+    }
+}
+
+// ---- Receiving (conformance.md §1.5, §1.6) ----
+
+#[test]
+fn media_types_outside_accept_types_get_415() {
+    // R4975-7.3.1-4; `type/*` matches a whole type.
+    let (alice, mut bob) = configs();
+    bob.accept_types = AcceptTypes::new(["text/plain", "image/*"]);
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    let now = pair.now;
+    let refused = pair.alice.session.send_message(now, options("application/zip"), Bytes::from_static(b"PK")).unwrap();
+    let png = pair.alice.session.send_message(now, options("image/png"), Bytes::from_static(b"png")).unwrap();
+    pair.run();
+    let outcomes = done(&pair.alice.take_events());
+    assert_eq!(outcomes[0], (refused, MessageOutcome::Failed(MsrpError::new(415, "Unsupported Media Type"))));
+    assert_eq!(outcomes[1], (png, MessageOutcome::Delivered));
+    assert_eq!(incoming_body(&pair.bob.take_events()), b"png");
+}
+
+#[test]
+fn unknown_methods_get_501_and_reports_are_never_answered() {
+    // R4975-12-1, R4975-10.9; R4975-7.1.2-2.
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("bind0001", "", ""));
+    bob.take_sent();
+    bob.feed(&format!("MSRP abcd0001 FOO\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nX-Foo: bar\n-------abcd0001$\n"));
+    let sent = bob.take_sent();
+    assert_eq!(responses(&sent), vec![501]);
+    assert_eq!(sent[0].transaction_id, "abcd0001");
+    bob.feed(&format!(
+        "MSRP rep00001 REPORT\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: unknown\nByte-Range: 1-1/1\nStatus: 000 200 OK\n-------rep00001$\n"
+    ));
+    assert!(bob.take_sent().is_empty(), "a REPORT was answered");
+    assert!(matches!(bob.events.last(), Some(Event::Report { message: None, .. })));
+}
+
+#[test]
+fn nickname_without_use_nickname_gets_400_and_with_it_goes_to_the_application() {
+    // RFC 7701 §7.1.
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("bind0001", "", ""));
+    bob.take_sent();
+    bob.feed(&format!("MSRP nick0001 NICKNAME\nTo-Path: {BOB}\nFrom-Path: {ALICE}\n-------nick0001$\n"));
+    assert_eq!(responses(&bob.take_sent()), vec![400]);
+    bob.feed(&format!(
+        "MSRP nick0002 NICKNAME\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nUse-Nickname: \"Alice\"\n-------nick0002$\n"
+    ));
+    let Some(Event::Request(request)) = bob.events.last().cloned() else { panic!("no request event") };
+    assert_eq!(request.method(), Some(&Method::Nickname));
+    assert!(bob.session.send_response(bob.now, &request, 425, Some("Nickname in use".into())).unwrap());
+    bob.drain();
+    let sent = bob.take_sent();
+    assert_eq!(responses(&sent), vec![425]);
+    // R4975-7.2-3: for methods other than SEND the To-Path is the whole From-Path.
+    assert_eq!(sent[0].to_path().unwrap().0, vec![uri(ALICE)]);
+}
+
+#[test]
+fn responses_follow_the_failure_report_matrix() {
+    // R4975-7.2-1, R4975-7.1.4-2, R4975-7.1.4-3: FR yes/absent → 200; partial → silence on
+    // success, error on failure; no → silence always.
+    let mut config = configs().1;
+    config.accept_types = AcceptTypes::new(["text/plain"]);
+    let mut bob = Solo::with_config(config);
+    let cases = [
+        ("", 200, Some(415)),
+        ("Failure-Report: yes\n", 200, Some(415)),
+        ("Failure-Report: partial\n", 0, Some(415)),
+        ("Failure-Report: no\n", 0, None),
+    ];
+    for (i, (header, ok, refused)) in cases.into_iter().enumerate() {
+        bob.feed(&send_text(&format!("good{i:04}"), header, "x"));
+        let sent = bob.take_sent();
+        assert_eq!(responses(&sent), if ok == 0 { vec![] } else { vec![ok] }, "good SEND with {header:?}");
+        bob.feed(&send_text(&format!("bad0{i:04}"), header, "x").replace("text/plain", "image/png"));
+        assert_eq!(responses(&bob.take_sent()), refused.into_iter().collect::<Vec<_>>(), "bad SEND with {header:?}");
+    }
+}
+
+#[test]
+fn responses_go_to_the_previous_hop_with_a_dollar_end_line() {
+    // R4975-7.2-2, R4975-7.2-3.
+    let mut bob = Solo::passive();
+    let relayed = send_text("hop00001", "", "x")
+        .replace(&format!("From-Path: {ALICE}"), &format!("From-Path: msrp://relay.example.com:2855/r1;tcp {ALICE}"));
+    bob.feed(&relayed);
+    let wire = String::from_utf8(bob.wire.to_vec()).unwrap();
+    assert!(wire.starts_with("MSRP hop00001 200 OK\r\nTo-Path: msrp://relay.example.com:2855/r1;tcp\r\n"), "{wire}");
+    assert!(wire.ends_with("-------hop00001$\r\n"));
+}
+
+#[test]
+fn a_malformed_chunk_gets_400_and_lost_framing_ends_the_session() {
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("bind0001", "", ""));
+    bob.take_sent();
+    bob.feed(&send_text("bad00001", "", "abc").replace("Byte-Range: 1-3/3", "Byte-Range: x-3/3"));
+    assert_eq!(responses(&bob.take_sent()), vec![400]);
+    assert!(!bob.session.is_closed());
+    bob.feed("this is not MSRP at all\n");
+    assert!(matches!(closed_reason(&bob.events), Some(Some(SessionError::Parse(_)))));
+    assert!(bob.closed);
+}
+
+#[test]
+fn large_incoming_chunks_come_in_segments() {
+    // R4975-7.1.1-11: chunks of any size are accepted; the application sees segments of
+    // about `segment_size` with Byte-Ranges that add up.
+    let (mut alice, mut bob) = configs();
+    alice.max_chunk_size = 1 << 20;
+    bob.segment_size = 10_000;
+    let mut pair = Pair::new(alice, bob);
+    pair.split = 4096;
+    pair.connect();
+    pair.run();
+    let body = pattern(100_000);
+    pair.alice.session.send_message(pair.now, options("application/octet-stream"), body.clone()).unwrap();
+    pair.run();
+    let events = pair.bob.take_events();
+    let segments = incoming(&events);
+    assert!(segments.len() >= 9, "{} segments", segments.len());
+    let mut next = 1;
+    for segment in &segments {
+        let range = segment.byte_range().unwrap();
+        assert_eq!(range.start, next);
+        next += segment.data.len() as u64;
+    }
+    assert_eq!(segments.last().unwrap().contflag, ContinuationFlag::End);
+    assert_eq!(incoming_body(&events), body);
+}
+
+#[test]
+fn reassembly_delivers_whole_messages_and_413_beyond_the_cap() {
+    // R4975-7.3.1-1, R4975-10.5: after the 413 the sender sends no further chunk of it.
+    let (mut alice, mut bob) = configs();
+    alice.max_chunk_size = 1000;
+    alice.write_high_watermark = 1;
+    bob.reassembly = Some(ReassemblyLimits { max_message_size: 10_000, max_open_messages: 4 });
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    // Writes are held, so one chunk is out when the 413 comes back.
+    pair.alice.hold_writes = true;
+    let big = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(50_000)).unwrap();
+    pair.run();
+    pair.alice.hold_writes = false;
+    pair.alice.release_writes(pair.now);
+    let small = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(5000)).unwrap();
+    pair.run();
+    let bob_events = pair.bob.take_events();
+    let whole = incoming(&bob_events);
+    assert_eq!(whole.len(), 1);
+    assert_eq!(whole[0].data, pattern(5000));
+    assert_eq!(whole[0].byte_range(), Some(ByteRange::whole(5000)));
+    let outcomes = done(&pair.alice.take_events());
+    assert!(outcomes.contains(&(small, MessageOutcome::Delivered)));
+    assert!(outcomes.contains(&(big, MessageOutcome::Failed(MsrpError::new(413, "Message too large")))));
+    let big_chunks = pair
+        .alice
+        .sent_chunks()
+        .into_iter()
+        .filter(|c| c.byte_range().is_some_and(|r| r.total == Some(50_000)))
+        .count();
+    assert_eq!(big_chunks, 1);
+}
+
+// ---- Reports (conformance.md §1.4) ----
+
+#[test]
+fn success_report_matches_the_rfc_example() {
+    // R4975-7.1.3-2: given the §11.6 SEND, the REPORT equals the §11.6 REPORT but for the tid.
+    let local = vec![uri("msrp://bob.example.com:8888/9di4eae923wzd;tcp")];
+    let remote = vec![uri("msrp://alicepc.example.com:7777/iau39soe2843z;tcp")];
+    let mut bob = Solo::with_config(SessionConfig::new(Role::Passive, local, remote));
+    let body = "<html><body>\n<p>Here is that important link...\n<a href=\"http://www.example.com/foobar\">foobar</a>\n</p>\n</body></html>\n";
+    let send = format!(
+        "MSRP d93kswow SEND\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\nFrom-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\nMessage-ID: 12339sdqwer\nByte-Range: 1-106/106\nSuccess-Report: yes\nFailure-Report: no\nContent-Type: text/html\n\n{body}-------d93kswow$\n"
+    );
+    bob.feed(&send);
+    let sent = bob.take_sent();
+    assert_eq!(sent.len(), 1, "Failure-Report: no, so only the REPORT goes out");
+    let tid = sent[0].transaction_id.clone();
+    // R4975-X-1: the example's Byte-Range says 106 but its body is 121 octets; the REPORT
+    // covers the bytes received (R4975-7.3.1-2), so it differs from the RFC there only.
+    let expected = format!(
+        "MSRP {tid} REPORT\r\nTo-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\nFrom-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nMessage-ID: 12339sdqwer\r\nByte-Range: 1-121/121\r\nStatus: 000 200 OK\r\n-------{tid}$\r\n"
+    );
+    assert_eq!(String::from_utf8(sent[0].encode().to_vec()).unwrap(), expected);
+}
+
+#[test]
+fn one_success_report_covers_a_chunked_message_after_its_last_chunk() {
+    // R4975-7.1.3-1, R4975-7.1.3-3 (none without Success-Report: yes), R4975-7.1.2-1.
+    let (mut alice, bob) = configs();
+    alice.max_chunk_size = 3000;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    let now = pair.now;
+    let wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    let reported = pair.alice.session.send_message(now, wanted, pattern(8000)).unwrap();
+    pair.alice.session.send_message(now, options("text/plain"), pattern(10)).unwrap();
+    pair.run();
+    let reports: Vec<Chunk> =
+        pair.bob.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Report)).collect();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(report.byte_range(), Some(ByteRange::new(1, Some(8000), Some(8000))));
+    assert_eq!(report.status().unwrap().code, 200);
+    assert_eq!(report.headers.get(&HeaderName::SuccessReport), None);
+    assert_eq!(report.headers.get(&HeaderName::FailureReport), None);
+    // The REPORT follows the 200 of the last chunk on the wire.
+    let bob_chunks = pair.bob.sent_chunks();
+    let at = bob_chunks.iter().position(|c| c.method() == Some(&Method::Report)).unwrap();
+    assert_eq!(bob_chunks[at - 1].code(), Some(200));
+    let events = pair.alice.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Report { message: Some(id), .. } if *id == reported)));
+    assert!(done(&events).contains(&(reported, MessageOutcome::Delivered)));
+    // The report arrived, so closing owes nothing.
+    pair.alice.session.close(pair.now);
+    pair.run();
+    assert!(!pair.alice.take_events().iter().any(|e| matches!(e, Event::ReportMissing { .. })));
+}
+
+#[test]
+fn a_missing_success_report_is_told_when_the_session_ends() {
+    // R4975-7.1.1-6.
+    let mut pair = Pair::bound();
+    let mut solo_report = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    solo_report.message_id = Some("wants-report".into());
+    // Bob's side will not report: make it forget by using reassembly-free delivery and
+    // dropping its REPORT on the way.
+    let id = pair.alice.session.send_message(pair.now, solo_report, pattern(10)).unwrap();
+    pair.bob.deaf = false;
+    pair.run();
+    // Bob did report; pretend it did not by sending another message whose REPORT Bob
+    // cannot send (the peer swallows everything).
+    pair.bob.deaf = true;
+    let mut lost = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    lost.headers.set(HeaderName::FailureReport, "no");
+    let lost_id = pair.alice.session.send_message(pair.now, lost, pattern(10)).unwrap();
+    pair.advance(Duration::from_secs(31));
+    pair.alice.session.close(pair.now);
+    pair.run();
+    let events = pair.alice.take_events();
+    assert!(done(&events).contains(&(lost_id, MessageOutcome::Delivered)), "FR no: local 200 after 30 s");
+    let missing: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReportMissing { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing, vec![lost_id]);
+    assert_ne!(id, lost_id);
+}
+
+#[test]
+fn a_failure_report_with_status_413_stops_the_message() {
+    // R4975-7.3.2-2: `Status: 000 413` acts like a 413 response; R4975-7.3.2-3.
+    let (mut alice, bob) = configs();
+    alice.max_chunk_size = 1000;
+    alice.write_high_watermark = 1;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.alice.hold_writes = true;
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(100_000)).unwrap();
+    pair.run();
+    let message_id = pair.alice.sent_chunks().last().unwrap().message_id().unwrap().to_owned();
+    let report = format!(
+        "MSRP rep00413 REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-1000/100000\r\nStatus: 000 413 Stop\r\n-------rep00413$\r\n"
+    );
+    pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(report)));
+    pair.alice.release_writes(pair.now);
+    pair.alice.hold_writes = false;
+    pair.run();
+    let sends = pair.alice.sent_chunks().into_iter().filter(|c| c.message_id() == Some(message_id.as_str())).count();
+    assert_eq!(sends, 1, "no chunk after the 413 REPORT");
+    assert!(done(&pair.alice.take_events()).contains(&(id, MessageOutcome::Failed(MsrpError::new(413, "Stop")))));
+}
+
+// ---- Transactions and timeouts (conformance.md §1.3) ----
+
+fn chunk_with_failure_report(pair: &mut Pair, failure_report: Option<Fr>) -> Chunk {
+    let mut chunk = pair
+        .alice
+        .session
+        .transport_mut()
+        .make_chunk(ChunkParams { data: Bytes::from_static(b"ping"), ..ChunkParams::default() });
+    chunk.headers.set(HeaderName::ContentType, "text/plain");
+    if let Some(failure_report) = failure_report {
+        chunk.add_header(&failure_report);
+    }
+    chunk
+}
+
+fn response_of(events: &[Event], id: RequestId) -> Option<(u16, bool)> {
+    events.iter().find_map(|event| match event {
+        Event::Response { request, response, local } if *request == id => Some((response.code()?, *local)),
+        _ => None,
+    })
+}
+
+#[test]
+fn send_chunk_reports_the_peer_response() {
+    let mut pair = Pair::bound();
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let id = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    pair.run();
+    assert_eq!(response_of(&pair.alice.take_events(), id), Some((200, false)));
+}
+
+#[test]
+fn no_response_within_30_seconds_gives_408_or_200_by_failure_report() {
+    // R4975-7.1.1-4 (timer of 30 s), spec rule: partial/no → local 200; R4975-7.1.1-5 pipelining.
+    let mut pair = Pair::bound();
+    pair.bob.deaf = true;
+    let cases = [None, Some(Fr::Yes), Some(Fr::Partial), Some(Fr::No)];
+    let ids: Vec<_> = cases
+        .iter()
+        .map(|fr| {
+            let chunk = chunk_with_failure_report(&mut pair, *fr);
+            pair.alice.session.send_chunk(pair.now, chunk).unwrap()
+        })
+        .collect();
+    pair.run();
+    assert_eq!(
+        pair.alice.sent_chunks().iter().filter(|c| c.method() == Some(&Method::Send)).count(),
+        5,
+        "all pipelined"
+    );
+    pair.advance(Duration::from_millis(29_999));
+    assert!(ids.iter().all(|id| response_of(&pair.alice.events, *id).is_none()), "answered before 30 s");
+    pair.advance(Duration::from_millis(1));
+    let events = pair.alice.take_events();
+    let codes: Vec<_> = ids.iter().map(|id| response_of(&events, *id)).collect();
+    assert_eq!(codes, vec![Some((408, true)), Some((408, true)), Some((200, true)), Some((200, true))]);
+}
+
+#[test]
+fn the_response_timer_starts_when_the_last_byte_is_written() {
+    // R4975-7.1.1-4: "within 30 s of the last byte being sent".
+    let mut pair = Pair::bound();
+    pair.bob.deaf = true;
+    pair.alice.hold_writes = true;
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let id = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    pair.run();
+    pair.advance(Duration::from_secs(40));
+    assert!(response_of(&pair.alice.events, id).is_none(), "timed out before the write completed");
+    pair.alice.release_writes(pair.now);
+    pair.advance(Duration::from_secs(30));
+    assert_eq!(response_of(&pair.alice.take_events(), id), Some((408, true)));
+}
+
+#[test]
+fn a_408_from_a_relay_is_treated_like_a_local_timeout_and_481_ends_the_session() {
+    // R4975-10.4: a 408 response fails the message; R4975-10.8: 481 ends the session.
+    let mut pair = Pair::bound();
+    pair.bob.deaf = true;
+    let first = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    let second = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    pair.run();
+    let sends: Vec<_> = pair.alice.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    let answer = |tid: &str, code: u16| {
+        Bytes::from(format!("MSRP {tid} {code} Whatever\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\n-------{tid}$\r\n"))
+    };
+    pair.alice.session.handle_input(pair.now, Input::Received(answer(&sends[1].transaction_id, 408)));
+    pair.run();
+    assert_eq!(done(&pair.alice.take_events()), vec![(first, MessageOutcome::Failed(MsrpError::new(408, "Whatever")))]);
+    pair.alice.session.handle_input(pair.now, Input::Received(answer(&sends[2].transaction_id, 481)));
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(second, MessageOutcome::Failed(MsrpError::new(481, "Whatever")))]);
+    assert!(matches!(closed_reason(&events), Some(Some(SessionError::Failed(_)))));
+}
+
+#[test]
+fn misuse_is_an_error_not_a_panic() {
+    let mut pair = Pair::bound();
+    let now = pair.now;
+    let response = Chunk::response("abcd1234", 200, None);
+    assert_eq!(pair.alice.session.send_chunk(now, response), Err(SendError::NotARequest));
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    pair.alice.session.send_chunk(now, chunk.clone()).unwrap();
+    assert!(matches!(pair.alice.session.send_chunk(now, chunk), Err(SendError::DuplicateTransaction(_))));
+    let mut bad = Chunk::request("x", Method::Send);
+    bad.data = Bytes::from_static(b"no paths");
+    assert!(matches!(pair.alice.session.send_chunk(now, bad), Err(SendError::Invalid(_))));
+    pair.alice.session.close(now);
+    assert_eq!(pair.alice.session.send_message(now, options("text/plain"), Bytes::new()), Err(SendError::Closed));
+}
+
+// ---- Sending: chunking, interleaving, abort, resume, backpressure (§1.2, §1.3) ----
+
+#[test]
+fn a_chat_message_overtakes_a_10_mib_transfer() {
+    // R4975-7.1.1-12: concurrent SENDs are interleaved; the chat line leaves within one chunk.
+    let mut pair = Pair::bound();
+    let now = pair.now;
+    let file = pair.alice.session.send_message(now, options("application/octet-stream"), pattern(10 << 20)).unwrap();
+    let chat = pair.alice.session.send_message(now, options("text/plain"), Bytes::from_static(b"hi!")).unwrap();
+    pair.run();
+    let sends: Vec<_> = pair.alice.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    let chat_at = sends.iter().position(|c| c.content_type() == Some("text/plain")).unwrap();
+    assert!(chat_at <= 2, "the chat message went out as send #{chat_at}");
+    // R4975-5.1-1: file chunks over 2048 bytes are interruptible (`*` end); R4975-7.1-7 flags.
+    let file_chunks: Vec<_> = sends.iter().filter(|c| c.content_type() == Some("application/octet-stream")).collect();
+    assert_eq!(file_chunks.len(), 160);
+    assert!(file_chunks.iter().all(|c| c.byte_range().unwrap().end.is_none()));
+    assert!(file_chunks[..159].iter().all(|c| c.contflag == ContinuationFlag::More));
+    assert_eq!(file_chunks[159].contflag, ContinuationFlag::End);
+    // R4975-7.1.1-1 and -8: one Message-ID, Byte-Range order.
+    let message_id = file_chunks[0].message_id().unwrap();
+    let mut next = 1;
+    for chunk in &file_chunks {
+        assert_eq!(chunk.message_id(), Some(message_id));
+        assert_eq!(chunk.byte_range().unwrap().start, next);
+        next += chunk.data.len() as u64;
+    }
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(chat, MessageOutcome::Delivered), (file, MessageOutcome::Delivered)]);
+    let bob_events = pair.bob.take_events();
+    assert_eq!(incoming(&bob_events).iter().map(|c| c.data.len()).sum::<usize>(), (10 << 20) + 3);
+}
+
+#[test]
+fn an_aborted_message_ends_with_a_hash() {
+    // R4975-7.1-7: `#` aborts; a message aborted before anything left sends nothing.
+    let mut pair = Pair::bound();
+    let now = pair.now;
+    let mut file = options("application/octet-stream");
+    file.total = Some(1 << 20);
+    let id = pair.alice.session.start_message(now, file).unwrap();
+    assert_eq!(pair.alice.session.write_message(now, id, pattern(200_000)).unwrap(), 200_000);
+    pair.run();
+    pair.alice.session.abort_message(pair.now, id).unwrap();
+    let never = pair.alice.session.start_message(pair.now, options("text/plain")).unwrap();
+    pair.alice.session.abort_message(pair.now, never).unwrap();
+    pair.run();
+    let sends: Vec<_> = pair.alice.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    assert_eq!(sends.last().unwrap().contflag, ContinuationFlag::Abort);
+    assert!(sends.iter().all(|c| c.content_type() != Some("text/plain")));
+    let outcomes = done(&pair.alice.take_events());
+    assert!(outcomes.contains(&(id, MessageOutcome::Aborted)));
+    assert!(outcomes.contains(&(never, MessageOutcome::Aborted)));
+    let bob_events = pair.bob.take_events();
+    assert_eq!(incoming(&bob_events).last().unwrap().contflag, ContinuationFlag::Abort);
+}
+
+#[test]
+fn a_file_resumes_from_a_position() {
+    let mut pair = Pair::bound();
+    let file = OutgoingFile {
+        size: 5000,
+        content_type: Some("application/octet-stream".into()),
+        position: 1000,
+        message_id: Some("file-1".into()),
+        headers: Headers::new(),
+    };
+    let id = pair.alice.session.send_file(pair.now, &file).unwrap();
+    assert_eq!(pair.alice.session.write_message(pair.now, id, pattern(4000)).unwrap(), 4000);
+    pair.alice.session.finish_message(pair.now, id).unwrap();
+    pair.run();
+    let bob_events = pair.bob.take_events();
+    let chunks = incoming(&bob_events);
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].message_id(), Some("file-1"));
+    assert_eq!(chunks[0].byte_range(), Some(ByteRange::new(1001, None, Some(5000))));
+    assert_eq!(chunks[0].data, pattern(4000));
+    assert_eq!(done(&pair.alice.take_events()), vec![(id, MessageOutcome::Delivered)]);
+}
+
+#[test]
+fn streamed_writes_are_bounded_and_writable_says_when_to_go_on() {
+    let (mut alice, bob) = configs();
+    alice.message_buffer = 100_000;
+    alice.max_chunk_size = 10_000;
+    alice.write_high_watermark = 50_000;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.alice.hold_writes = true;
+    let id = pair.alice.session.start_message(pair.now, options("application/octet-stream")).unwrap();
+    let body = pattern(1 << 20);
+    let mut offset = 0;
+    let mut blocked = 0;
+    while offset < body.len() {
+        match pair.alice.session.write_message(pair.now, id, body.slice(offset..)) {
+            Ok(taken) => offset += taken,
+            Err(SendError::Blocked) => {
+                blocked += 1;
+                pair.run();
+                // Output stays bounded while the socket does not drain.
+                assert!(pair.alice.session.unwritten() <= 50_000 + 10_000 + 1024);
+                pair.alice.release_writes(pair.now);
+                pair.run();
+                let events = pair.alice.take_events();
+                assert!(events.contains(&Event::Writable { message: id }), "no Writable after a blocked write");
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    pair.alice.session.finish_message(pair.now, id).unwrap();
+    pair.alice.hold_writes = false;
+    pair.alice.release_writes(pair.now);
+    pair.run();
+    assert!(blocked > 5);
+    assert_eq!(incoming_body(&pair.bob.take_events()), body);
+    assert_eq!(done(&pair.alice.take_events()), vec![(id, MessageOutcome::Delivered)]);
+}
+
+#[test]
+fn bodies_holding_their_own_end_line_are_sent_safely() {
+    // R4975-7.1-8.
+    let mut pair = Pair::bound();
+    let sneaky = Bytes::from_static(b"a\r\n-------abcd$\r\nb");
+    pair.alice.session.send_message(pair.now, options("text/plain"), sneaky.clone()).unwrap();
+    pair.run();
+    assert_eq!(incoming_body(&pair.bob.take_events()), sneaky);
+}
+
+// ---- Keepalive and shutdown (§1.7) ----
+
+#[test]
+fn an_idle_session_sends_keepalives_and_a_silent_peer_fails_it() {
+    let mut pair = Pair::bound();
+    pair.advance(Duration::from_secs(60));
+    let keepalives: Vec<_> =
+        pair.alice.sent_chunks().into_iter().filter(|c| c.headers.get(&HeaderName::KeepAlive).is_some()).collect();
+    assert!(!keepalives.is_empty());
+    assert!(keepalives[0].data.is_empty());
+    assert!(pair.bob.take_events().is_empty(), "keepalives are not shown to the application");
+    pair.bob.deaf = true;
+    pair.advance(Duration::from_secs(95));
+    match closed_reason(&pair.alice.take_events()) {
+        Some(Some(SessionError::KeepaliveFailed(error))) => assert_eq!(error.code, 408),
+        other => panic!("expected a keepalive failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn keepalive_can_be_turned_off() {
+    let (mut alice, mut bob) = configs();
+    alice.keepalive_interval = None;
+    bob.keepalive_interval = None;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.advance(Duration::from_secs(600));
+    assert_eq!(pair.alice.sent_chunks().len(), 1, "only the binding SEND");
+    assert_eq!(pair.alice.session.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_sends_what_is_queued_waits_for_responses_then_closes() {
+    let mut pair = Pair::bound();
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(300_000)).unwrap();
+    pair.alice.session.shutdown(pair.now);
+    assert_eq!(
+        pair.alice.session.send_message(pair.now, options("text/plain"), Bytes::new()),
+        Err(SendError::ShuttingDown)
+    );
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+    assert!(pair.alice.closed);
+    assert_eq!(incoming_body(&pair.bob.take_events()).len(), 300_000);
+}
+
+#[test]
+fn shutdown_with_a_silent_peer_answers_every_pending_transaction_locally() {
+    let mut pair = Pair::bound();
+    pair.bob.deaf = true;
+    let chunk = chunk_with_failure_report(&mut pair, Some(Fr::No));
+    let request = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    let message = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    let mut config_shorter = pair.alice.session.config().shutdown_timeout;
+    config_shorter /= 3;
+    pair.run();
+    pair.alice.session.shutdown(pair.now);
+    pair.advance(config_shorter);
+    assert!(!pair.alice.session.is_closed(), "closed before the shutdown timeout");
+    pair.advance(Duration::from_secs(30));
+    let events = pair.alice.take_events();
+    // Both transactions ended: the message by its own 30 s timeout (408), the FR=no
+    // request with the spec's local 200.
+    assert_eq!(response_of(&events, request), Some((200, true)));
+    assert_eq!(done(&events), vec![(message, MessageOutcome::Failed(MsrpError::new(408, "Request Timeout")))]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+}
+
+#[test]
+fn a_peer_closing_mid_message_fails_everything_pending() {
+    // R4975-5.4-6: a failed connection fails the session; nothing is forgotten.
+    let mut pair = Pair::bound();
+    pair.alice.hold_writes = true;
+    pair.bob.deaf = true;
+    let queued = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(3 << 20)).unwrap();
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let request = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    pair.run();
+    pair.alice.session.handle_input(pair.now, Input::Closed);
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(response_of(&events, request), Some((408, true)));
+    assert!(matches!(done(&events)[..], [(id, MessageOutcome::Failed(_))] if id == queued));
+    assert_eq!(events.last(), Some(&Event::Closed { reason: Some(SessionError::ConnectionClosed) }));
+    // Nothing after Closed, and no timer left.
+    pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from_static(b"MSRP")));
+    assert_eq!(pair.alice.session.poll_output(pair.now), None);
+    assert_eq!(pair.alice.session.poll_timeout(), None);
+}
+
+#[test]
+fn incoming_reads_pause_while_the_peer_does_not_read_our_responses() {
+    let (alice, mut bob) = configs();
+    bob.write_high_watermark = 1000;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.bob.hold_writes = true;
+    for _ in 0..200 {
+        pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    }
+    pair.run();
+    assert!(!pair.bob.session.wants_read());
+    // Reading stopped once the unwritten responses passed the watermark (plus one read).
+    assert!(pair.bob.session.unwritten() <= 1000 + 2000);
+    pair.bob.release_writes(pair.now);
+    pair.bob.hold_writes = false;
+    pair.run();
+    assert_eq!(done(&pair.alice.take_events()).len(), 200);
+}
+
+// ---- Logging ----
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl TrafficLogger for Recorder {
+    fn received_new_chunk(&mut self, _: &[u8], _: &Transport, chunk: &Chunk) {
+        self.0.lock().unwrap().push(format!("received_new_chunk {}", chunk.transaction_id));
+    }
+    fn received_chunk_data(&mut self, data: &[u8], _: &Transport, tid: &str) {
+        self.0.lock().unwrap().push(format!("received_chunk_data {tid} {}", data.len()));
+    }
+    fn received_chunk_end(&mut self, data: &[u8], _: &Transport, tid: &str) {
+        let text = String::from_utf8_lossy(data).into_owned();
+        self.0.lock().unwrap().push(format!("received_chunk_end {tid} {}", text.trim()));
+    }
+    fn sent_new_chunk(&mut self, data: &[u8], _: &Transport, chunk: &Chunk) {
+        assert!(data.starts_with(format!("MSRP {} ", chunk.transaction_id).as_bytes()));
+        self.0.lock().unwrap().push(format!("sent_new_chunk {}", chunk.transaction_id));
+    }
+    fn sent_chunk_data(&mut self, data: &[u8], _: &Transport, tid: &str) {
+        self.0.lock().unwrap().push(format!("sent_chunk_data {tid} {}", data.len()));
+    }
+    fn sent_chunk_end(&mut self, _: &[u8], _: &Transport, tid: &str) {
+        self.0.lock().unwrap().push(format!("sent_chunk_end {tid}"));
+    }
+    fn info(&mut self, message: &str) {
+        self.0.lock().unwrap().push(format!("info {message}"));
+    }
+}
+
+#[test]
+fn the_logger_sees_every_chunk_start_data_and_end_in_order() {
+    let (alice, bob) = configs();
+    let mut pair = Pair::new(alice, bob);
+    let (alice_log, bob_log) = (Recorder::default(), Recorder::default());
+    pair.alice.session.set_logger(Box::new(alice_log.clone()));
+    pair.bob.session.set_logger(Box::new(bob_log.clone()));
+    pair.split = 700;
+    pair.connect();
+    pair.run();
+    pair.alice.session.send_message(pair.now, options("text/plain"), pattern(1500)).unwrap();
+    pair.run();
+    let sends: Vec<_> = pair.alice.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    let (bind, message) = (&sends[0].transaction_id, &sends[1].transaction_id);
+    let alice_lines = alice_log.0.lock().unwrap().clone();
+    let expected_alice = [
+        format!("sent_new_chunk {bind}"),
+        format!("sent_chunk_end {bind}"),
+        format!("received_new_chunk {bind}"),
+        // A response is acted on as soon as its head is read.
+        "info session bound".to_owned(),
+        format!("received_chunk_end {bind} -------{bind}$"),
+        format!("sent_new_chunk {message}"),
+        format!("sent_chunk_data {message} 1500"),
+        format!("sent_chunk_end {message}"),
+        format!("received_new_chunk {message}"),
+        format!("received_chunk_end {message} -------{message}$"),
+    ];
+    assert_eq!(alice_lines, expected_alice);
+    let bob_lines = bob_log.0.lock().unwrap().clone();
+    let data_lines: usize = bob_lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("received_chunk_data {message}")))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(data_lines, 1500, "split reads each logged as data");
+    let start = bob_lines.iter().position(|l| *l == format!("received_new_chunk {message}")).unwrap();
+    let end = bob_lines.iter().position(|l| l.starts_with(&format!("received_chunk_end {message}"))).unwrap();
+    assert!(start < end);
+    assert_eq!(bob_lines[end + 1], format!("sent_new_chunk {message}"), "the 200 follows the chunk's end");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let run = || {
+        let mut pair = Pair::bound();
+        pair.alice.session.send_message(pair.now, options("text/plain"), pattern(100_000)).unwrap();
+        pair.advance(Duration::from_secs(120));
+        (pair.alice.wire, pair.bob.wire)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn success_report_values_are_read_with_their_defaults() {
+    // R4975-7.1.1-3.
+    let chunk = Chunk::request("abcd", Method::Send);
+    assert_eq!(chunk.success_report(), Sr::No);
+    assert_eq!(chunk.failure_report(), Fr::Yes);
+}

@@ -1,0 +1,137 @@
+//! Outgoing requests waiting for their response, with their timers.
+//!
+//! A request's response timer starts when its last byte was written (RFC 4975 §7.1.1:
+//! "within 30 s of the last byte being sent"), so a transaction first waits in write
+//! order for [`Transactions::arm_written`], then in deadline order for a response or
+//! [`Transactions::pop_expired`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use crate::chunk::Chunk;
+use crate::header::FailureReport;
+use crate::outbox::OutgoingId;
+
+use super::RequestId;
+
+/// Who waits for a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransactionKind {
+    /// The application, through `send_chunk`.
+    Request(RequestId),
+    /// A chunk of an outgoing message.
+    Message(OutgoingId),
+    /// The active side's binding SEND.
+    Bind,
+    /// A keepalive SEND.
+    Keepalive,
+}
+
+/// A request waiting for its response.
+#[derive(Debug)]
+pub(super) struct Transaction {
+    pub(super) kind: TransactionKind,
+    failure_report: FailureReport,
+    /// Opening order, so that closing answers transactions in the order they were sent.
+    opened: u64,
+    /// The armed timer's key in `Transactions::deadlines`.
+    deadline: Option<(Instant, u64)>,
+}
+
+impl Transaction {
+    /// The response made locally when none came in time: 408 when `Failure-Report` is yes
+    /// or absent, 200 when it is `partial` or `no` (msrplib's rule).
+    pub(super) fn local_timeout_response(&self, transaction_id: &str) -> Chunk {
+        match self.failure_report {
+            FailureReport::Yes => Chunk::response(transaction_id, 408, Some("Request Timeout".to_owned())),
+            FailureReport::Partial | FailureReport::No => Chunk::response(transaction_id, 200, Some("OK".to_owned())),
+        }
+    }
+}
+
+/// The live transactions of a session, by transaction id.
+#[derive(Debug, Default)]
+pub(super) struct Transactions {
+    live: BTreeMap<String, Transaction>,
+    /// Transactions whose last byte is not written yet: (stream offset of that byte, id).
+    unwritten: VecDeque<(u64, String)>,
+    deadlines: BTreeMap<(Instant, u64), String>,
+    /// Counter for `opened` and for deadline keys (several may share an instant).
+    sequence: u64,
+}
+
+impl Transactions {
+    /// Opens a transaction for `request`, whose last byte is at stream offset `end`.
+    pub(super) fn open(&mut self, request: &Chunk, kind: TransactionKind, end: u64) {
+        self.sequence += 1;
+        let transaction =
+            Transaction { kind, failure_report: request.failure_report(), opened: self.sequence, deadline: None };
+        self.live.insert(request.transaction_id.clone(), transaction);
+        self.unwritten.push_back((end, request.transaction_id.clone()));
+    }
+
+    /// The stream is written up to offset `written`: the timers of the requests it
+    /// covers start, each ending at `deadline`.
+    pub(super) fn arm_written(&mut self, written: u64, deadline: Instant) {
+        while let Some((end, _)) = self.unwritten.front() {
+            if *end > written {
+                break;
+            }
+            let Some((_, transaction_id)) = self.unwritten.pop_front() else { break };
+            // A transaction answered before its write was acknowledged has left `live`.
+            if let Some(transaction) = self.live.get_mut(&transaction_id) {
+                self.sequence += 1;
+                let key = (deadline, self.sequence);
+                transaction.deadline = Some(key);
+                self.deadlines.insert(key, transaction_id);
+            }
+        }
+    }
+
+    /// Ends the transaction `transaction_id` (its response arrived).
+    pub(super) fn take(&mut self, transaction_id: &str) -> Option<Transaction> {
+        let transaction = self.live.remove(transaction_id)?;
+        if let Some(key) = transaction.deadline {
+            self.deadlines.remove(&key);
+        }
+        Some(transaction)
+    }
+
+    /// Ends and returns the first transaction whose timer ran out at `now`.
+    pub(super) fn pop_expired(&mut self, now: Instant) -> Option<(String, Transaction)> {
+        let entry = self.deadlines.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        let transaction_id = entry.remove();
+        let mut transaction = self.live.remove(&transaction_id)?;
+        transaction.deadline = None;
+        Some((transaction_id, transaction))
+    }
+
+    /// The earliest armed timer.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first_key_value().map(|((deadline, _), _)| *deadline)
+    }
+
+    /// Ends every transaction, in the order they were opened.
+    pub(super) fn drain(&mut self) -> Vec<(String, Transaction)> {
+        self.unwritten.clear();
+        self.deadlines.clear();
+        let mut all: Vec<_> = std::mem::take(&mut self.live).into_iter().collect();
+        all.sort_by_key(|(_, transaction)| transaction.opened);
+        all
+    }
+
+    pub(super) fn contains(&self, transaction_id: &str) -> bool {
+        self.live.contains_key(transaction_id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
