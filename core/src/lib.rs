@@ -18,57 +18,86 @@
 //!   requests (`make_chunk`), responses, REPORTs, and for accepting a SEND; [`AcceptTypes`].
 //! - [`outbox::Outbox`]: outgoing messages cut into chunks and interleaved fairly.
 //! - [`reassembly::Reassembler`]: opt-in reassembly of incoming messages with a size cap.
+//! - [`session::Session`]: **the engine**, one MSRP session on one connection as a pure
+//!   state machine: binding, transactions and their timeouts, responses and REPORTs,
+//!   interleaved sending with backpressure, keepalive, shutdown. Its docs give the run
+//!   loop every adapter follows.
+//! - [`connect`]: which session a connection on a shared port binds (481, 506).
+//! - [`log`]: the traffic logger interface ([`log::TrafficLogger`]).
 //!
 //! ## Run loop
 //!
-//! A connection's read side is a loop of *feed, then drain*: hand every buffer
-//! read from the socket to [`codec::Decoder::feed`], then call
-//! [`codec::Decoder::poll`] until it returns `None`. Body bytes come out as
-//! slices of the buffers that were fed, so a large message streams through
-//! without being copied or held whole. The write side encodes chunks with
-//! [`Chunk::encode`] or, for a vectored write that does not copy the body,
-//! [`Chunk::encode_parts`].
+//! Every driver of a [`session::Session`] (the tokio, smol and blocking adapters, the
+//! simulation, your own event loop) does the same thing:
+//!
+//! 1. hand the session what happened with `handle_input(now, Input::…)` (connected,
+//!    bytes read, bytes written, closed), or call a command (`send_message`, …);
+//! 2. drain `poll_output(now)` until `None`: write each `Transmit`, give each `Event` to
+//!    the application, close the socket on `Close`;
+//! 3. sleep until the next input or `poll_timeout()`, then `handle_timeout(now)`.
+//!
+//! Here two sessions run back to back in memory, with a clock that never moves:
 //!
 //! ```
+//! use std::time::Instant;
 //! use bytes::Bytes;
-//! use msrp_core::codec::{Decoded, Decoder, DecoderLimits};
-//! use msrp_core::header::{ByteRange, FromPath, MessageId, ToPath};
-//! use msrp_core::{Chunk, IdGenerator, Method, Uri};
+//! use msrp_core::header::{HeaderName, Headers};
+//! use msrp_core::outbox::MessageOptions;
+//! use msrp_core::session::{Event, Input, Output, Role, Session, SessionConfig};
+//! use msrp_core::{IdGenerator, Uri};
 //!
-//! let mut ids = IdGenerator::seed_from_u64(1);
-//! let alice = Uri::new("127.0.0.1").with_port(2855).with_random_session_id(&mut ids);
-//! let bob = Uri::new("127.0.0.1").with_port(2856).with_random_session_id(&mut ids);
-//!
-//! // Build a SEND and encode it.
-//! let mut send = Chunk::request(ids.transaction_id(), Method::Send);
-//! send.add_header(&ToPath(vec![bob.clone()]));
-//! send.add_header(&FromPath(vec![alice]));
-//! send.add_header(&MessageId(ids.message_id()));
-//! send.add_header(&ByteRange::whole(12));
-//! send.headers.set(msrp_core::header::HeaderName::ContentType, "text/plain");
-//! send.data = Bytes::from_static(b"Hello world!");
-//! let wire = send.encode();
-//!
-//! // Decode it, one byte per read.
-//! let mut decoder = Decoder::new(DecoderLimits::default());
-//! let mut body = Vec::new();
-//! for i in 0..wire.len() {
-//!     decoder.feed(wire.slice(i..i + 1));
-//!     while let Some(item) = decoder.poll() {
-//!         match item.expect("valid input") {
-//!             Decoded::Head(head) => assert_eq!(head.to_path().unwrap().0, vec![bob.clone()]),
-//!             Decoded::Data(data) => body.extend_from_slice(&data),
-//!             Decoded::End(flag) => assert_eq!(flag, msrp_core::ContinuationFlag::End),
+//! let now = Instant::now();
+//! let alice: Uri = "msrp://127.0.0.1:2855/alice1234;tcp".parse()?;
+//! let bob: Uri = "msrp://127.0.0.1:2856/bob5678;tcp".parse()?;
+//! let mut sessions = [
+//!     Session::new(SessionConfig::new(Role::Active, vec![alice.clone()], vec![bob.clone()]), IdGenerator::seed_from_u64(1), now)?,
+//!     Session::new(SessionConfig::new(Role::Passive, vec![bob], vec![alice]), IdGenerator::seed_from_u64(2), now)?,
+//! ];
+//! let mut headers = Headers::new();
+//! headers.set(HeaderName::ContentType, "text/plain");
+//! let options = MessageOptions { headers, ..MessageOptions::default() };
+//! sessions[0].send_message(now, options, Bytes::from_static(b"Hello world!"))?;
+//! for session in &mut sessions {
+//!     session.handle_input(now, Input::Connected);
+//! }
+//! let mut received = Vec::new();
+//! // Drain both sides until nothing moves; each side's writes are the other's reads.
+//! loop {
+//!     let mut moved = false;
+//!     for side in 0..2 {
+//!         while let Some(output) = sessions[side].poll_output(now) {
+//!             moved = true;
+//!             match output {
+//!                 Output::Transmit(transmit) => {
+//!                     let len = transmit.len();
+//!                     for part in transmit.parts {
+//!                         sessions[1 - side].handle_input(now, Input::Received(part));
+//!                     }
+//!                     sessions[side].handle_input(now, Input::Written(len));
+//!                 }
+//!                 Output::Event(Event::Incoming(chunk)) => received.push(chunk.data),
+//!                 Output::Event(_) | Output::Close => {}
+//!             }
 //!         }
 //!     }
+//!     if !moved {
+//!         break;
+//!     }
 //! }
-//! assert_eq!(body, b"Hello world!");
+//! assert_eq!(received, [Bytes::from_static(b"Hello world!")]);
+//! // Nothing is due until the keepalive, 60 s from now.
+//! assert!(sessions[0].poll_timeout().is_some_and(|deadline| deadline > now));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The protocol layer underneath can also be used alone: [`codec::Decoder`] turns bytes
+//! into chunks (its module docs show how) and [`Chunk::encode_parts`] writes them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod chunk;
 pub mod codec;
+pub mod connect;
 pub mod header;
 pub mod ids;
 pub mod log;

@@ -173,22 +173,7 @@ impl Transport {
     /// `Failure-Report: no`; no 200 with `Failure-Report: partial`. To-Path is the
     /// previous hop (the first From-Path URI) for SEND, the whole From-Path otherwise.
     pub fn make_response(&self, request: &Chunk, code: u16, comment: Option<String>) -> Option<Chunk> {
-        let method = request.method()?;
-        if *method == Method::Report {
-            return None;
-        }
-        match request.failure_report() {
-            FailureReport::No => return None,
-            FailureReport::Partial if code == 200 => return None,
-            FailureReport::Partial | FailureReport::Yes => {}
-        }
-        // The path is copied as written: a response costs no URI parsing.
-        let from = request.headers.get(&HeaderName::FromPath)?.as_str();
-        let to = if *method == Method::Send { from.split([' ', '\t']).find(|uri| !uri.is_empty())? } else { from };
-        let mut response = Chunk::response(request.transaction_id.clone(), code, comment);
-        response.headers.set(HeaderName::ToPath, to);
-        response.headers.set(HeaderName::FromPath, self.from_path_text.as_str());
-        Some(response)
+        response_to(request, code, comment, &self.from_path_text)
     }
 
     /// A REPORT about `request` (a SEND) covering `range` with status `code`, built by
@@ -244,6 +229,27 @@ impl Transport {
             _ => no_session("Invalid From-Path"),
         }
     }
+}
+
+/// The response to `request` from the URI `from_path` (see [`Transport::make_response`]);
+/// also used where no session exists yet to answer for (a 481 or 506 at binding).
+pub(crate) fn response_to(request: &Chunk, code: u16, comment: Option<String>, from_path: &str) -> Option<Chunk> {
+    let method = request.method()?;
+    if *method == Method::Report {
+        return None;
+    }
+    match request.failure_report() {
+        FailureReport::No => return None,
+        FailureReport::Partial if code == 200 => return None,
+        FailureReport::Partial | FailureReport::Yes => {}
+    }
+    // The path is copied as written: a response costs no URI parsing.
+    let from = request.headers.get(&HeaderName::FromPath)?.as_str();
+    let to = if *method == Method::Send { from.split([' ', '\t']).find(|uri| !uri.is_empty())? } else { from };
+    let mut response = Chunk::response(request.transaction_id.clone(), code, comment);
+    response.headers.set(HeaderName::ToPath, to);
+    response.headers.set(HeaderName::FromPath, from_path);
+    Some(response)
 }
 
 /// The media types a session accepts (msrplib `accept_types`): exact types, `type/*` and

@@ -345,6 +345,11 @@ pub enum SessionError {
     Failed(MsrpError),
 }
 
+/// The error of a failed transaction (msrplib's `MSRPTransactionError`): the code and
+/// comment of the response, made locally on timeout or closure.
+#[doc(alias = "MSRPTransactionError")]
+pub type TransactionError = MsrpError;
+
 /// Why a command was refused (misuse or backpressure; peer errors are events).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -452,7 +457,7 @@ pub struct Session {
     /// Responses and REPORTs: they go out before anything else and are never held back.
     replies: VecDeque<Chunk>,
     /// Requests of the application (and the keepalive), in order; held until bound.
-    requests: VecDeque<(Chunk, TransactionKind)>,
+    requests: VecDeque<(Chunk, Option<TransactionKind>)>,
     /// The active side's binding SEND, which goes before binding.
     bind_request: Option<Chunk>,
     events: VecDeque<Event>,
@@ -645,6 +650,20 @@ impl Session {
     /// `Failure-Report` is yes or absent, 200 when partial or no) or closure. A REPORT
     /// gets no response. Requests wait until the session is bound.
     pub fn send_chunk(&mut self, now: Instant, chunk: Chunk) -> Result<RequestId, SendError> {
+        self.queue_request(now, chunk, true)
+    }
+
+    /// Sends a request whose outcome the caller waits for (msrplib `deliver_chunk`):
+    /// `Some(id)` names the [`Event::Response`] to wait for (turn it into a result with
+    /// [`transaction_result`]); `None` means `Failure-Report: no`, so no response will
+    /// come and the caller returns at once.
+    pub fn deliver_chunk(&mut self, now: Instant, chunk: Chunk) -> Result<Option<RequestId>, SendError> {
+        let wants_response = chunk.failure_report() != crate::header::FailureReport::No;
+        let id = self.queue_request(now, chunk, wants_response)?;
+        Ok(wants_response.then_some(id))
+    }
+
+    fn queue_request(&mut self, now: Instant, chunk: Chunk, wants_response: bool) -> Result<RequestId, SendError> {
         self.advance(now);
         self.check_open()?;
         if !chunk.is_request() {
@@ -658,7 +677,9 @@ impl Session {
         }
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        self.requests.push_back((chunk, TransactionKind::Request(id)));
+        // A REPORT is never answered, so it opens no transaction.
+        let answered = wants_response && chunk.method() != Some(&Method::Report);
+        self.requests.push_back((chunk, answered.then_some(TransactionKind::Request(id))));
         Ok(id)
     }
 
@@ -900,7 +921,7 @@ impl Session {
                     let mut chunk = self.transport.make_chunk(ChunkParams::default());
                     chunk.add_header(&KeepAlive::Yes);
                     self.keepalive_outstanding = true;
-                    self.requests.push_back((chunk, TransactionKind::Keepalive));
+                    self.requests.push_back((chunk, Some(TransactionKind::Keepalive)));
                 }
                 self.arm_keepalive();
             }
@@ -947,8 +968,6 @@ impl Session {
             return None;
         }
         if let Some((chunk, kind)) = self.requests.pop_front() {
-            // A REPORT is never answered, so it opens no transaction.
-            let kind = (chunk.method() != Some(&Method::Report)).then_some(kind);
             return Some(self.transmit(&chunk, kind));
         }
         if self.unwritten() >= self.config.write_high_watermark as u64 {
@@ -1131,6 +1150,15 @@ impl Session {
         self.outbox = Outbox::new(self.config.max_chunk_size);
         self.events.push_back(Event::Closed { reason });
         self.close_pending = tell_adapter;
+    }
+}
+
+/// The outcome of a transaction as msrplib's `deliver_chunk` gives it: the response when
+/// it is a 200, a [`TransactionError`] with its code and comment otherwise.
+pub fn transaction_result(response: Chunk) -> Result<Chunk, TransactionError> {
+    match response.code() {
+        Some(200) => Ok(response),
+        code => Err(MsrpError::new(code.unwrap_or(0), response.comment().unwrap_or_default())),
     }
 }
 
