@@ -135,6 +135,16 @@ impl Coverage {
         (length == 0 || self.present.first() == Some(&(1, length))).then_some(length)
     }
 
+    /// How many separate pieces have arrived.
+    pub(crate) fn fragments(&self) -> usize {
+        self.present.len()
+    }
+
+    /// The pieces present, as `(first, last)` positions (1-based, inclusive).
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.present.iter().copied()
+    }
+
     /// Records that positions `first..=last` are present, merging neighbours.
     fn mark(&mut self, first: u64, last: u64) {
         let (mut first, mut last) = (first, last);

@@ -11,6 +11,10 @@ use crate::transport::MsrpError;
 
 use super::{Event, MessageOutcome, Session, SessionError, State};
 
+/// Separate pieces of one message tracked for its success REPORT before the pieces are
+/// reported as they are.
+pub(super) const MAX_REPORT_FRAGMENTS: usize = 64;
+
 /// What is done with the chunk being received, decided from its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -213,7 +217,9 @@ impl Session {
 
     /// Records a delivered chunk of a message that asked for a success REPORT; when the
     /// message is complete, its `000 200` REPORT covering every byte is made ready
-    /// (R4975-7.1.3-1/-2). Past the tracking cap a REPORT covers each chunk instead.
+    /// (R4975-7.1.3-1/-2). Memory stays bounded: past `max_tracked_reports` messages, or
+    /// when a message arrives in more than [`MAX_REPORT_FRAGMENTS`] separate pieces, the
+    /// REPORTs cover what arrived piece by piece instead (RFC 4975 §7.1.3 allows both).
     fn owe_report(&mut self, chunk: &Chunk) {
         if chunk.success_report() != SuccessReport::Yes {
             return;
@@ -223,20 +229,31 @@ impl Session {
             self.owed_reports.remove(&message_id);
             return;
         }
-        let range = if !self.owed_reports.contains_key(&message_id)
-            && self.owed_reports.len() >= self.config.max_tracked_reports
-        {
-            let start = chunk.byte_range().map_or(1, |range| range.start);
-            let end = start + chunk.data.len() as u64 - 1;
-            ByteRange::new(start, Some(end), chunk.byte_range().and_then(|range| range.total))
+        let range = chunk.byte_range();
+        let total = range.and_then(|range| range.total);
+        let start = range.map_or(1, |range| range.start);
+        let own_range = ByteRange::new(start, Some((start + chunk.data.len() as u64).saturating_sub(1)), total);
+        let tracked = self.owed_reports.contains_key(&message_id);
+        let ranges = if !tracked && self.owed_reports.len() >= self.config.max_tracked_reports {
+            vec![own_range]
         } else {
             let coverage = self.owed_reports.entry(message_id.clone()).or_default();
-            let Some(length) = coverage.record(chunk) else { return };
-            self.owed_reports.remove(&message_id);
-            ByteRange::new(1, Some(length), Some(length))
+            if let Some(length) = coverage.record(chunk) {
+                self.owed_reports.remove(&message_id);
+                vec![ByteRange::new(1, Some(length), Some(length))]
+            } else if coverage.fragments() > MAX_REPORT_FRAGMENTS {
+                let pieces = coverage.ranges().map(|(first, last)| ByteRange::new(first, Some(last), total)).collect();
+                self.owed_reports.remove(&message_id);
+                pieces
+            } else {
+                return;
+            }
         };
-        // Sent after the chunk's response (see `on_end`).
-        self.pending_reports.extend(self.transport.make_report(chunk, 200, Some("OK".to_owned()), range));
+        for range in ranges {
+            // Sent after the chunk's response (see `on_end`).
+            let report = self.transport.make_report(chunk, 200, Some("OK".to_owned()), range);
+            self.pending_reports.extend(report);
+        }
     }
 
     fn on_response(&mut self, response: &Chunk) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::harness::{ALICE, BOB, Pair, Solo, configs, uri};
+use super::receive::MAX_REPORT_FRAGMENTS;
 use super::*;
 use crate::chunk::ContinuationFlag;
 use crate::header::{ByteRange, FailureReport as Fr, HeaderName, SuccessReport as Sr};
@@ -941,4 +942,29 @@ fn success_report_values_are_read_with_their_defaults() {
     let chunk = Chunk::request("abcd", Method::Send);
     assert_eq!(chunk.success_report(), Sr::No);
     assert_eq!(chunk.failure_report(), Fr::Yes);
+}
+
+#[test]
+fn success_reports_for_a_scattered_message_stay_bounded_and_cover_every_byte() {
+    // R4975-7.1.3-1: REPORTs cover every byte received, also when a peer scatters a message
+    // in many pieces; what is tracked for it stays bounded.
+    let mut bob = Solo::passive();
+    let mut reported = Vec::new();
+    let positions: Vec<u64> = (0..150).map(|i| 1 + 2 * i).collect();
+    for (i, position) in positions.iter().enumerate() {
+        let tid = format!("scat{i:04}");
+        bob.feed(&format!(
+            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: scattered\nByte-Range: {position}-{position}/400\nSuccess-Report: yes\nFailure-Report: no\nContent-Type: text/plain\n\nx\n-------{tid}+\n"
+        ));
+        for report in bob.take_sent() {
+            let range = report.byte_range().unwrap();
+            reported.extend(range.start..=range.end.unwrap());
+        }
+        assert!(bob.session.owed_reports.get("scattered").is_none_or(|c| c.fragments() <= MAX_REPORT_FRAGMENTS));
+    }
+    // Every piece that left the tracker was reported exactly once; the rest is still tracked.
+    let tracked = bob.session.owed_reports.get("scattered").map_or(0, super::Coverage::fragments);
+    assert_eq!(reported.len() + tracked, positions.len());
+    assert_eq!(reported, positions[..reported.len()]);
+    assert!(reported.len() >= 2 * MAX_REPORT_FRAGMENTS);
 }
