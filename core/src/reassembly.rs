@@ -5,9 +5,10 @@
 //! which bytes are present. Chunks may come in any order, and where they overlap the last
 //! one received wins. The `$` chunk fixes the length; `#` aborts the message.
 //!
-//! Nothing is buffered past `max_size` bytes per message or `max_open` messages at once:
-//! a chunk that would go past either is refused with 413, which tells the sender to stop
-//! sending that message (RFC 4975 §10.5).
+//! Nothing is buffered past `max_size` bytes per message or `max_open` messages at once,
+//! and a message may arrive in at most [`MAX_FRAGMENTS`] separate pieces: a chunk that
+//! would go past any of these is refused with 413, which tells the sender to stop sending
+//! that message (RFC 4975 §10.5).
 
 use std::collections::HashMap;
 
@@ -15,6 +16,9 @@ use bytes::Bytes;
 
 use crate::chunk::{Chunk, ContinuationFlag};
 use crate::transport::MsrpError;
+
+/// Separate pieces one message may arrive in before it is refused with 413.
+pub const MAX_FRAGMENTS: usize = 1024;
 
 /// What adding a chunk gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,11 @@ impl Reassembler {
         Self { max_size, max_open: max_open.max(1), open: HashMap::new() }
     }
 
+    /// Forgets a message being gathered (it was refused).
+    pub fn forget(&mut self, message_id: &str) {
+        self.open.remove(message_id);
+    }
+
     /// Messages being gathered.
     pub fn open_messages(&self) -> usize {
         self.open.len()
@@ -107,7 +116,13 @@ impl Reassembler {
             partial.data.resize(last as usize, 0);
         }
         partial.data[(start - 1) as usize..last as usize].copy_from_slice(&chunk.data);
-        let Some(length) = partial.coverage.record(chunk) else { return Ok(Reassembled::Incomplete) };
+        let length = partial.coverage.record(chunk);
+        if partial.coverage.fragments() > MAX_FRAGMENTS {
+            // A peer scattering a message in tiny pieces would make every chunk cost more.
+            self.open.remove(message_id);
+            return Err(MsrpError::new(413, "Message too fragmented"));
+        }
+        let Some(length) = length else { return Ok(Reassembled::Incomplete) };
         let mut partial = self.open.remove(message_id).unwrap_or_default();
         partial.data.truncate(length as usize);
         Ok(Reassembled::Complete { message_id: Some(message_id.to_owned()), data: Bytes::from(partial.data) })
@@ -123,16 +138,34 @@ impl Coverage {
         let start = range.map_or(1, |range| range.start);
         let len = chunk.data.len() as u64;
         let last = start.saturating_add(len).saturating_sub(1);
-        if len > 0 {
-            self.mark(start, last);
+        let length = if chunk.contflag == ContinuationFlag::End { Some(last) } else { range.and_then(|r| r.total) };
+        self.record_range(start, (len > 0).then_some(last), length, chunk.contflag == ContinuationFlag::End)
+    }
+
+    /// Records positions `first..=last` (none when `last` is `None`) of a message whose
+    /// length is `length` when known; `is_final` says that length is certain (the `$`
+    /// chunk) rather than announced. Returns the length once every byte is present.
+    pub(crate) fn record_range(
+        &mut self,
+        first: u64,
+        last: Option<u64>,
+        length: Option<u64>,
+        is_final: bool,
+    ) -> Option<u64> {
+        if let Some(last) = last.filter(|&last| last >= first) {
+            self.mark(first, last);
         }
-        if chunk.contflag == ContinuationFlag::End {
-            self.length = Some(last);
-        } else if self.length.is_none() {
-            self.length = range.and_then(|range| range.total);
+        if is_final || self.length.is_none() {
+            self.length = length.or(self.length);
         }
-        let length = self.length?;
-        (length == 0 || self.present.first() == Some(&(1, length))).then_some(length)
+        self.is_complete().then_some(self.length?)
+    }
+
+    /// Whether every byte of a message of known length is present.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.length.is_some_and(|length| {
+            length == 0 || self.present.first().is_some_and(|&(first, last)| first == 1 && last >= length)
+        })
     }
 
     /// How many separate pieces have arrived.
@@ -238,6 +271,17 @@ mod tests {
             reassembler.add(&chunk("eeee5555", 1, Some(0), b"", End)),
             Ok(Reassembled::Complete { message_id: Some("eeee5555".into()), data: Bytes::new() })
         );
+    }
+
+    #[test]
+    fn a_message_scattered_in_too_many_pieces_gets_413() {
+        let mut reassembler = Reassembler::new(1 << 20, 4);
+        for i in 0..MAX_FRAGMENTS as u64 {
+            assert_eq!(reassembler.add(&chunk("scattered", 1 + 2 * i, None, b"x", More)), Ok(Reassembled::Incomplete));
+        }
+        let refused = reassembler.add(&chunk("scattered", 1 + 2 * MAX_FRAGMENTS as u64, None, b"x", More));
+        assert_eq!(refused, Err(MsrpError::new(413, "Message too fragmented")));
+        assert_eq!(reassembler.open_messages(), 0, "the refused message is forgotten");
     }
 
     #[test]

@@ -409,8 +409,6 @@ enum State {
     Binding,
     /// Bound; messages flow.
     Bound,
-    /// Sending what is queued, then closing.
-    ShuttingDown,
     /// Done; only the last outputs remain.
     Closed,
 }
@@ -431,14 +429,28 @@ struct Outgoing {
     failed: Option<MsrpError>,
     /// Whether the message asked for a success REPORT.
     wants_report: bool,
+    /// What success REPORTs covered so far.
+    reported: Coverage,
+}
+
+/// A delivered message still waiting for its success REPORT.
+#[derive(Debug)]
+struct AwaitedReport {
+    message_id: String,
+    id: OutgoingId,
+    reported: Coverage,
 }
 
 /// One MSRP session on one connection. See the [module docs](self).
+#[allow(clippy::struct_excessive_bools)] // independent facts beside `state`
 pub struct Session {
     config: SessionConfig,
     transport: Transport,
     logger: Box<dyn TrafficLogger>,
     state: State,
+    /// `shutdown` was called: nothing new is taken, and the session closes once what is
+    /// queued went out and was answered.
+    draining: bool,
     connected: bool,
     now: Instant,
     decoder: Decoder,
@@ -451,8 +463,12 @@ pub struct Session {
     pending_reports: Vec<Chunk>,
     outbox: Outbox,
     messages: BTreeMap<OutgoingId, Outgoing>,
-    /// Messages done that still wait for their success REPORT, by Message-ID.
-    awaiting_reports: BTreeMap<String, OutgoingId>,
+    /// Messages delivered that still wait for their success REPORT, oldest first, at most
+    /// `max_tracked_reports`.
+    awaiting_reports: VecDeque<AwaitedReport>,
+    /// Incoming messages whose success REPORTs cover each piece as it comes (see
+    /// `owe_report`), most recent last, at most `max_tracked_reports`.
+    report_per_piece: VecDeque<String>,
     transactions: Transactions,
     /// Responses and REPORTs: they go out before anything else and are never held back.
     replies: VecDeque<Chunk>,
@@ -486,7 +502,26 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A session created at `now` (the bind timer starts here). `ids` makes every
     /// transaction and message id, so a seeded generator makes a run replayable.
-    pub fn new(config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
+    ///
+    /// Values that would stop the engine are raised to the least that works: timeouts
+    /// and the keepalive interval to 1 ms, sizes and counts to 1, and `message_buffer` to
+    /// at least `max_chunk_size` (a streamed message is cut once a chunk's worth waits).
+    pub fn new(mut config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
+        let least = Duration::from_millis(1);
+        for duration in [&mut config.response_timeout, &mut config.bind_timeout, &mut config.shutdown_timeout] {
+            *duration = (*duration).max(least);
+        }
+        config.keepalive_interval = config.keepalive_interval.map(|interval| interval.max(least));
+        for size in [
+            &mut config.max_chunk_size,
+            &mut config.segment_size,
+            &mut config.write_high_watermark,
+            &mut config.max_tracked_reports,
+            &mut config.max_queued_events,
+        ] {
+            *size = (*size).max(1);
+        }
+        config.message_buffer = config.message_buffer.max(config.max_chunk_size);
         let transport =
             Transport::new(config.local_path.clone(), config.remote_path.clone(), ids, config.use_sessmatch)?;
         let reassembler =
@@ -499,6 +534,7 @@ impl Session {
             transport,
             logger: Box::new(NullLogger),
             state: State::Binding,
+            draining: false,
             connected: false,
             now,
             incoming: None,
@@ -506,7 +542,8 @@ impl Session {
             owed_reports: HashMap::new(),
             pending_reports: Vec::new(),
             messages: BTreeMap::new(),
-            awaiting_reports: BTreeMap::new(),
+            awaiting_reports: VecDeque::new(),
+            report_per_piece: VecDeque::new(),
             transactions: Transactions::default(),
             replies: VecDeque::new(),
             requests: VecDeque::new(),
@@ -546,7 +583,7 @@ impl Session {
 
     /// Whether the session is bound.
     pub fn is_bound(&self) -> bool {
-        matches!(self.state, State::Bound | State::ShuttingDown)
+        self.state == State::Bound
     }
 
     /// Whether the session has closed (its last outputs may still be queued).
@@ -585,7 +622,8 @@ impl Session {
         match input {
             Input::Connected => self.on_connected(),
             Input::Received(data) => {
-                self.connected = true;
+                // Bytes prove the connection is up, even if `Connected` was not said.
+                self.on_connected();
                 self.on_received(data);
             }
             Input::Written(n) => self.on_written(n),
@@ -632,6 +670,10 @@ impl Session {
     #[must_use]
     pub fn poll_output(&mut self, now: Instant) -> Option<Output> {
         self.advance(now);
+        if self.draining {
+            // A write acknowledged or a chunk cut may have been the last thing to wait for.
+            self.check_shutdown_done();
+        }
         if let Some(transmit) = self.next_transmit() {
             return Some(Output::Transmit(transmit));
         }
@@ -658,7 +700,8 @@ impl Session {
     /// [`transaction_result`]); `None` means `Failure-Report: no`, so no response will
     /// come and the caller returns at once.
     pub fn deliver_chunk(&mut self, now: Instant, chunk: Chunk) -> Result<Option<RequestId>, SendError> {
-        let wants_response = chunk.failure_report() != crate::header::FailureReport::No;
+        let wants_response =
+            chunk.failure_report() != crate::header::FailureReport::No && chunk.method() != Some(&Method::Report);
         let id = self.queue_request(now, chunk, wants_response)?;
         Ok(wants_response.then_some(id))
     }
@@ -808,22 +851,20 @@ impl Session {
         Ok(())
     }
 
-    /// Sends what is queued, waits for the responses (up to
-    /// [`SessionConfig::shutdown_timeout`]), then closes (msrplib `shutdown`). New
-    /// messages are refused from now on.
+    /// Sends what is queued (binding first, if need be), waits for the responses that
+    /// will come (`Failure-Report: yes`; up to [`SessionConfig::shutdown_timeout`]), then
+    /// closes (msrplib `shutdown`). Requests sent with `partial` or `no` end with the
+    /// spec's local 200. New messages are refused from now on.
     pub fn shutdown(&mut self, now: Instant) {
         self.advance(now);
-        match self.state {
-            State::Closed | State::ShuttingDown => {}
-            State::Binding => self.end(None, true),
-            State::Bound => {
-                self.state = State::ShuttingDown;
-                self.timers[Timer::Shutdown as usize] = Some(self.now + self.config.shutdown_timeout);
-                self.timers[Timer::Keepalive as usize] = None;
-                self.logger.info("shutting down");
-                self.check_shutdown_done();
-            }
+        if self.state == State::Closed || self.draining {
+            return;
         }
+        self.draining = true;
+        self.timers[Timer::Shutdown as usize] = Some(self.now + self.config.shutdown_timeout);
+        self.timers[Timer::Keepalive as usize] = None;
+        self.logger.info("shutting down");
+        self.check_shutdown_done();
     }
 
     /// Closes at once: every pending transaction and message fails locally.
@@ -838,19 +879,13 @@ impl Session {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        match self.state {
-            State::Closed => Err(SendError::Closed),
-            State::ShuttingDown => Err(SendError::ShuttingDown),
-            State::Binding | State::Bound => Ok(()),
-        }
+        self.check_open_or_draining()?;
+        if self.draining { Err(SendError::ShuttingDown) } else { Ok(()) }
     }
 
     /// Messages already started may still be written while shutting down.
     fn check_open_or_draining(&self) -> Result<(), SendError> {
-        match self.state {
-            State::Closed => Err(SendError::Closed),
-            State::Binding | State::Bound | State::ShuttingDown => Ok(()),
-        }
+        if self.state == State::Closed { Err(SendError::Closed) } else { Ok(()) }
     }
 
     fn track_message(&mut self, id: OutgoingId, wants_report: bool) {
@@ -865,6 +900,7 @@ impl Session {
                 aborted: false,
                 failed: None,
                 wants_report,
+                reported: Coverage::default(),
             },
         );
     }
@@ -886,7 +922,7 @@ impl Session {
     }
 
     fn on_written(&mut self, n: usize) {
-        self.written = (self.written + n as u64).min(self.transmitted);
+        self.written = self.written.saturating_add(n as u64).min(self.transmitted);
         while let Some(&(end, len)) = self.reply_marks.front() {
             if end > self.written {
                 break;
@@ -899,12 +935,15 @@ impl Session {
     }
 
     fn on_closed(&mut self) {
+        // Nothing can be written any more.
+        self.replies.clear();
+        self.pending_reports.clear();
         let reason = match self.decoder.finish() {
-            Some(error) if self.state != State::ShuttingDown => SessionError::Parse(error),
+            Some(error) if !self.draining => SessionError::Parse(error),
             _ => SessionError::ConnectionClosed,
         };
         // A shutdown that had nothing left to wait for is a clean end.
-        let clean = self.state == State::ShuttingDown && self.transactions.is_empty() && self.outbox.is_empty();
+        let clean = self.draining && self.nothing_to_wait_for();
         self.end(if clean { None } else { Some(reason) }, false);
     }
 
@@ -917,7 +956,7 @@ impl Session {
                 }
             }
             Timer::Keepalive => {
-                if self.state == State::Bound && !self.keepalive_outstanding {
+                if self.state == State::Bound && !self.draining && !self.keepalive_outstanding {
                     let mut chunk = self.transport.make_chunk(ChunkParams::default());
                     chunk.add_header(&KeepAlive::Yes);
                     self.keepalive_outstanding = true;
@@ -926,7 +965,7 @@ impl Session {
                 self.arm_keepalive();
             }
             Timer::Shutdown => {
-                if self.state == State::ShuttingDown {
+                if self.draining {
                     self.logger.warn("shutdown timed out; closing with transactions pending");
                     self.end(None, true);
                 }
@@ -935,7 +974,7 @@ impl Session {
     }
 
     fn arm_keepalive(&mut self) {
-        if self.state == State::Bound {
+        if self.state == State::Bound && !self.draining {
             self.timers[Timer::Keepalive as usize] = self.config.keepalive_interval.map(|interval| self.now + interval);
         }
     }
@@ -997,10 +1036,8 @@ impl Session {
         self.transmitted += transmit.len() as u64;
         if let Some(kind) = kind {
             self.transactions.open(chunk, kind, self.transmitted);
-            if self.state == State::Bound {
-                // Outgoing requests keep the connection alive; the keepalive waits for idleness.
-                self.arm_keepalive();
-            }
+            // Outgoing requests keep the connection alive; the keepalive waits for idleness.
+            self.arm_keepalive();
         }
         transmit
     }
@@ -1060,8 +1097,7 @@ impl Session {
                     }
                 }
                 if code != 200 {
-                    // RFC 4975 §10.5: no more chunks of a message the peer refused.
-                    self.stop_message(id);
+                    self.stop_message(id, code);
                 }
                 self.settle_message(id);
                 if code == 481 && !local {
@@ -1073,12 +1109,20 @@ impl Session {
         self.check_shutdown_done();
     }
 
-    /// Sends nothing more of a message (after a failure).
-    fn stop_message(&mut self, id: OutgoingId) {
+    /// Sends nothing more of a message the peer failed with `code`: after a 413 not a
+    /// single chunk more (RFC 4975 §10.5); after another failure its remaining chunks are
+    /// replaced by a `#` (R4975-7.3.2-3) when part of it went out.
+    fn stop_message(&mut self, id: OutgoingId, code: u16) {
         let Some(message) = self.messages.get_mut(&id) else { return };
-        if !message.all_sent {
+        if message.all_sent {
+            return;
+        }
+        message.all_sent = true;
+        if code == 413 {
             self.outbox.stop(&message.message_id);
-            message.all_sent = true;
+        } else {
+            // An `#` chunk may still go out; it belongs to no message any more.
+            let _ = self.outbox.abort(id);
         }
     }
 
@@ -1093,19 +1137,36 @@ impl Session {
             return;
         };
         let Some(message) = self.messages.remove(&id) else { return };
-        if message.wants_report && outcome == MessageOutcome::Delivered {
-            self.awaiting_reports.insert(message.message_id.clone(), id);
+        if message.wants_report && outcome == MessageOutcome::Delivered && !message.reported.is_complete() {
+            self.await_report(AwaitedReport { message_id: message.message_id.clone(), id, reported: message.reported });
         }
         self.events.push_back(Event::MessageDone { message: id, message_id: message.message_id, outcome });
     }
 
-    fn check_shutdown_done(&mut self) {
-        if self.state == State::ShuttingDown
-            && self.outbox.is_empty()
+    /// Remembers a delivered message whose success REPORT has not come (bounded: the
+    /// oldest is given up with `ReportMissing`).
+    fn await_report(&mut self, awaited: AwaitedReport) {
+        self.awaiting_reports.retain(|other| other.message_id != awaited.message_id);
+        if self.awaiting_reports.len() >= self.config.max_tracked_reports {
+            if let Some(oldest) = self.awaiting_reports.pop_front() {
+                self.events.push_back(Event::ReportMissing { message: oldest.id, message_id: oldest.message_id });
+            }
+        }
+        self.awaiting_reports.push_back(awaited);
+    }
+
+    /// Whether a shutdown has nothing left to send or wait for.
+    fn nothing_to_wait_for(&self) -> bool {
+        self.outbox.is_empty()
             && self.requests.is_empty()
-            && self.transactions.is_empty()
-            && self.messages.is_empty()
-        {
+            && self.bind_request.is_none()
+            && !self.transactions.awaits_response()
+    }
+
+    fn check_shutdown_done(&mut self) {
+        // Unbound, queued messages wait for the binding (the bind timer still runs).
+        let can_end = self.state == State::Bound || (self.outbox.is_empty() && self.requests.is_empty());
+        if self.draining && self.state != State::Closed && can_end && self.nothing_to_wait_for() {
             self.logger.info("shutdown complete");
             self.end(None, true);
         }
@@ -1125,13 +1186,27 @@ impl Session {
         }
         self.state = State::Closed;
         self.timers = [None; 3];
-        self.incoming = None;
-        self.requests.clear();
         self.bind_request = None;
-        let comment = "Connection closed before a response";
+        if let Some(incoming) = self.incoming.take() {
+            if let Some(rest) = incoming.cut_off() {
+                self.events.push_back(Event::Incoming(rest));
+            }
+        }
+        // An orderly end answers requests by the timeout rule (200 for `partial`/`no`,
+        // which expect no response); a failure leaves every outcome unknown: 408.
+        let orderly = reason.is_none();
+        let closed = |transaction_id: String| {
+            Chunk::response(transaction_id, 408, Some("Connection closed before a response".to_owned()))
+        };
         for (transaction_id, transaction) in self.transactions.drain() {
-            let response = Chunk::response(transaction_id, 408, Some(comment.to_owned()));
+            let response =
+                if orderly { transaction.local_timeout_response(&transaction_id) } else { closed(transaction_id) };
             self.complete_transaction(transaction.kind, response, true);
+        }
+        for (chunk, kind) in std::mem::take(&mut self.requests) {
+            if let Some(kind) = kind {
+                self.complete_transaction(kind, closed(chunk.transaction_id), true);
+            }
         }
         let open: Vec<_> = self.messages.keys().copied().collect();
         for id in open {
@@ -1144,8 +1219,8 @@ impl Session {
             }
             self.settle_message(id);
         }
-        for (message_id, message) in std::mem::take(&mut self.awaiting_reports) {
-            self.events.push_back(Event::ReportMissing { message, message_id });
+        for awaited in std::mem::take(&mut self.awaiting_reports) {
+            self.events.push_back(Event::ReportMissing { message: awaited.id, message_id: awaited.message_id });
         }
         self.outbox = Outbox::new(self.config.max_chunk_size);
         self.events.push_back(Event::Closed { reason });

@@ -96,7 +96,7 @@ impl Session {
                 let announced = head.byte_range().and_then(|range| range.total);
                 if let (Some(limits), Some(total)) = (self.config.reassembly, announced) {
                     if total > limits.max_message_size {
-                        self.reply(head, 413, Some("Message too large".to_owned()));
+                        self.refuse(head, &MsrpError::new(413, "Message too large"));
                         return Verdict::Skip;
                     }
                 }
@@ -132,7 +132,6 @@ impl Session {
                     if !self.deliver(segment) {
                         incoming.verdict = Verdict::Skip;
                     }
-                    self.replies.extend(self.pending_reports.drain(..));
                 }
             }
             Verdict::Report | Verdict::Request => incoming.assembly.push(data),
@@ -206,25 +205,35 @@ impl Session {
         true
     }
 
-    /// Refuses a chunk after part of it was accepted.
+    /// Refuses a SEND chunk with `error` (413): forgets what was gathered or tracked of
+    /// its message, and answers.
     fn refuse(&mut self, chunk: &Chunk, error: &MsrpError) {
         self.logger.warn(&format!("refusing {}: {error}", chunk.transaction_id));
         if let Some(message_id) = chunk.message_id() {
             self.owed_reports.remove(message_id);
+            if let Some(reassembler) = &mut self.reassembler {
+                reassembler.forget(message_id);
+            }
         }
+        // Reports made ready by earlier segments of this chunk would confirm bytes now refused.
+        self.pending_reports.clear();
         self.reply(chunk, error.code, Some(error.comment.clone()));
     }
 
-    /// Records a delivered chunk of a message that asked for a success REPORT; when the
-    /// message is complete, its `000 200` REPORT covering every byte is made ready
-    /// (R4975-7.1.3-1/-2). Memory stays bounded: past `max_tracked_reports` messages, or
-    /// when a message arrives in more than [`MAX_REPORT_FRAGMENTS`] separate pieces, the
-    /// REPORTs cover what arrived piece by piece instead (RFC 4975 §7.1.3 allows both).
+    /// Records a delivered chunk of a message that asked for a success REPORT and makes
+    /// ready the REPORTs it is owed (R4975-7.1.3-1/-2), sent after the chunk's response.
+    ///
+    /// A message received whole from byte 1 gets one REPORT covering all of it once it is
+    /// complete. Otherwise every byte is still reported, piece by piece: when the `$`
+    /// chunk comes without bytes missing from 1 (a resumed message), when a message
+    /// arrives in more than [`MAX_REPORT_FRAGMENTS`] pieces, or when more than
+    /// `max_tracked_reports` messages are open; later chunks of such a message are then
+    /// reported one by one. So memory stays bounded whatever the peer sends.
     fn owe_report(&mut self, chunk: &Chunk) {
         if chunk.success_report() != SuccessReport::Yes {
             return;
         }
-        let message_id = chunk.message_id().unwrap_or_default().to_owned();
+        let Some(message_id) = chunk.message_id().map(str::to_owned) else { return };
         if chunk.contflag == ContinuationFlag::Abort {
             self.owed_reports.remove(&message_id);
             return;
@@ -232,25 +241,31 @@ impl Session {
         let range = chunk.byte_range();
         let total = range.and_then(|range| range.total);
         let start = range.map_or(1, |range| range.start);
-        let own_range = ByteRange::new(start, Some((start + chunk.data.len() as u64).saturating_sub(1)), total);
-        let tracked = self.owed_reports.contains_key(&message_id);
-        let ranges = if !tracked && self.owed_reports.len() >= self.config.max_tracked_reports {
-            vec![own_range]
+        let last = (start + chunk.data.len() as u64).saturating_sub(1);
+        let piece = |first: u64, last: u64| ByteRange::new(first, Some(last), total.filter(|&total| total >= last));
+        let per_piece = self.report_per_piece.contains(&message_id)
+            || (!self.owed_reports.contains_key(&message_id)
+                && self.owed_reports.len() >= self.config.max_tracked_reports);
+        let ranges = if per_piece {
+            if chunk.data.is_empty() { Vec::new() } else { vec![piece(start, last)] }
         } else {
             let coverage = self.owed_reports.entry(message_id.clone()).or_default();
             if let Some(length) = coverage.record(chunk) {
                 self.owed_reports.remove(&message_id);
                 vec![ByteRange::new(1, Some(length), Some(length))]
-            } else if coverage.fragments() > MAX_REPORT_FRAGMENTS {
-                let pieces = coverage.ranges().map(|(first, last)| ByteRange::new(first, Some(last), total)).collect();
+            } else if chunk.contflag == ContinuationFlag::End || coverage.fragments() > MAX_REPORT_FRAGMENTS {
+                let pieces = coverage.ranges().map(|(first, last)| piece(first, last)).collect();
                 self.owed_reports.remove(&message_id);
+                if self.report_per_piece.len() >= self.config.max_tracked_reports {
+                    self.report_per_piece.pop_front();
+                }
+                self.report_per_piece.push_back(message_id);
                 pieces
             } else {
                 return;
             }
         };
         for range in ranges {
-            // Sent after the chunk's response (see `on_end`).
             let report = self.transport.make_report(chunk, 200, Some("OK".to_owned()), range);
             self.pending_reports.extend(report);
         }
@@ -263,29 +278,51 @@ impl Session {
         }
     }
 
-    /// A REPORT arrived: it may fail or stop one of our messages (R4975-7.3.2-1/-2/-3).
+    /// A REPORT arrived (R4975-7.3.2-1): success REPORTs are counted against the bytes
+    /// of our message; a failure REPORT stops it (`000 413` like a 413 response,
+    /// R4975-7.3.2-2), and any other failure fails the session (R4975-7.3.2-4: bytes were
+    /// lost). A REPORT without Status or about no message of ours is only shown.
     fn on_report(&mut self, report: Chunk) {
-        let message_id = report.message_id().unwrap_or_default();
+        let message_id = report.message_id().unwrap_or_default().to_owned();
         let open = self.messages.iter().find(|(_, m)| m.message_id == message_id).map(|(id, _)| *id);
-        let message = open.or_else(|| self.awaiting_reports.get(message_id).copied());
-        let status = report.status();
-        let code = status.as_ref().map_or(200, |status| status.code);
-        if code == 200 {
-            let covers_all =
-                report.byte_range().is_none_or(|range| range.total.is_some_and(|total| range.end == Some(total)));
-            if covers_all {
-                self.awaiting_reports.remove(message_id);
+        let awaited = self.awaiting_reports.iter().position(|awaited| awaited.message_id == message_id);
+        let message = open.or_else(|| awaited.map(|at| self.awaiting_reports[at].id));
+        let Some(status) = report.status() else {
+            self.logger.warn(&format!("REPORT {} without Status ignored", report.transaction_id));
+            self.events.push_back(Event::Report { message, report });
+            return;
+        };
+        if status.code == 200 {
+            let range = report.byte_range().unwrap_or(ByteRange::new(1, None, None));
+            let last = range.end.or(range.total);
+            if let Some(id) = open {
+                if let Some(outgoing) = self.messages.get_mut(&id) {
+                    outgoing.reported.record_range(range.start, last, range.total, true);
+                }
+            } else if let Some(at) = awaited {
+                let awaited = &mut self.awaiting_reports[at];
+                if awaited.reported.record_range(range.start, last, range.total, true).is_some() {
+                    self.awaiting_reports.remove(at);
+                }
             }
-        } else if let Some(id) = open {
-            // R4975-7.3.2-2: `000 413` acts like a 413 response; any failure stops the message.
-            let error = MsrpError::new(code, status.and_then(|s| s.comment).unwrap_or_default());
-            if let Some(message) = self.messages.get_mut(&id) {
-                message.failed.get_or_insert(error);
+            self.events.push_back(Event::Report { message, report });
+            return;
+        }
+        let error = MsrpError::new(status.code, status.comment.clone().unwrap_or_default());
+        if let Some(at) = awaited {
+            self.awaiting_reports.remove(at);
+        }
+        if let Some(id) = open {
+            if let Some(outgoing) = self.messages.get_mut(&id) {
+                outgoing.failed.get_or_insert_with(|| error.clone());
             }
-            self.stop_message(id);
+            self.stop_message(id, status.code);
             self.settle_message(id);
         }
         self.events.push_back(Event::Report { message, report });
+        if message.is_some() && status.code != 413 {
+            self.fail(SessionError::Failed(error));
+        }
     }
 
     fn on_parse_error(&mut self, error: ChunkParseError) {
@@ -294,13 +331,11 @@ impl Session {
             return;
         }
         self.logger.warn(&format!("bad chunk from the peer: {error}"));
-        if let Some(mut incoming) = self.incoming.take() {
-            if incoming.verdict == Verdict::Deliver && incoming.delivered_any {
-                // The application saw the start of this chunk: tell it the chunk broke off.
-                let rest = incoming.assembly.take_segment(Some(ContinuationFlag::Abort));
-                self.events.push_back(Event::Incoming(rest));
-            }
+        if let Some(rest) = self.incoming.take().and_then(Incoming::cut_off) {
+            // The application saw the start of this chunk: tell it the chunk broke off.
+            self.events.push_back(Event::Incoming(rest));
         }
+        self.pending_reports.clear();
         if let (Some(code), Some(head)) = (error.status(), &error.head) {
             self.reply(head, code, Some(error.kind.to_string()));
         }
@@ -314,6 +349,15 @@ fn is_empty_message(chunk: &Chunk) -> bool {
         && chunk.contflag == ContinuationFlag::End
         && chunk.segment.is_none()
         && chunk.byte_range().is_none_or(|range| range.start == 1)
+}
+
+impl Incoming {
+    /// What the application must still hear of a chunk that will not end normally: the
+    /// rest of a SEND it already saw part of, flagged `#`.
+    pub(super) fn cut_off(mut self) -> Option<Chunk> {
+        (self.verdict == Verdict::Deliver && self.delivered_any)
+            .then(|| self.assembly.take_segment(Some(ContinuationFlag::Abort)))
+    }
 }
 
 impl MessageOutcome {

@@ -11,7 +11,7 @@ use super::harness::{ALICE, BOB, Pair, Solo, configs, uri};
 use super::receive::MAX_REPORT_FRAGMENTS;
 use super::*;
 use crate::chunk::ContinuationFlag;
-use crate::header::{ByteRange, FailureReport as Fr, HeaderName, SuccessReport as Sr};
+use crate::header::{ByteRange, FailureReport as Fr, HeaderName};
 
 fn options(content_type: &str) -> MessageOptions {
     let mut headers = Headers::new();
@@ -450,7 +450,7 @@ fn a_missing_success_report_is_told_when_the_session_ends() {
 
 #[test]
 fn a_failure_report_with_status_413_stops_the_message() {
-    // R4975-7.3.2-2: `Status: 000 413` acts like a 413 response; R4975-7.3.2-3.
+    // R4975-7.3.2-2: `Status: 000 413` acts like a 413 response: no further chunk (R4975-10.5).
     let (mut alice, bob) = configs();
     alice.max_chunk_size = 1000;
     alice.write_high_watermark = 1;
@@ -937,34 +937,288 @@ fn the_same_seed_gives_the_same_bytes() {
 }
 
 #[test]
-fn success_report_values_are_read_with_their_defaults() {
-    // R4975-7.1.1-3.
-    let chunk = Chunk::request("abcd", Method::Send);
-    assert_eq!(chunk.success_report(), Sr::No);
-    assert_eq!(chunk.failure_report(), Fr::Yes);
-}
-
-#[test]
 fn success_reports_for_a_scattered_message_stay_bounded_and_cover_every_byte() {
     // R4975-7.1.3-1: REPORTs cover every byte received, also when a peer scatters a message
     // in many pieces; what is tracked for it stays bounded.
     let mut bob = Solo::passive();
     let mut reported = Vec::new();
-    let positions: Vec<u64> = (0..150).map(|i| 1 + 2 * i).collect();
+    let mut positions: Vec<u64> = (0..150).map(|i| 1 + 2 * i).collect();
+    positions.push(400);
     for (i, position) in positions.iter().enumerate() {
         let tid = format!("scat{i:04}");
+        let flag = if *position == 400 { '$' } else { '+' };
         bob.feed(&format!(
-            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: scattered\nByte-Range: {position}-{position}/400\nSuccess-Report: yes\nFailure-Report: no\nContent-Type: text/plain\n\nx\n-------{tid}+\n"
+            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: scattered\nByte-Range: {position}-{position}/400\nSuccess-Report: yes\nFailure-Report: no\nContent-Type: text/plain\n\nx\n-------{tid}{flag}\n"
         ));
         for report in bob.take_sent() {
             let range = report.byte_range().unwrap();
+            assert_eq!(range.total, Some(400));
             reported.extend(range.start..=range.end.unwrap());
         }
         assert!(bob.session.owed_reports.get("scattered").is_none_or(|c| c.fragments() <= MAX_REPORT_FRAGMENTS));
     }
-    // Every piece that left the tracker was reported exactly once; the rest is still tracked.
-    let tracked = bob.session.owed_reports.get("scattered").map_or(0, super::Coverage::fragments);
-    assert_eq!(reported.len() + tracked, positions.len());
-    assert_eq!(reported, positions[..reported.len()]);
-    assert!(reported.len() >= 2 * MAX_REPORT_FRAGMENTS);
+    assert_eq!(reported, positions, "every byte reported once, in order");
+}
+
+#[test]
+fn a_resumed_message_gets_reports_for_the_bytes_it_carried() {
+    // R4975-7.1.3-1: a message that starts at byte 1001 is never "complete from 1" here;
+    // its `$` chunk still brings the REPORT of what arrived.
+    let mut pair = Pair::bound();
+    let mut headers = Headers::new();
+    headers.set(HeaderName::SuccessReport, "yes");
+    let file = OutgoingFile {
+        size: 200_000,
+        content_type: Some("application/octet-stream".into()),
+        position: 1000,
+        message_id: Some("resumed".into()),
+        headers,
+    };
+    let id = pair.alice.session.send_file(pair.now, &file).unwrap();
+    pair.alice.session.write_message(pair.now, id, pattern(199_000)).unwrap();
+    pair.alice.session.finish_message(pair.now, id).unwrap();
+    pair.run();
+    let reports: Vec<_> = pair.bob.sent_chunks().into_iter().filter(|c| c.method() == Some(&Method::Report)).collect();
+    let ranges: Vec<_> = reports.iter().map(|r| r.byte_range().unwrap()).collect();
+    assert_eq!(ranges, vec![ByteRange::new(1001, Some(200_000), Some(200_000))]);
+    assert!(pair.bob.session.owed_reports.is_empty());
+}
+
+#[test]
+fn requests_queued_when_the_session_ends_are_answered() {
+    // Nothing is forgotten: a request waiting for the binding gets a local 408.
+    let mut config = configs().1;
+    config.bind_timeout = Duration::from_secs(5);
+    let mut bob = Solo::with_config(config);
+    let mut chunk = bob.session.transport_mut().make_chunk(ChunkParams::default());
+    chunk.headers.set(HeaderName::ContentType, "text/plain");
+    let id = bob.session.send_chunk(bob.now, chunk).unwrap();
+    bob.advance(Duration::from_secs(5));
+    assert_eq!(response_of(&bob.events, id), Some((408, true)));
+    assert_eq!(closed_reason(&bob.events), Some(&Some(SessionError::BindTimeout)));
+    // The same when the application closes before anything was polled.
+    let mut pair = Pair::bound();
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let id = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    pair.alice.session.close(pair.now);
+    pair.run();
+    assert_eq!(response_of(&pair.alice.take_events(), id), Some((408, true)));
+}
+
+#[test]
+fn a_report_sent_with_deliver_chunk_expects_no_response() {
+    let mut pair = Pair::bound();
+    let mut report = Chunk::request("rep00001", Method::Report);
+    report.headers.set(HeaderName::ToPath, BOB);
+    report.headers.set(HeaderName::FromPath, ALICE);
+    report.headers.set(HeaderName::MessageId, "whatever");
+    report.add_header(&ByteRange::whole(1));
+    report.add_header(&crate::header::Status::new(200, Some("OK".into())));
+    let before = pair.bob.sent_chunks().len();
+    assert_eq!(pair.alice.session.deliver_chunk(pair.now, report).unwrap(), None);
+    pair.run();
+    assert_eq!(pair.bob.sent_chunks().len(), before, "a REPORT is never answered");
+    assert!(pair.alice.session.transactions.len() == 0);
+}
+
+#[test]
+fn an_early_success_report_is_not_reported_missing() {
+    // Success-Report yes with Failure-Report no (the RFC §11.6 combination): the REPORT
+    // comes before the message is settled by the local 200.
+    let mut pair = Pair::bound();
+    let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    wanted.headers.set(HeaderName::FailureReport, "no");
+    let id = pair.alice.session.send_message(pair.now, wanted, pattern(10)).unwrap();
+    pair.advance(Duration::from_secs(31));
+    pair.alice.session.close(pair.now);
+    pair.run();
+    let events = pair.alice.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Report { message: Some(m), .. } if *m == id)));
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    assert!(!events.iter().any(|e| matches!(e, Event::ReportMissing { .. })));
+}
+
+#[test]
+fn messages_waiting_for_reports_are_bounded() {
+    let (mut alice, bob) = configs();
+    alice.max_tracked_reports = 2;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.bob.deaf = true;
+    let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    wanted.headers.set(HeaderName::FailureReport, "no");
+    let ids: Vec<_> =
+        (0..3).map(|_| pair.alice.session.send_message(pair.now, wanted.clone(), pattern(10)).unwrap()).collect();
+    pair.advance(Duration::from_secs(31));
+    let missing: Vec<_> = pair
+        .alice
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ReportMissing { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing, vec![ids[0]], "the oldest is given up when a third one waits");
+}
+
+#[test]
+fn shutdown_while_binding_sends_the_queue_once_bound() {
+    let (alice, bob) = configs();
+    let mut pair = Pair::new(alice, bob);
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    pair.alice.session.shutdown(pair.now);
+    pair.run();
+    assert!(!pair.alice.session.is_closed(), "closed before the queue went out");
+    pair.connect();
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+    assert_eq!(incoming_body(&pair.bob.take_events()), pattern(10));
+}
+
+#[test]
+fn shutdown_does_not_wait_for_responses_that_will_not_come() {
+    // With Failure-Report no or partial a success is silent: the shutdown ends as soon
+    // as those requests are written, and they end with the spec's local 200.
+    let mut pair = Pair::bound();
+    let silent = with_header(options("text/plain"), HeaderName::FailureReport, "no");
+    let id = pair.alice.session.send_message(pair.now, silent, pattern(10)).unwrap();
+    pair.alice.session.shutdown(pair.now);
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+}
+
+#[test]
+fn the_shutdown_timeout_bounds_the_wait() {
+    let (mut alice, bob) = configs();
+    alice.shutdown_timeout = Duration::from_secs(10);
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.bob.deaf = true;
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    pair.run();
+    pair.alice.session.shutdown(pair.now);
+    pair.advance(Duration::from_millis(9_999));
+    assert!(!pair.alice.session.is_closed());
+    pair.advance(Duration::from_millis(1));
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Failed(MsrpError::new(408, "Request Timeout")))]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+}
+
+#[test]
+fn a_reused_transaction_id_gets_its_own_timer() {
+    let mut pair = Pair::bound();
+    pair.alice.hold_writes = true;
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let first = pair.alice.session.send_chunk(pair.now, chunk.clone()).unwrap();
+    pair.run();
+    // Answered before the write was acknowledged; the id is free again.
+    assert_eq!(response_of(&pair.alice.take_events(), first), Some((200, false)));
+    pair.bob.deaf = true;
+    let again = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    let other = chunk_with_failure_report(&mut pair, None);
+    let other = pair.alice.session.send_chunk(pair.now, other).unwrap();
+    pair.run();
+    pair.advance(Duration::from_secs(10));
+    pair.alice.release_writes(pair.now);
+    pair.advance(Duration::from_millis(29_999));
+    assert!(pair.alice.take_events().is_empty(), "a timer ran from before the write");
+    pair.advance(Duration::from_millis(1));
+    let events = pair.alice.take_events();
+    assert_eq!(response_of(&events, again), Some((408, true)));
+    assert_eq!(response_of(&events, other), Some((408, true)));
+}
+
+#[test]
+fn a_refused_message_frees_its_reassembly_slot() {
+    let mut config = configs().1;
+    config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
+    let mut bob = Solo::with_config(config);
+    let chunk = |tid: &str, message: &str, range: &str, flag: char| {
+        format!(
+            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\nContent-Type: text/plain\n\nabc\n-------{tid}{flag}\n"
+        )
+    };
+    bob.feed(&chunk("big00001", "big-message", "1-3/*", '+'));
+    bob.feed(&chunk("big00002", "big-message", "4-6/5000", '+'));
+    bob.feed(&chunk("next0001", "next-message", "1-3/6", '+'));
+    bob.feed(&chunk("next0002", "next-message", "4-6/6", '$'));
+    assert_eq!(responses(&bob.take_sent()), vec![200, 413, 200, 200]);
+    let messages = incoming(&bob.events);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(&messages[0].data[..], b"abcabc");
+}
+
+#[test]
+fn a_failure_report_aborts_the_message_with_a_hash_and_fails_the_session() {
+    // R4975-7.3.2-3 (`#`), R4975-7.3.2-4 (bytes lost: the session is failed).
+    let (mut alice, bob) = configs();
+    alice.max_chunk_size = 1000;
+    alice.write_high_watermark = 1;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    pair.run();
+    pair.alice.hold_writes = true;
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10_000)).unwrap();
+    pair.run();
+    let message_id = pair.alice.sent_chunks().last().unwrap().message_id().unwrap().to_owned();
+    let report = format!(
+        "MSRP rep00500 REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-1000/10000\r\nStatus: 000 500 Lost\r\n-------rep00500$\r\n"
+    );
+    pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(report)));
+    pair.alice.release_writes(pair.now);
+    pair.alice.hold_writes = false;
+    pair.run();
+    let events = pair.alice.take_events();
+    assert!(done(&events).contains(&(id, MessageOutcome::Failed(MsrpError::new(500, "Lost")))));
+    assert!(matches!(closed_reason(&events), Some(Some(SessionError::Failed(error))) if error.code == 500));
+}
+
+#[test]
+fn settings_that_would_stall_the_engine_are_raised() {
+    let (mut alice, mut bob) = configs();
+    alice.keepalive_interval = Some(Duration::ZERO);
+    alice.response_timeout = Duration::ZERO;
+    alice.message_buffer = 0;
+    alice.write_high_watermark = 0;
+    bob.max_chunk_size = 0;
+    let mut pair = Pair::new(alice, bob);
+    pair.connect();
+    // `advance` checks that no timer fires at `now` again after handle_timeout.
+    pair.advance(Duration::from_millis(20));
+    let id = pair.alice.session.start_message(pair.now, options("text/plain")).unwrap();
+    let taken = pair.alice.session.write_message(pair.now, id, pattern(100_000)).unwrap();
+    assert!(taken >= pair.alice.session.config().max_chunk_size);
+    pair.alice.session.handle_input(pair.now, Input::Written(usize::MAX));
+    pair.run();
+    assert!(pair.alice.session.unwritten() < 100_000);
+}
+
+#[test]
+fn bytes_before_connected_start_the_active_side_too() {
+    let mut alice = Solo::with_config(configs().0);
+    assert_eq!(alice.take_sent().len(), 1, "the binding SEND went out on Connected");
+    let (config, _) = configs();
+    let now = alice.now;
+    let mut session = Session::new(config, IdGenerator::seed_from_u64(9), now).unwrap();
+    session.handle_input(now, Input::Received(Bytes::from_static(b"MSRP ")));
+    assert!(matches!(session.poll_output(now), Some(Output::Transmit(_))), "no binding SEND");
+}
+
+#[test]
+fn nothing_is_written_after_the_connection_closed() {
+    let mut bob = Solo::passive();
+    bob.session
+        .handle_input(bob.now, Input::Received(Bytes::from(send_text("last0001", "", "x").replace('\n', "\r\n"))));
+    bob.session.handle_input(bob.now, Input::Closed);
+    bob.drain();
+    assert!(bob.take_sent().is_empty());
+    assert!(matches!(bob.events.last(), Some(Event::Closed { .. })));
 }

@@ -53,8 +53,9 @@ impl Transaction {
 #[derive(Debug, Default)]
 pub(super) struct Transactions {
     live: BTreeMap<String, Transaction>,
-    /// Transactions whose last byte is not written yet: (stream offset of that byte, id).
-    unwritten: VecDeque<(u64, String)>,
+    /// Transactions whose last byte is not written yet: (stream offset of that byte, id,
+    /// `opened`; a transaction id may be reused once its transaction ended).
+    unwritten: VecDeque<(u64, String, u64)>,
     deadlines: BTreeMap<(Instant, u64), String>,
     /// Counter for `opened` and for deadline keys (several may share an instant).
     sequence: u64,
@@ -67,19 +68,21 @@ impl Transactions {
         let transaction =
             Transaction { kind, failure_report: request.failure_report(), opened: self.sequence, deadline: None };
         self.live.insert(request.transaction_id.clone(), transaction);
-        self.unwritten.push_back((end, request.transaction_id.clone()));
+        self.unwritten.push_back((end, request.transaction_id.clone(), self.sequence));
     }
 
     /// The stream is written up to offset `written`: the timers of the requests it
     /// covers start, each ending at `deadline`.
     pub(super) fn arm_written(&mut self, written: u64, deadline: Instant) {
-        while let Some((end, _)) = self.unwritten.front() {
+        while let Some((end, _, _)) = self.unwritten.front() {
             if *end > written {
                 break;
             }
-            let Some((_, transaction_id)) = self.unwritten.pop_front() else { break };
-            // A transaction answered before its write was acknowledged has left `live`.
-            if let Some(transaction) = self.live.get_mut(&transaction_id) {
+            let Some((_, transaction_id, opened)) = self.unwritten.pop_front() else { break };
+            // A transaction answered before its write was acknowledged has left `live`
+            // (and a new one may have taken its id).
+            let live = self.live.get_mut(&transaction_id).filter(|transaction| transaction.opened == opened);
+            if let Some(transaction) = live {
                 self.sequence += 1;
                 let key = (deadline, self.sequence);
                 transaction.deadline = Some(key);
@@ -99,14 +102,29 @@ impl Transactions {
 
     /// Ends and returns the first transaction whose timer ran out at `now`.
     pub(super) fn pop_expired(&mut self, now: Instant) -> Option<(String, Transaction)> {
-        let entry = self.deadlines.first_entry()?;
-        if entry.key().0 > now {
-            return None;
+        loop {
+            let entry = self.deadlines.first_entry()?;
+            let key = *entry.key();
+            if key.0 > now {
+                return None;
+            }
+            let transaction_id = entry.remove();
+            // Every armed timer belongs to a live transaction (`take` removes its key);
+            // checking keeps a stale key from stopping the others.
+            if self.live.get(&transaction_id).is_some_and(|transaction| transaction.deadline == Some(key)) {
+                let mut transaction = self.live.remove(&transaction_id)?;
+                transaction.deadline = None;
+                return Some((transaction_id, transaction));
+            }
         }
-        let transaction_id = entry.remove();
-        let mut transaction = self.live.remove(&transaction_id)?;
-        transaction.deadline = None;
-        Some((transaction_id, transaction))
+    }
+
+    /// Whether a response is still to come: a request not yet written, or one with
+    /// `Failure-Report: yes` (with `partial` or `no` a success is silent).
+    pub(super) fn awaits_response(&self) -> bool {
+        self.live
+            .values()
+            .any(|transaction| transaction.deadline.is_none() || transaction.failure_report == FailureReport::Yes)
     }
 
     /// The earliest armed timer.
@@ -129,9 +147,5 @@ impl Transactions {
 
     pub(super) fn len(&self) -> usize {
         self.live.len()
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.live.is_empty()
     }
 }
