@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn first_request_binds_the_prepared_session_and_a_second_connection_gets_506() {
-        // R4975-5.4-5: no match → 481; bound to another connection → 506.
+        // R4975-5.4-5: no match → 481; bound to another connection → 506 (R4975-10.10).
         let now = Instant::now();
         let mut router = SessionRouter::new(false, Duration::from_secs(30));
         router.prepare(now, uri(BOB));

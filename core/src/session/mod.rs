@@ -592,7 +592,9 @@ impl Session {
     }
 
     /// Whether the adapter should read from the connection now. False once closed, while
-    /// more than [`SessionConfig::max_queued_events`] events wait to be polled, or while
+    /// more than [`SessionConfig::max_queued_events`] events wait to be polled (only a
+    /// driver that polls lazily gets there; one that drains after every input keeps the
+    /// application's own backlog and pauses reading for it), or while
     /// more than the write high watermark of our responses and REPORTs is unwritten (the
     /// peer is not reading them; not reading its requests stops the flood). Unwritten
     /// message data never pauses reading, so two peers sending to each other cannot
@@ -690,7 +692,9 @@ impl Session {
     /// Sends a request (msrplib `send_chunk`). Its response comes as [`Event::Response`]
     /// with the returned id, from the peer or made locally on timeout (408 when
     /// `Failure-Report` is yes or absent, 200 when partial or no) or closure. A REPORT
-    /// gets no response. Requests wait until the session is bound.
+    /// gets no response. Requests wait until the session is bound, and go out ahead of
+    /// message chunks without regard to the write high watermark: bound them yourself,
+    /// or send data as messages.
     pub fn send_chunk(&mut self, now: Instant, chunk: Chunk) -> Result<RequestId, SendError> {
         self.queue_request(now, chunk, true)
     }

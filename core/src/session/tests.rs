@@ -222,7 +222,8 @@ fn media_types_outside_accept_types_get_415() {
 
 #[test]
 fn unknown_methods_get_501_and_reports_are_never_answered() {
-    // R4975-12-1, R4975-10.9; R4975-7.1.2-2.
+    // R4975-12-1, R4975-10.9; R4975-7.1.2-2; R4975-7.3.2-1 (a REPORT about an unknown
+    // Message-ID is only shown, with no message of ours).
     let mut bob = Solo::passive();
     bob.feed(&send_text("bind0001", "", ""));
     bob.take_sent();
@@ -294,6 +295,7 @@ fn responses_go_to_the_previous_hop_with_a_dollar_end_line() {
 
 #[test]
 fn a_malformed_chunk_gets_400_and_lost_framing_ends_the_session() {
+    // R4975-10.2: a malformed Byte-Range is answered 400 and the session goes on.
     let mut bob = Solo::passive();
     bob.feed(&send_text("bind0001", "", ""));
     bob.take_sent();
@@ -497,6 +499,7 @@ fn response_of(events: &[Event], id: RequestId) -> Option<(u16, bool)> {
 
 #[test]
 fn send_chunk_reports_the_peer_response() {
+    // R4975-10.1, R4975-7.2-4 (the response comes back on the connection of the request).
     let mut pair = Pair::bound();
     let chunk = chunk_with_failure_report(&mut pair, None);
     let id = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
@@ -629,11 +632,20 @@ fn a_chat_message_overtakes_a_10_mib_transfer() {
     assert!(file_chunks.iter().all(|c| c.byte_range().unwrap().end.is_none()));
     assert!(file_chunks[..159].iter().all(|c| c.contflag == ContinuationFlag::More));
     assert_eq!(file_chunks[159].contflag, ContinuationFlag::End);
-    // R4975-7.1.1-1 and -8: one Message-ID, Byte-Range order.
+    // R4975-7.1.1-1 and -8: one Message-ID, Byte-Range order; R4975-7.1.1-2: the same
+    // report headers on every chunk.
     let message_id = file_chunks[0].message_id().unwrap();
     let mut next = 1;
     for chunk in &file_chunks {
         assert_eq!(chunk.message_id(), Some(message_id));
+        assert_eq!(
+            chunk.headers.get(&HeaderName::FailureReport),
+            file_chunks[0].headers.get(&HeaderName::FailureReport)
+        );
+        assert_eq!(
+            chunk.headers.get(&HeaderName::SuccessReport),
+            file_chunks[0].headers.get(&HeaderName::SuccessReport)
+        );
         assert_eq!(chunk.byte_range().unwrap().start, next);
         next += chunk.data.len() as u64;
     }
