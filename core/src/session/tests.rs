@@ -1234,3 +1234,32 @@ fn nothing_is_written_after_the_connection_closed() {
     assert!(bob.take_sent().is_empty());
     assert!(matches!(bob.events.last(), Some(Event::Closed { .. })));
 }
+
+#[test]
+fn every_failure_report_and_success_report_combination() {
+    // R4975-7.2-1, R4975-7.1.4-2/-3, R4975-7.1.3-1/-3, R4975-7.1.1-3 (absent SR = no,
+    // absent FR = yes): what a good SEND gets back, for each pair of header values.
+    let mut bob = Solo::passive();
+    let failure = [None, Some("yes"), Some("partial"), Some("no")];
+    let success = [None, Some("yes"), Some("no")];
+    for (i, fr) in failure.iter().enumerate() {
+        for (j, sr) in success.iter().enumerate() {
+            let mut headers = String::new();
+            if let Some(sr) = sr {
+                let _ = writeln!(headers, "Success-Report: {sr}");
+            }
+            if let Some(fr) = fr {
+                let _ = writeln!(headers, "Failure-Report: {fr}");
+            }
+            bob.feed(&send_text(&format!("comb{i}{j}00"), &headers, "hello"));
+            let sent = bob.take_sent();
+            let got_200 = sent.iter().any(|c| c.code() == Some(200));
+            let got_report = sent.iter().any(|c| c.method() == Some(&Method::Report));
+            assert_eq!(got_200, matches!(fr, None | Some("yes")), "200 with FR {fr:?} SR {sr:?}");
+            assert_eq!(got_report, *sr == Some("yes"), "REPORT with FR {fr:?} SR {sr:?}");
+            if got_200 && got_report {
+                assert!(sent[0].code() == Some(200), "the response goes before the REPORT");
+            }
+        }
+    }
+}
