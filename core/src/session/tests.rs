@@ -395,7 +395,8 @@ fn success_report_matches_the_rfc_example() {
 
 #[test]
 fn one_success_report_covers_a_chunked_message_after_its_last_chunk() {
-    // R4975-7.1.3-1, R4975-7.1.3-3 (none without Success-Report: yes), R4975-7.1.2-1.
+    // R4975-7.1.2-3, R4975-7.1.3-1, R4975-7.1.3-3 (none without Success-Report: yes),
+    // R4975-7.1.2-1.
     let (mut alice, bob) = configs();
     alice.max_chunk_size = 3000;
     let mut pair = Pair::new(alice, bob);
@@ -629,6 +630,8 @@ fn a_chat_message_overtakes_a_10_mib_transfer() {
     // R4975-5.1-1: file chunks over 2048 bytes are interruptible (`*` end); R4975-7.1-7 flags.
     let file_chunks: Vec<_> = sends.iter().filter(|c| c.content_type() == Some("application/octet-stream")).collect();
     assert_eq!(file_chunks.len(), 160);
+    // R4975-7.1.1-10: as few chunks as the chunk size allows, none short but the last.
+    assert!(file_chunks.iter().all(|c| c.data.len() == 64 * 1024));
     assert!(file_chunks.iter().all(|c| c.byte_range().unwrap().end.is_none()));
     assert!(file_chunks[..159].iter().all(|c| c.contflag == ContinuationFlag::More));
     assert_eq!(file_chunks[159].contflag, ContinuationFlag::End);
@@ -1226,6 +1229,7 @@ fn bytes_before_connected_start_the_active_side_too() {
 
 #[test]
 fn nothing_is_written_after_the_connection_closed() {
+    // R4975-7.1.2-4: no REPORT (nor response) for a session that is gone.
     let mut bob = Solo::passive();
     bob.session
         .handle_input(bob.now, Input::Received(Bytes::from(send_text("last0001", "", "x").replace('\n', "\r\n"))));
@@ -1261,5 +1265,37 @@ fn every_failure_report_and_success_report_combination() {
                 assert!(sent[0].code() == Some(200), "the response goes before the REPORT");
             }
         }
+    }
+}
+
+#[test]
+fn success_reports_may_cover_other_ranges_than_the_chunks_sent() {
+    // R4975-7.1.1-13: a relay may re-chunk; REPORTs that together cover the message count.
+    for (reports, missing) in [(&["1-5000", "5001-8000"][..], false), (&["1-5000"][..], true)] {
+        let (mut alice, bob) = configs();
+        alice.max_chunk_size = 3000;
+        let mut pair = Pair::new(alice, bob);
+        pair.connect();
+        pair.run();
+        pair.bob.deaf = true;
+        let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+        wanted.headers.set(HeaderName::FailureReport, "no");
+        wanted.message_id = Some("rechunked".into());
+        let id = pair.alice.session.send_message(pair.now, wanted, pattern(8000)).unwrap();
+        pair.run();
+        for (i, range) in reports.iter().enumerate() {
+            let report = format!(
+                "MSRP rech000{i} REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: rechunked\r\nByte-Range: {range}/8000\r\nStatus: 000 200 OK\r\n-------rech000{i}$\r\n"
+            );
+            pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(report)));
+        }
+        pair.advance(Duration::from_secs(31));
+        pair.alice.session.close(pair.now);
+        pair.run();
+        let events = pair.alice.take_events();
+        assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+        let reported_missing =
+            events.iter().any(|e| matches!(e, Event::ReportMissing { message, .. } if *message == id));
+        assert_eq!(reported_missing, missing, "REPORTs {reports:?}");
     }
 }
