@@ -472,6 +472,8 @@ pub struct Session {
     transactions: Transactions,
     /// Responses and REPORTs: they go out before anything else and are never held back.
     replies: VecDeque<Chunk>,
+    /// Bytes of `send_raw`, written as they are.
+    raw: VecDeque<Bytes>,
     /// Requests of the application (and the keepalive), in order; held until bound.
     requests: VecDeque<(Chunk, Option<TransactionKind>)>,
     /// The active side's binding SEND, which goes before binding.
@@ -546,6 +548,7 @@ impl Session {
             report_per_piece: VecDeque::new(),
             transactions: Transactions::default(),
             replies: VecDeque::new(),
+            raw: VecDeque::new(),
             requests: VecDeque::new(),
             bind_request: None,
             events: VecDeque::new(),
@@ -579,6 +582,12 @@ impl Session {
     /// The configuration in force.
     pub fn config(&self) -> &SessionConfig {
         &self.config
+    }
+
+    /// Changes the media types accepted from now on (msrplib sets them when the session
+    /// is made over an already bound transport).
+    pub fn set_accept_types(&mut self, accept_types: AcceptTypes) {
+        self.config.accept_types = accept_types;
     }
 
     /// Whether the session is bound.
@@ -728,6 +737,15 @@ impl Session {
         let answered = wants_response && chunk.method() != Some(&Method::Report);
         self.requests.push_back((chunk, answered.then_some(TransactionKind::Request(id))));
         Ok(id)
+    }
+
+    /// Writes bytes as they are, after what is queued for writing (msrplib `write`): for
+    /// callers that build their own frames. Nothing checks them.
+    pub fn send_raw(&mut self, now: Instant, data: Bytes) -> Result<(), SendError> {
+        self.advance(now);
+        self.check_open_or_draining()?;
+        self.raw.push_back(data);
+        Ok(())
     }
 
     /// Sends the response to a received request (msrplib `write_response`); `false` when
@@ -941,6 +959,7 @@ impl Session {
     fn on_closed(&mut self) {
         // Nothing can be written any more.
         self.replies.clear();
+        self.raw.clear();
         self.pending_reports.clear();
         let reason = match self.decoder.finish() {
             Some(error) if !self.draining => SessionError::Parse(error),
@@ -1003,6 +1022,10 @@ impl Session {
             self.reply_marks.push_back((self.transmitted, len));
             self.unwritten_replies += len;
             return Some(transmit);
+        }
+        if let Some(data) = self.raw.pop_front() {
+            self.transmitted += data.len() as u64;
+            return Some(Transmit { parts: [data, Bytes::new(), Bytes::new()] });
         }
         if let Some(bind) = self.bind_request.take() {
             return Some(self.transmit(&bind, Some(TransactionKind::Bind)));
@@ -1163,6 +1186,7 @@ impl Session {
     fn nothing_to_wait_for(&self) -> bool {
         self.outbox.is_empty()
             && self.requests.is_empty()
+            && self.raw.is_empty()
             && self.bind_request.is_none()
             && !self.transactions.awaits_response()
     }

@@ -1299,3 +1299,16 @@ fn success_reports_may_cover_other_ranges_than_the_chunks_sent() {
         assert_eq!(reported_missing, missing, "REPORTs {reports:?}");
     }
 }
+
+#[test]
+fn raw_bytes_and_accept_types_set_after_binding() {
+    let mut pair = Pair::bound();
+    pair.bob.session.set_accept_types(AcceptTypes::new(["text/plain"]));
+    let chunk = chunk_with_failure_report(&mut pair, None).encode();
+    pair.alice.session.send_raw(pair.now, chunk).unwrap();
+    let png = pair.alice.session.send_message(pair.now, options("image/png"), pattern(3)).unwrap();
+    pair.run();
+    assert_eq!(incoming_body(&pair.bob.take_events()), b"ping");
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(png, MessageOutcome::Failed(MsrpError::new(415, "Unsupported Media Type")))]);
+}
