@@ -1,7 +1,47 @@
 //! # msrp-smol
 //!
-//! Drives msrp-core on smol and async-io (also under async-std). This crate is the adapter layer of msrp; it
-//! re-exports the protocol vocabulary of [`msrp_core`] that its API is built on.
+//! MSRP sessions on smol, or on any other async runtime: the [`msrp_core`] engine driven
+//! over real sockets, with the API of msrplib ([`ConnectorDirect`], [`AcceptorDirect`],
+//! [`Transport`], [`Session`]).
+//!
+//! The crate is written against the `futures` traits and a small [`Runtime`] trait, so
+//! one implementation serves every runtime: [`Smol`] is built in (it also runs inside
+//! async-std, which shares smol's reactor), and `msrp-tokio` adds tokio. Each connection
+//! is one driver task that owns the core session, plus two pumps that only move bytes.
+//!
+//! ## Run loop
+//!
+//! There is none to write: `complete` starts the driver, and the handles talk to it.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use msrp_smol::{AcceptTypes, ConnectorDirect, Session, Smol};
+//!
+//! # fn remote_path_from_sdp() -> Vec<msrp_smol::core::Uri> { Vec::new() }
+//! smol::block_on(async {
+//!     let mut connector = ConnectorDirect::new(Smol, None, false);
+//!     let local_path = connector.prepare(None); // goes into the SDP offer
+//!     let transport = connector.complete(remote_path_from_sdp()).await?;
+//!     let session = Session::new(transport, AcceptTypes::any(), None);
+//!     let message = session.send_message("text/plain", Bytes::from_static(b"Hello world!")).await?;
+//!     println!("{:?}", message.outcome().await);
+//!     session.shutdown().await;
+//!     Ok::<_, msrp_smol::Error>(())
+//! })?;
+//! # Ok::<_, msrp_smol::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 
+mod connect;
+mod driver;
+pub mod runtime;
+mod session;
+
 pub use msrp_core as core;
+pub use msrp_core::AcceptTypes;
+
+pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectorDirect, get_acceptor, get_connector};
+#[cfg(feature = "smol")]
+pub use runtime::Smol;
+pub use runtime::{BoxFuture, BoxStream, ByteStream, Listener, Runtime};
+pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};

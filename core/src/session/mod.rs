@@ -619,6 +619,11 @@ impl Session {
         self.transmitted - self.written
     }
 
+    /// The Message-ID of an outgoing message not yet done.
+    pub fn outgoing_message_id(&self, id: OutgoingId) -> Option<String> {
+        self.messages.get(&id).map(|message| message.message_id.clone())
+    }
+
     /// Requests waiting for a response.
     pub fn pending_transactions(&self) -> usize {
         self.transactions.len()

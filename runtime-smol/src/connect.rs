@@ -1,0 +1,222 @@
+//! Making bound transports: [`ConnectorDirect`] (outbound, active) and
+//! [`AcceptorDirect`] (inbound, passive), as msrplib's `msrplib.connect`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use msrp_core::log::TrafficLogger;
+use msrp_core::session::{Role, Session as Engine, SessionConfig, SessionError};
+use msrp_core::{IdGenerator, Uri};
+use rand_core::TryRngCore;
+
+use crate::driver;
+use crate::runtime::{BoxStream, Listener, Runtime};
+use crate::session::{Error, Transport};
+
+/// How long connecting may take (msrplib's connect timeout).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An id generator seeded from the operating system (adapters may read OS randomness;
+/// the core never does).
+pub(crate) fn os_ids() -> IdGenerator {
+    let mut seed = [0_u8; 32];
+    // Without OS randomness a fixed seed would make guessable ids: better to fail loudly.
+    rand_core::OsRng.try_fill_bytes(&mut seed).expect("the operating system provides randomness");
+    IdGenerator::from_seed(seed)
+}
+
+/// The address a URI names (its host resolved, its port).
+pub(crate) fn address_of(uri: &Uri) -> Result<SocketAddr, Error> {
+    let port = uri.port.ok_or_else(|| Error::Connect(format!("{uri} has no port")))?;
+    (uri.host.as_str(), port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| Error::Connect(format!("{} does not resolve", uri.host)))
+}
+
+/// A local URI for `prepare`: the given one, or `msrp://127.0.0.1:2855/<random>;tcp`
+/// (msrplib's default port); a missing session id is made up.
+fn local_uri_or_default(uri: Option<Uri>, ids: &mut IdGenerator) -> Uri {
+    let uri = uri.unwrap_or_else(|| Uri::new("127.0.0.1").with_port(2855));
+    if uri.session_id.is_some() { uri } else { uri.with_random_session_id(ids) }
+}
+
+/// Runs `session` over `stream` and waits until it is bound.
+async fn bind<R: Runtime>(runtime: &R, engine: Engine, stream: BoxStream) -> Result<Transport<R>, Error> {
+    let mut paths = engine.transport().clone();
+    *paths.ids() = IdGenerator::seed_from_u64(paths.ids().next_u64());
+    let (connection, events) = driver::start(runtime, engine, stream);
+    let (waiter, bound) = oneshot::channel();
+    connection
+        .call(move |state, _| {
+            if state.session.is_bound() {
+                let _ = waiter.send(Ok(()));
+            } else {
+                state.bound.push(waiter);
+            }
+        })
+        .await?;
+    bound.await.map_err(|_| connection.end_reason())??;
+    Ok(Transport { runtime: runtime.clone(), connection, events, paths })
+}
+
+/// Settings shared by connectors and acceptors.
+struct Common {
+    logger: Option<Box<dyn TrafficLogger>>,
+    use_sessmatch: bool,
+    ids: IdGenerator,
+    local_path: Option<Vec<Uri>>,
+    config: Option<SessionConfig>,
+}
+
+impl Common {
+    fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self { logger, use_sessmatch, ids: os_ids(), local_path: None, config: None }
+    }
+
+    fn engine(&mut self, role: Role, remote_path: Vec<Uri>, local_path: Vec<Uri>) -> Result<Engine, Error> {
+        let mut config = self.config.take().unwrap_or_else(|| SessionConfig::new(role, Vec::new(), Vec::new()));
+        config.role = role;
+        config.local_path = local_path;
+        config.remote_path = remote_path;
+        config.use_sessmatch = self.use_sessmatch;
+        let ids = IdGenerator::seed_from_u64(self.ids.next_u64());
+        let mut engine = Engine::new(config, ids, Instant::now()).map_err(|error| Error::Connect(error.to_string()))?;
+        if let Some(logger) = self.logger.take() {
+            engine.set_logger(logger);
+        }
+        Ok(engine)
+    }
+}
+
+/// Outbound connections without a relay (msrplib `ConnectorDirect`): the active side.
+pub struct ConnectorDirect<R: Runtime> {
+    runtime: R,
+    common: Common,
+}
+
+impl<R: Runtime> ConnectorDirect<R> {
+    /// A connector; `logger` sees the connection's traffic; `use_sessmatch` matches
+    /// incoming paths by session id only.
+    pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self { runtime, common: Common::new(logger, use_sessmatch) }
+    }
+
+    /// Replaces the session settings (chunk size, timeouts, …); role and paths are set
+    /// by the connector.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.common.config = Some(config);
+    }
+
+    /// The full local path to put in SDP (msrplib `prepare`); a URI is made up when none
+    /// is given.
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Vec<Uri> {
+        let uri = local_uri_or_default(local_uri, &mut self.common.ids);
+        let path = vec![uri];
+        self.common.local_path = Some(path.clone());
+        path
+    }
+
+    /// Connects to the first hop of `full_remote_path`, sends the binding SEND and
+    /// returns the bound transport (msrplib `complete`).
+    pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+        let local_path = match self.common.local_path.clone() {
+            Some(path) => path,
+            None => self.prepare(None),
+        };
+        let first = full_remote_path.first().ok_or_else(|| Error::Connect("the remote path is empty".into()))?;
+        let address = address_of(first)?;
+        let connect = self.runtime.connect(address);
+        let timeout = self.runtime.sleep_until(Instant::now() + CONNECT_TIMEOUT);
+        let stream = match futures::future::select(connect, timeout).await {
+            futures::future::Either::Left((stream, _)) => stream?,
+            futures::future::Either::Right(_) => {
+                return Err(Error::Connect(format!("connecting to {address} timed out")));
+            }
+        };
+        let engine = self.common.engine(Role::Active, full_remote_path, local_path)?;
+        bind(&self.runtime, engine, stream).await
+    }
+
+    /// Forgets what `prepare` set up.
+    pub fn cleanup(&mut self) {
+        self.common.local_path = None;
+    }
+}
+
+/// Inbound connections without a relay (msrplib `AcceptorDirect`): the passive side.
+pub struct AcceptorDirect<R: Runtime> {
+    runtime: R,
+    common: Common,
+    listener: Option<Box<dyn Listener>>,
+}
+
+impl<R: Runtime> AcceptorDirect<R> {
+    /// An acceptor; `logger` sees the connection's traffic; `use_sessmatch` matches
+    /// incoming paths by session id only.
+    pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self { runtime, common: Common::new(logger, use_sessmatch), listener: None }
+    }
+
+    /// Replaces the session settings (chunk size, timeouts, …); role and paths are set
+    /// by the acceptor.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.common.config = Some(config);
+    }
+
+    /// Listens where `local_uri` says and returns the full local path to put in SDP
+    /// (msrplib `prepare`); a port of 0 is replaced by the one the system picked.
+    pub async fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
+        let mut uri = local_uri_or_default(local_uri, &mut self.common.ids);
+        let listener = self.runtime.listen(address_of(&uri)?).await?;
+        uri.port = Some(listener.local_addr()?.port());
+        self.listener = Some(listener);
+        let path = vec![uri];
+        self.common.local_path = Some(path.clone());
+        Ok(path)
+    }
+
+    /// Waits for the peer to connect and bind with a SEND from `full_remote_path`
+    /// (msrplib `complete`); gives up after the bind timeout.
+    pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+        let (Some(listener), Some(local_path)) = (&mut self.listener, self.common.local_path.clone()) else {
+            return Err(Error::Connect("prepare was not called".into()));
+        };
+        let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
+        let accept = listener.accept();
+        let timeout = self.runtime.sleep_until(Instant::now() + bind_timeout);
+        let stream = match futures::future::select(accept, timeout).await {
+            futures::future::Either::Left((accepted, _)) => accepted?.0,
+            futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
+        };
+        let engine = self.common.engine(Role::Passive, full_remote_path, local_path)?;
+        let transport = bind(&self.runtime, engine, stream).await;
+        self.listener = None;
+        transport
+    }
+
+    /// Stops listening.
+    pub fn cleanup(&mut self) {
+        self.listener = None;
+        self.common.local_path = None;
+    }
+}
+
+/// A connector without a relay (msrplib `get_connector(relay=None)`).
+pub fn get_connector<R: Runtime>(
+    runtime: R,
+    logger: Option<Box<dyn TrafficLogger>>,
+    use_sessmatch: bool,
+) -> ConnectorDirect<R> {
+    ConnectorDirect::new(runtime, logger, use_sessmatch)
+}
+
+/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
+pub fn get_acceptor<R: Runtime>(
+    runtime: R,
+    logger: Option<Box<dyn TrafficLogger>>,
+    use_sessmatch: bool,
+) -> AcceptorDirect<R> {
+    AcceptorDirect::new(runtime, logger, use_sessmatch)
+}

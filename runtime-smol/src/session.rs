@@ -1,0 +1,369 @@
+//! The application's handles on a connection: [`Transport`] (msrplib's `MSRPTransport`)
+//! and [`Session`] (`MSRPSession` and `GreenMSRPSession`).
+
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use futures::io::{AsyncRead, AsyncReadExt};
+use futures::lock::Mutex as AsyncMutex;
+use msrp_core::header::HeaderName;
+use msrp_core::outbox::{MessageOptions, OutgoingId};
+use msrp_core::session::{Event, MessageOutcome, SendError, SessionError, TransactionError, transaction_result};
+use msrp_core::{AcceptTypes, Chunk, ChunkParams, MsrpError, Uri};
+
+use crate::driver::Connection;
+use crate::runtime::Runtime;
+
+/// What went wrong in a call on a [`Transport`] or [`Session`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The session ended (or never bound), and why.
+    #[error("session ended: {0}")]
+    Session(#[from] SessionError),
+    /// The call was refused (misuse or a closed session).
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The peer (or the local timeout) failed the transaction (msrplib's
+    /// `MSRPTransactionError`).
+    #[error("transaction failed: {0}")]
+    Transaction(TransactionError),
+    /// Connecting, listening or TLS failed.
+    #[error("{0}")]
+    Connect(String),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Self::Connect(error.to_string())
+    }
+}
+
+/// A callback for incoming chunks (msrplib's `on_incoming_cb(chunk, error)`): a chunk, or
+/// the error that ended the session (called once, last).
+pub type OnIncoming = Box<dyn FnMut(Result<Chunk, SessionError>) + Send>;
+
+/// A bound MSRP connection (msrplib's `MSRPTransport`), from a connector or acceptor.
+pub struct Transport<R: Runtime> {
+    pub(crate) runtime: R,
+    pub(crate) connection: Connection,
+    pub(crate) events: mpsc::Receiver<Event>,
+    /// The session's paths with ids of their own, so `make_chunk` needs no round trip.
+    pub(crate) paths: msrp_core::Transport,
+}
+
+impl<R: Runtime> Transport<R> {
+    /// The full local path.
+    pub fn local_path(&self) -> &[Uri] {
+        self.paths.local_path()
+    }
+
+    /// The full remote path.
+    pub fn remote_path(&self) -> &[Uri] {
+        self.paths.remote_path()
+    }
+
+    /// Builds a chunk from the transport's paths (msrplib `make_chunk`).
+    pub fn make_chunk(&mut self, params: ChunkParams) -> Chunk {
+        self.paths.make_chunk(params)
+    }
+
+    /// Queues a request for writing (msrplib `write_chunk`); its response is not waited
+    /// for (see [`Session::deliver_chunk`]).
+    pub async fn write_chunk(&self, chunk: Chunk) -> Result<(), Error> {
+        self.connection.call(move |state, now| state.session.send_chunk(now, chunk).map(drop)).await??;
+        Ok(())
+    }
+
+    /// Writes the response to `chunk` (msrplib `write_response`); `false` when the rules
+    /// allow none.
+    pub async fn write_response(&self, chunk: &Chunk, code: u16, comment: Option<String>) -> Result<bool, Error> {
+        let request = chunk.clone();
+        Ok(self.connection.call(move |state, now| state.session.send_response(now, &request, code, comment)).await??)
+    }
+
+    /// Writes bytes as they are (msrplib `write`).
+    pub async fn write(&self, data: Bytes) -> Result<(), Error> {
+        self.connection.call(move |state, now| state.session.send_raw(now, data)).await??;
+        Ok(())
+    }
+
+    /// The next chunk received (msrplib `read_chunk`): a SEND chunk (or a virtual segment
+    /// of one, as the session cut it), a REPORT, or a request to answer. `size` is a hint,
+    /// as in msrplib; segments come at the session's `segment_size`. When the session
+    /// ends, its reason.
+    pub async fn read_chunk(&mut self, size: Option<usize>) -> Result<Chunk, Error> {
+        let _ = size;
+        next_chunk(&mut self.events, &self.connection).await
+    }
+
+    /// Checks To-Path and From-Path of an incoming SEND (msrplib
+    /// `check_incoming_SEND_chunk`); the session does this itself for every request.
+    #[doc(alias = "check_incoming_SEND_chunk")]
+    pub fn check_incoming_send_chunk(&self, chunk: &Chunk) -> Result<(), MsrpError> {
+        self.paths.check_incoming_send_chunk(chunk)
+    }
+}
+
+/// The next chunk among the application's events; the session's end as an error.
+async fn next_chunk(events: &mut mpsc::Receiver<Event>, connection: &Connection) -> Result<Chunk, Error> {
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Incoming(chunk) | Event::Request(chunk) | Event::Report { report: chunk, .. } => return Ok(chunk),
+            Event::Closed { reason } => return Err(reason.unwrap_or(SessionError::ConnectionClosed).into()),
+            _ => {}
+        }
+    }
+    Err(connection.end_reason().into())
+}
+
+/// A file to send (msrplib's `OutgoingFile`): its reader is already at `position`.
+pub struct OutgoingFile {
+    /// Where the data comes from.
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// The description: size, content type, position, message id, extra headers.
+    pub file: msrp_core::session::OutgoingFile,
+}
+
+/// A message on its way: its ids and, later, its outcome.
+#[derive(Debug)]
+pub struct OutgoingMessage {
+    /// The session's id for it.
+    pub id: OutgoingId,
+    /// Its Message-ID.
+    pub message_id: String,
+    outcome: oneshot::Receiver<MessageOutcome>,
+}
+
+impl OutgoingMessage {
+    /// Waits until the message was delivered, failed or aborted.
+    pub async fn outcome(self) -> MessageOutcome {
+        self.outcome
+            .await
+            .unwrap_or_else(|_| MessageOutcome::Failed(MsrpError::new(408, "Session ended before the message did")))
+    }
+}
+
+/// An MSRP session over a bound [`Transport`] (msrplib's `MSRPSession`; without a
+/// callback, its incoming chunks are read with [`Session::receive_chunk`] as in
+/// `GreenMSRPSession`).
+pub struct Session<R: Runtime> {
+    runtime: R,
+    connection: Connection,
+    events: Option<AsyncMutex<mpsc::Receiver<Event>>>,
+    paths: Mutex<msrp_core::Transport>,
+}
+
+impl<R: Runtime> Session<R> {
+    /// A session over `transport` accepting `accept_types` (others get 415). With
+    /// `on_incoming`, every incoming chunk is handed to it (in a task of its own);
+    /// without, read them with [`Session::receive_chunk`] or [`Session::next_event`].
+    pub fn new(transport: Transport<R>, accept_types: AcceptTypes, on_incoming: Option<OnIncoming>) -> Self {
+        let Transport { runtime, connection, mut events, paths } = transport;
+        let setter = connection.clone();
+        runtime.spawn(Box::pin(async move {
+            let _ = setter.call(move |state, _| state.session.set_accept_types(accept_types)).await;
+        }));
+        let events = match on_incoming {
+            Some(mut callback) => {
+                let reader = connection.clone();
+                runtime.spawn(Box::pin(async move {
+                    loop {
+                        match next_chunk(&mut events, &reader).await {
+                            Ok(chunk) => callback(Ok(chunk)),
+                            Err(Error::Session(error)) => return callback(Err(error)),
+                            Err(_) => return callback(Err(SessionError::ConnectionClosed)),
+                        }
+                    }
+                }));
+                None
+            }
+            None => Some(AsyncMutex::new(events)),
+        };
+        Self { runtime, connection, events, paths: Mutex::new(paths) }
+    }
+
+    /// Builds a chunk from the session's paths (msrplib `make_chunk`).
+    pub fn make_chunk(&self, params: ChunkParams) -> Chunk {
+        match self.paths.lock() {
+            Ok(mut paths) => paths.make_chunk(params),
+            Err(poisoned) => poisoned.into_inner().make_chunk(params),
+        }
+    }
+
+    /// Sends a request (msrplib `send_chunk`); `response_cb` gets its response, from
+    /// the peer or made locally after 30 s (408, or 200 with `Failure-Report`
+    /// partial/no).
+    pub async fn send_chunk(
+        &self,
+        chunk: Chunk,
+        response_cb: Option<Box<dyn FnOnce(Chunk) + Send>>,
+    ) -> Result<(), Error> {
+        let (waiter, response) = oneshot::channel();
+        self.connection
+            .call(move |state, now| {
+                let id = state.session.send_chunk(now, chunk)?;
+                state.responses.insert(id, waiter);
+                Ok::<_, SendError>(())
+            })
+            .await??;
+        if let Some(callback) = response_cb {
+            self.runtime.spawn(Box::pin(async move {
+                if let Ok(response) = response.await {
+                    callback(response);
+                }
+            }));
+        }
+        Ok(())
+    }
+
+    /// Sends a request and waits for its outcome (msrplib `deliver_chunk`): the 200
+    /// response, or [`Error::Transaction`]; `None` at once with `Failure-Report: no`.
+    pub async fn deliver_chunk(&self, chunk: Chunk) -> Result<Option<Chunk>, Error> {
+        let (waiter, response) = oneshot::channel();
+        let expected = self
+            .connection
+            .call(move |state, now| {
+                let id = state.session.deliver_chunk(now, chunk)?;
+                if let Some(id) = id {
+                    state.responses.insert(id, waiter);
+                }
+                Ok::<_, SendError>(id.is_some())
+            })
+            .await??;
+        if !expected {
+            return Ok(None);
+        }
+        let response = response.await.map_err(|_| self.connection.end_reason())?;
+        transaction_result(response).map(Some).map_err(Error::Transaction)
+    }
+
+    /// Sends a whole message of `content_type`; it is cut into chunks and interleaved
+    /// with other messages. Wait for [`OutgoingMessage::outcome`] to know it arrived.
+    pub async fn send_message(&self, content_type: &str, data: Bytes) -> Result<OutgoingMessage, Error> {
+        let mut options = MessageOptions::default();
+        options.headers.set(HeaderName::ContentType, content_type);
+        self.send_message_with(options, data).await
+    }
+
+    /// [`Session::send_message`] with every option (Message-ID, headers, position).
+    pub async fn send_message_with(&self, options: MessageOptions, data: Bytes) -> Result<OutgoingMessage, Error> {
+        self.start(move |state, now| state.session.send_message(now, options, data)).await
+    }
+
+    /// Starts sending a file (msrplib `send_file`) and returns at once; the file is read
+    /// in the background as the connection takes it, so memory stays bounded whatever
+    /// its size.
+    pub async fn send_file(&self, file: OutgoingFile) -> Result<OutgoingMessage, Error> {
+        let OutgoingFile { mut reader, file } = file;
+        let remaining = file.size - file.position.min(file.size);
+        let message = self.start(move |state, now| state.session.send_file(now, &file)).await?;
+        let connection = self.connection.clone();
+        let id = message.id;
+        self.runtime.spawn(Box::pin(async move {
+            if stream_file(&connection, id, &mut reader, remaining).await.is_err() {
+                let _ = connection.call(move |state, now| state.session.abort_message(now, id)).await;
+            }
+        }));
+        Ok(message)
+    }
+
+    async fn start(
+        &self,
+        start: impl FnOnce(&mut crate::driver::DriverState, std::time::Instant) -> Result<OutgoingId, SendError>
+        + Send
+        + 'static,
+    ) -> Result<OutgoingMessage, Error> {
+        let (waiter, outcome) = oneshot::channel();
+        let (id, message_id) = self
+            .connection
+            .call(move |state, now| {
+                let id = start(state, now)?;
+                state.outcomes.insert(id, waiter);
+                Ok::<_, SendError>((id, state.session.outgoing_message_id(id).unwrap_or_default()))
+            })
+            .await??;
+        Ok(OutgoingMessage { id, message_id, outcome })
+    }
+
+    /// Sends what is queued, waits for the responses, then closes (msrplib
+    /// `shutdown(sync=True)`); returns once the session ended.
+    pub async fn shutdown(&self) {
+        let (waiter, closed) = oneshot::channel();
+        let asked = self
+            .connection
+            .call(move |state, now| {
+                state.closed.push(waiter);
+                state.session.shutdown(now);
+            })
+            .await;
+        if asked.is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    /// The next incoming chunk (`GreenMSRPSession.receive_chunk`): a SEND chunk or
+    /// segment, a REPORT or a request; the session's end as an error. Not available
+    /// when the session was made with a callback.
+    pub async fn receive_chunk(&self) -> Result<Chunk, Error> {
+        let Some(events) = &self.events else { return Err(SendError::Closed.into()) };
+        let mut events = events.lock().await;
+        next_chunk(&mut events, &self.connection).await
+    }
+
+    /// The next event for the application (incoming chunks, REPORTs, aborted or
+    /// unreported messages, the end); `None` after the end.
+    pub async fn next_event(&self) -> Option<Event> {
+        let events = self.events.as_ref()?;
+        events.lock().await.next().await
+    }
+}
+
+/// Feeds `remaining` bytes of `reader` into the streamed message `id`, waiting for room
+/// whenever the session takes less than offered.
+async fn stream_file(
+    connection: &Connection,
+    id: OutgoingId,
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+    mut remaining: u64,
+) -> Result<(), Error> {
+    let mut buffer = BytesMut::new();
+    while remaining > 0 {
+        let want = remaining.min(64 * 1024) as usize;
+        buffer.resize(want, 0);
+        let n = reader.read(&mut buffer).await.map_err(Error::from)?;
+        if n == 0 {
+            return Err(Error::Connect("the file ended before its announced size".into()));
+        }
+        buffer.truncate(n);
+        let mut data = buffer.split().freeze();
+        remaining -= n as u64;
+        while !data.is_empty() {
+            let (room, piece) = oneshot::channel();
+            let offered = data.clone();
+            let taken = connection
+                .call(move |state, now| {
+                    let taken = match state.session.write_message(now, id, offered.clone()) {
+                        Ok(taken) => taken,
+                        Err(SendError::Blocked) => 0,
+                        Err(error) => return Err(error),
+                    };
+                    if taken < offered.len() {
+                        // Registered in the same step as the short write: no wake-up is missed.
+                        state.writable.insert(id, room);
+                    }
+                    Ok(taken)
+                })
+                .await??;
+            let _ = data.split_to(taken);
+            if !data.is_empty() && piece.await.is_err() {
+                // The message ended (failed or aborted) while waiting.
+                return Ok(());
+            }
+        }
+    }
+    connection.call(move |state, now| state.session.finish_message(now, id)).await??;
+    Ok(())
+}
