@@ -1,7 +1,111 @@
 //! # msrp-tokio
 //!
-//! Drives msrp-core on tokio. This crate is the adapter layer of msrp; it
-//! re-exports the protocol vocabulary of [`msrp_core`] that its API is built on.
+//! MSRP sessions on tokio: the [`msrp_core`] engine driven over tokio sockets and timers,
+//! with the API of msrplib ([`ConnectorDirect`], [`AcceptorDirect`], [`Transport`],
+//! [`Session`]).
+//!
+//! The connection driver is `msrp-smol`'s runtime-agnostic one; this crate is only the
+//! [`Tokio`] runtime for it: tasks are `tokio::spawn`ed, timers are tokio's (so tests
+//! with a paused clock work), and sockets are tokio's, seen through `futures-io`.
+//! Everything here must be used from inside a tokio runtime.
+//!
+//! ## Run loop
+//!
+//! There is none to write: `complete` starts the driver, and the handles talk to it.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use msrp_tokio::{AcceptTypes, ConnectorDirect, Session, Tokio};
+//!
+//! # async fn remote_path_from_sdp() -> Vec<msrp_tokio::core::Uri> { Vec::new() }
+//! # async fn run() -> Result<(), msrp_tokio::Error> {
+//! let mut connector = ConnectorDirect::new(Tokio, None, false);
+//! let local_path = connector.prepare(None); // goes into the SDP offer
+//! let transport = connector.complete(remote_path_from_sdp().await).await?;
+//! let session = Session::new(transport, AcceptTypes::any(), None);
+//! let message = session.send_message("text/plain", Bytes::from_static(b"Hello world!")).await?;
+//! println!("{:?}", message.outcome().await);
+//! session.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
 pub use msrp_core as core;
+pub use msrp_core::AcceptTypes;
+pub use msrp_smol::{CONNECT_TIMEOUT, Error, OnIncoming, OutgoingFile, OutgoingMessage};
+
+/// msrplib's `ConnectorDirect` on tokio.
+pub type ConnectorDirect = msrp_smol::ConnectorDirect<Tokio>;
+/// msrplib's `AcceptorDirect` on tokio.
+pub type AcceptorDirect = msrp_smol::AcceptorDirect<Tokio>;
+/// msrplib's `MSRPTransport` on tokio.
+pub type Transport = msrp_smol::Transport<Tokio>;
+/// msrplib's `MSRPSession` on tokio.
+pub type Session = msrp_smol::Session<Tokio>;
+
+/// A connector without a relay (msrplib `get_connector(relay=None)`).
+pub fn get_connector(logger: Option<Box<dyn core::log::TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {
+    msrp_smol::get_connector(Tokio, logger, use_sessmatch)
+}
+
+/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
+pub fn get_acceptor(logger: Option<Box<dyn core::log::TrafficLogger>>, use_sessmatch: bool) -> AcceptorDirect {
+    msrp_smol::get_acceptor(Tokio, logger, use_sessmatch)
+}
+
+/// The tokio runtime of the current context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+impl Runtime for Tokio {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        tokio::spawn(future);
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(stream.compat()) as BoxStream)
+        })
+    }
+
+    fn listen(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            Ok(Box::new(TokioListener(listener)) as Box<dyn Listener>)
+        })
+    }
+}
+
+struct TokioListener(tokio::net::TcpListener);
+
+impl Listener for TokioListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(stream.compat()) as BoxStream, peer))
+        })
+    }
+}
