@@ -1,5 +1,5 @@
 //! The spec's "Waiting for an inbound connection" example (direct, without a relay):
-//! AcceptorDirect → Session, print what arrives, answer it.
+//! `AcceptorDirect` → `Session`, print what arrives, answer it.
 //!
 //! `cargo run -p msrp-tokio --example inbound [LOCAL_URI [REMOTE_PATH]]`; the defaults
 //! match the `outbound` example's. The paths stand in for what SDP would carry.

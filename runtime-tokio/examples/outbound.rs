@@ -1,4 +1,4 @@
-//! The spec's "Creating an outbound connection" example: ConnectorDirect → Session, send
+//! The spec's "Creating an outbound connection" example: `ConnectorDirect` → `Session`, send
 //! "Hello world!", print what comes back.
 //!
 //! `cargo run -p msrp-tokio --example outbound [LOCAL_URI [REMOTE_PATH]]`; the defaults
