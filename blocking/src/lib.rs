@@ -1,7 +1,256 @@
 //! # msrp-blocking
 //!
-//! Drives msrp-core on `std::net` and plain threads. This crate is the adapter layer of msrp; it
-//! re-exports the protocol vocabulary of [`msrp_core`] that its API is built on.
+//! MSRP sessions for programs without an async runtime: `std::net` sockets and plain
+//! threads, with the API of msrplib as blocking calls ([`ConnectorDirect`],
+//! [`AcceptorDirect`], [`Transport`], [`Session`]).
+//!
+//! Underneath is the same connection driver as the async adapters (`msrp-smol`'s),
+//! run by the [`Threads`] runtime: every connection has a driver thread that owns the
+//! [`msrp_core`] session, two pump threads and a reader and a writer thread on the socket;
+//! one timer thread serves every deadline. Each blocking call here waits for its async
+//! counterpart with `futures::executor::block_on`.
+//!
+//! ## Run loop
+//!
+//! There is none to write: `complete` starts the driver thread.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use msrp_blocking::{AcceptTypes, ConnectorDirect, Session};
+//!
+//! # fn remote_path_from_sdp() -> Vec<msrp_blocking::core::Uri> { Vec::new() }
+//! let mut connector = ConnectorDirect::new(None, false);
+//! let local_path = connector.prepare(None); // goes into the SDP offer
+//! let transport = connector.complete(remote_path_from_sdp())?;
+//! let session = Session::new(transport, AcceptTypes::any(), None);
+//! let message = session.send_message("text/plain", Bytes::from_static(b"Hello world!"))?;
+//! println!("{:?}", message.outcome());
+//! session.shutdown();
+//! # Ok::<_, msrp_blocking::Error>(())
+//! ```
 #![forbid(unsafe_code)]
 
+mod threads;
+
+use std::io::Read;
+
+use bytes::Bytes;
+use futures::executor::block_on;
+use futures::io::AllowStdIo;
+use msrp_core::log::TrafficLogger;
+use msrp_core::outbox::{MessageOptions, OutgoingId};
+use msrp_core::session::{Event, MessageOutcome, SessionConfig};
+use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
+
 pub use msrp_core as core;
+pub use msrp_core::AcceptTypes;
+pub use msrp_smol::{Error, OnIncoming};
+pub use threads::Threads;
+
+/// Outbound connections without a relay (msrplib `ConnectorDirect`).
+pub struct ConnectorDirect(msrp_smol::ConnectorDirect<Threads>);
+
+impl ConnectorDirect {
+    /// A connector; `logger` sees the traffic; `use_sessmatch` matches paths by session id.
+    pub fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self(msrp_smol::ConnectorDirect::new(Threads, logger, use_sessmatch))
+    }
+
+    /// Replaces the session settings; role and paths are set by the connector.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.0.set_config(config);
+    }
+
+    /// The full local path to put in SDP (msrplib `prepare`).
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Vec<Uri> {
+        self.0.prepare(local_uri)
+    }
+
+    /// Connects, binds and returns the transport (msrplib `complete`).
+    pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Forgets what `prepare` set up.
+    pub fn cleanup(&mut self) {
+        self.0.cleanup();
+    }
+}
+
+/// Inbound connections without a relay (msrplib `AcceptorDirect`).
+pub struct AcceptorDirect(msrp_smol::AcceptorDirect<Threads>);
+
+impl AcceptorDirect {
+    /// An acceptor; `logger` sees the traffic; `use_sessmatch` matches paths by session id.
+    pub fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self(msrp_smol::AcceptorDirect::new(Threads, logger, use_sessmatch))
+    }
+
+    /// Replaces the session settings; role and paths are set by the acceptor.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.0.set_config(config);
+    }
+
+    /// Listens and returns the full local path for SDP (msrplib `prepare`); port 0 is
+    /// replaced by the one picked.
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
+        block_on(self.0.prepare(local_uri))
+    }
+
+    /// Waits for the peer to connect and bind (msrplib `complete`).
+    pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Stops listening.
+    pub fn cleanup(&mut self) {
+        self.0.cleanup();
+    }
+}
+
+/// A connector without a relay (msrplib `get_connector(relay=None)`).
+pub fn get_connector(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {
+    ConnectorDirect::new(logger, use_sessmatch)
+}
+
+/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
+pub fn get_acceptor(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> AcceptorDirect {
+    AcceptorDirect::new(logger, use_sessmatch)
+}
+
+/// A bound connection (msrplib `MSRPTransport`).
+pub struct Transport(msrp_smol::Transport<Threads>);
+
+impl Transport {
+    /// The full local path.
+    pub fn local_path(&self) -> &[Uri] {
+        self.0.local_path()
+    }
+
+    /// The full remote path.
+    pub fn remote_path(&self) -> &[Uri] {
+        self.0.remote_path()
+    }
+
+    /// Builds a chunk from the paths (msrplib `make_chunk`).
+    pub fn make_chunk(&mut self, params: ChunkParams) -> Chunk {
+        self.0.make_chunk(params)
+    }
+
+    /// Queues a request (msrplib `write_chunk`).
+    pub fn write_chunk(&self, chunk: Chunk) -> Result<(), Error> {
+        block_on(self.0.write_chunk(chunk))
+    }
+
+    /// Writes the response to `chunk` (msrplib `write_response`).
+    pub fn write_response(&self, chunk: &Chunk, code: u16, comment: Option<String>) -> Result<bool, Error> {
+        block_on(self.0.write_response(chunk, code, comment))
+    }
+
+    /// Writes bytes as they are (msrplib `write`).
+    pub fn write(&self, data: Bytes) -> Result<(), Error> {
+        block_on(self.0.write(data))
+    }
+
+    /// The next chunk received (msrplib `read_chunk`).
+    pub fn read_chunk(&mut self, size: Option<usize>) -> Result<Chunk, Error> {
+        block_on(self.0.read_chunk(size))
+    }
+
+    /// Checks the paths of an incoming SEND (msrplib `check_incoming_SEND_chunk`).
+    #[doc(alias = "check_incoming_SEND_chunk")]
+    pub fn check_incoming_send_chunk(&self, chunk: &Chunk) -> Result<(), MsrpError> {
+        self.0.check_incoming_send_chunk(chunk)
+    }
+}
+
+/// A file to send (msrplib's `OutgoingFile`): its reader is already at `position`.
+pub struct OutgoingFile {
+    /// Where the data comes from (read on a thread of its own).
+    pub reader: Box<dyn Read + Send>,
+    /// Size, content type, position, message id and extra headers.
+    pub file: msrp_core::session::OutgoingFile,
+}
+
+/// A message on its way.
+#[derive(Debug)]
+pub struct OutgoingMessage(msrp_smol::OutgoingMessage);
+
+impl OutgoingMessage {
+    /// The session's id for it.
+    pub fn id(&self) -> OutgoingId {
+        self.0.id
+    }
+
+    /// Its Message-ID.
+    pub fn message_id(&self) -> &str {
+        &self.0.message_id
+    }
+
+    /// Waits until it was delivered, failed or aborted.
+    pub fn outcome(self) -> MessageOutcome {
+        block_on(self.0.outcome())
+    }
+}
+
+/// An MSRP session (msrplib `MSRPSession`, and `GreenMSRPSession`'s `receive_chunk`).
+pub struct Session(msrp_smol::Session<Threads>);
+
+impl Session {
+    /// A session over `transport`; with `on_incoming`, incoming chunks go to it (on a
+    /// thread of its own), otherwise read them with [`Session::receive_chunk`].
+    pub fn new(transport: Transport, accept_types: AcceptTypes, on_incoming: Option<OnIncoming>) -> Self {
+        Self(msrp_smol::Session::new(transport.0, accept_types, on_incoming))
+    }
+
+    /// Builds a chunk from the session's paths (msrplib `make_chunk`).
+    pub fn make_chunk(&self, params: ChunkParams) -> Chunk {
+        self.0.make_chunk(params)
+    }
+
+    /// Sends a request; `response_cb` gets its response (msrplib `send_chunk`).
+    pub fn send_chunk(&self, chunk: Chunk, response_cb: Option<Box<dyn FnOnce(Chunk) + Send>>) -> Result<(), Error> {
+        block_on(self.0.send_chunk(chunk, response_cb))
+    }
+
+    /// Sends a request and waits for its outcome (msrplib `deliver_chunk`).
+    pub fn deliver_chunk(&self, chunk: Chunk) -> Result<Option<Chunk>, Error> {
+        block_on(self.0.deliver_chunk(chunk))
+    }
+
+    /// Sends a whole message of `content_type`.
+    pub fn send_message(&self, content_type: &str, data: Bytes) -> Result<OutgoingMessage, Error> {
+        block_on(self.0.send_message(content_type, data)).map(OutgoingMessage)
+    }
+
+    /// Sends a whole message with every option.
+    pub fn send_message_with(&self, options: MessageOptions, data: Bytes) -> Result<OutgoingMessage, Error> {
+        block_on(self.0.send_message_with(options, data)).map(OutgoingMessage)
+    }
+
+    /// Starts sending a file and returns at once (msrplib `send_file`).
+    pub fn send_file(&self, file: OutgoingFile) -> Result<OutgoingMessage, Error> {
+        let file = msrp_smol::OutgoingFile { reader: Box::new(AllowStdIo::new(file.reader)), file: file.file };
+        block_on(self.0.send_file(file)).map(OutgoingMessage)
+    }
+
+    /// Aborts an outgoing message (it ends with `#` if part of it went out).
+    pub fn abort(&self, id: OutgoingId) -> Result<(), Error> {
+        block_on(self.0.abort(id))
+    }
+
+    /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`).
+    pub fn shutdown(&self) {
+        block_on(self.0.shutdown());
+    }
+
+    /// The next incoming chunk; the session's end as an error.
+    pub fn receive_chunk(&self) -> Result<Chunk, Error> {
+        block_on(self.0.receive_chunk())
+    }
+
+    /// The next event for the application; `None` after the end.
+    pub fn next_event(&self) -> Option<Event> {
+        block_on(self.0.next_event())
+    }
+}

@@ -270,6 +270,13 @@ impl<R: Runtime> Session<R> {
         Ok(message)
     }
 
+    /// Aborts an outgoing message: the rest of it is not sent, and if part of it went
+    /// out it ends with `#`.
+    pub async fn abort(&self, id: OutgoingId) -> Result<(), Error> {
+        self.connection.call(move |state, now| state.session.abort_message(now, id)).await??;
+        Ok(())
+    }
+
     async fn start(
         &self,
         start: impl FnOnce(&mut crate::driver::DriverState, std::time::Instant) -> Result<OutgoingId, SendError>

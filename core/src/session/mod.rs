@@ -375,6 +375,9 @@ pub enum SendError {
     /// The outbox refused the call.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    /// A message with a body needs a Content-Type (RFC 4975 §7.1).
+    #[error("a message with a body needs a Content-Type header")]
+    MissingContentType,
 }
 
 /// What an outgoing file is (msrplib's `OutgoingFile` without the file object: the
@@ -797,6 +800,9 @@ impl Session {
     ) -> Result<OutgoingId, SendError> {
         self.advance(now);
         self.check_open()?;
+        if !data.is_empty() && options.headers.get(&HeaderName::ContentType).is_none() {
+            return Err(SendError::MissingContentType);
+        }
         let wants_report = wants_success_report(&options.headers);
         let id = self.outbox.send(&mut self.transport, options, data);
         self.track_message(id, wants_report);
@@ -808,6 +814,9 @@ impl Session {
     pub fn start_message(&mut self, now: Instant, options: MessageOptions) -> Result<OutgoingId, SendError> {
         self.advance(now);
         self.check_open()?;
+        if options.total != Some(0) && options.headers.get(&HeaderName::ContentType).is_none() {
+            return Err(SendError::MissingContentType);
+        }
         let wants_report = wants_success_report(&options.headers);
         let id = self.outbox.start(&mut self.transport, options);
         self.track_message(id, wants_report);
@@ -816,11 +825,15 @@ impl Session {
 
     /// Starts sending a file (msrplib `send_file`): a streamed message of `file.size`
     /// bytes from `file.position`. The adapter reads the file and writes its bytes with
-    /// [`Session::write_message`] as [`Event::Writable`] asks for more.
+    /// [`Session::write_message`] as [`Event::Writable`] asks for more. Without a content
+    /// type (and no Content-Type among its headers) the file goes as
+    /// `application/octet-stream`, since a body must have one.
     pub fn send_file(&mut self, now: Instant, file: &OutgoingFile) -> Result<OutgoingId, SendError> {
         let mut headers = file.headers.clone();
         if let Some(content_type) = &file.content_type {
             headers.set(ContentType::NAME, ContentType(content_type.clone()).encode());
+        } else if headers.get(&ContentType::NAME).is_none() {
+            headers.set(ContentType::NAME, "application/octet-stream");
         }
         let options = MessageOptions {
             message_id: file.message_id.clone(),

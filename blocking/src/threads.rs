@@ -1,0 +1,229 @@
+//! The [`Threads`] runtime: the async layer of `msrp-smol` run on plain threads.
+//!
+//! A spawned task gets a thread of its own that runs it to completion with
+//! `futures::executor::block_on`. Timers are served by one timer thread. A socket is a
+//! `std::net::TcpStream` with a reader thread and a writer thread that move bytes through
+//! channels, so the tasks see a non-blocking stream.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::{Condvar, Mutex, Once, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::{mpsc, oneshot};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{Sink, SinkExt, StreamExt};
+use msrp_smol::CONNECT_TIMEOUT;
+use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
+
+/// Bytes asked for per socket read.
+const READ_SIZE: usize = 64 * 1024;
+/// Writes queued for the writer thread before a write waits.
+const WRITE_QUEUE: usize = 8;
+
+/// Plain threads as a runtime. See the [module docs](self).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Threads;
+
+impl Runtime for Threads {
+    fn spawn(&self, future: BoxFuture<'static, ()>) {
+        thread::spawn(move || futures::executor::block_on(future));
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(Sleep { deadline })
+    }
+
+    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+        Box::pin(async move {
+            let (sender, result) = oneshot::channel();
+            thread::spawn(move || {
+                let _ = sender.send(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).and_then(ThreadStream::new));
+            });
+            let stream = result.await.map_err(|_| io::Error::other("the connecting thread failed"))??;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn listen(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move { Ok(Box::new(ThreadListener(TcpListener::bind(address)?)) as Box<dyn Listener>) })
+    }
+}
+
+/// Deadlines and the wakers waiting for them, served by one thread.
+struct Timers {
+    waiting: Mutex<Waiting>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    /// By deadline, then registration order.
+    wakers: BTreeMap<(Instant, u64), Waker>,
+    registered: u64,
+}
+
+fn timers() -> &'static Timers {
+    static TIMERS: OnceLock<Timers> = OnceLock::new();
+    static THREAD: Once = Once::new();
+    let timers = TIMERS.get_or_init(|| Timers { waiting: Mutex::new(Waiting::default()), changed: Condvar::new() });
+    THREAD.call_once(|| {
+        thread::Builder::new().name("msrp-timers".into()).spawn(move || timers.run()).expect("the timer thread starts");
+    });
+    timers
+}
+
+impl Timers {
+    fn register(&self, deadline: Instant, waker: Waker) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        waiting.registered += 1;
+        let key = (deadline, waiting.registered);
+        waiting.wakers.insert(key, waker);
+        self.changed.notify_one();
+    }
+
+    fn run(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            while let Some(entry) = waiting.wakers.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                entry.remove().wake();
+            }
+            waiting = match waiting.wakers.first_key_value().map(|((deadline, _), _)| *deadline) {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    self.changed.wait_timeout(waiting, wait).unwrap_or_else(std::sync::PoisonError::into_inner).0
+                }
+                None => self.changed.wait(waiting).unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+/// Completes at its deadline.
+struct Sleep {
+    deadline: Instant,
+}
+
+impl std::future::Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        timers().register(self.deadline, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A TCP connection whose blocking reads and writes happen on two threads of its own.
+struct ThreadStream {
+    incoming: mpsc::Receiver<io::Result<Bytes>>,
+    leftover: Bytes,
+    outgoing: mpsc::Sender<Bytes>,
+}
+
+impl ThreadStream {
+    fn new(stream: TcpStream) -> io::Result<Self> {
+        stream.set_nodelay(true)?;
+        let mut reader = stream.try_clone()?;
+        let mut writer = stream;
+        let (mut read_sender, incoming) = mpsc::channel(1);
+        let (outgoing, mut write_queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        thread::spawn(move || {
+            let mut buffer = BytesMut::new();
+            loop {
+                buffer.resize(READ_SIZE, 0);
+                let result = reader.read(&mut buffer).map(|n| {
+                    buffer.truncate(n);
+                    buffer.split().freeze()
+                });
+                let end = !matches!(&result, Ok(data) if !data.is_empty());
+                if futures::executor::block_on(read_sender.send(result)).is_err() || end {
+                    return;
+                }
+            }
+        });
+        thread::spawn(move || {
+            while let Some(data) = futures::executor::block_on(write_queue.next()) {
+                if writer.write_all(&data).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(Shutdown::Write);
+        });
+        Ok(Self { incoming, leftover: Bytes::new(), outgoing })
+    }
+}
+
+impl AsyncRead for ThreadStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        while self.leftover.is_empty() {
+            match self.incoming.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(data))) if data.is_empty() => return Poll::Ready(Ok(0)),
+                Poll::Ready(Some(Ok(data))) => self.leftover = data,
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = buf.len().min(self.leftover.len());
+        buf[..n].copy_from_slice(&self.leftover.split_to(n));
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for ThreadStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let gone = || io::Error::from(io::ErrorKind::BrokenPipe);
+        match self.outgoing.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(Err(gone())),
+            Poll::Pending => return Poll::Pending,
+        }
+        let data = Bytes::copy_from_slice(buf);
+        Poll::Ready(Pin::new(&mut self.outgoing).start_send(data).map(|()| buf.len()).map_err(|_| gone()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The writer thread writes as soon as it can; nothing is held here.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.outgoing.close_channel();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A listening socket whose blocking accept runs on a thread of its own.
+struct ThreadListener(TcpListener);
+
+impl Listener for ThreadListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        let listener = self.0.try_clone();
+        Box::pin(async move {
+            let listener = listener?;
+            let (sender, result) = oneshot::channel();
+            thread::spawn(move || {
+                let accepted = listener.accept().and_then(|(stream, peer)| Ok((ThreadStream::new(stream)?, peer)));
+                let _ = sender.send(accepted);
+            });
+            let (stream, peer) = result.await.map_err(|_| io::Error::other("the accepting thread failed"))??;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+}
