@@ -108,6 +108,36 @@ impl AcceptorDirect {
     }
 }
 
+/// One listening socket shared by many sessions (msrplib `MSRPServer`).
+pub struct MsrpServer(msrp_smol::MsrpServer<Threads>);
+
+impl MsrpServer {
+    /// A server whose connections use `logger` unless `prepare` names another.
+    pub fn new(logger: Option<Box<dyn TrafficLogger>>) -> Self {
+        Self(msrp_smol::MsrpServer::new(Threads, logger))
+    }
+
+    /// Replaces the session settings of the connections to come.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.0.set_config(config);
+    }
+
+    /// Listens (if needed) and expects a connection for `local_uri` (msrplib `prepare`).
+    pub fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
+        block_on(self.0.prepare(local_uri, logger))
+    }
+
+    /// Waits for the connection from `full_remote_path` (msrplib `complete`).
+    pub fn complete(&self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Stops expecting `local_uri` (msrplib `cleanup`).
+    pub fn cleanup(&self, local_uri: &Uri) {
+        self.0.cleanup(local_uri);
+    }
+}
+
 /// A connector without a relay (msrplib `get_connector(relay=None)`).
 pub fn get_connector(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {
     ConnectorDirect::new(logger, use_sessmatch)

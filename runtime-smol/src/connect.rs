@@ -43,7 +43,11 @@ fn local_uri_or_default(uri: Option<Uri>, ids: &mut IdGenerator) -> Uri {
 }
 
 /// Runs `session` over `stream` and waits until it is bound.
-async fn bind<R: Runtime>(runtime: &R, engine: Engine, stream: BoxStream) -> Result<Transport<R>, Error> {
+pub(crate) async fn bind_engine<R: Runtime>(
+    runtime: &R,
+    engine: Engine,
+    stream: BoxStream,
+) -> Result<Transport<R>, Error> {
     let mut paths = engine.transport().clone();
     *paths.ids() = IdGenerator::seed_from_u64(paths.ids().next_u64());
     let (connection, events) = driver::start(runtime, engine, stream);
@@ -136,7 +140,7 @@ impl<R: Runtime> ConnectorDirect<R> {
             }
         };
         let engine = self.common.engine(Role::Active, full_remote_path, local_path)?;
-        bind(&self.runtime, engine, stream).await
+        bind_engine(&self.runtime, engine, stream).await
     }
 
     /// Forgets what `prepare` set up.
@@ -191,7 +195,7 @@ impl<R: Runtime> AcceptorDirect<R> {
             futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
         };
         let engine = self.common.engine(Role::Passive, full_remote_path, local_path)?;
-        let transport = bind(&self.runtime, engine, stream).await;
+        let transport = bind_engine(&self.runtime, engine, stream).await;
         self.listener = None;
         transport
     }

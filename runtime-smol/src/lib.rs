@@ -35,6 +35,7 @@
 mod connect;
 mod driver;
 pub mod runtime;
+mod server;
 mod session;
 
 pub use msrp_core as core;
@@ -44,4 +45,5 @@ pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectorDirect, get_acceptor
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, Listener, Runtime};
+pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};

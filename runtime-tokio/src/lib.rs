@@ -50,6 +50,8 @@ pub type AcceptorDirect = msrp_smol::AcceptorDirect<Tokio>;
 pub type Transport = msrp_smol::Transport<Tokio>;
 /// msrplib's `MSRPSession` on tokio.
 pub type Session = msrp_smol::Session<Tokio>;
+/// msrplib's `MSRPServer` on tokio.
+pub type MsrpServer = msrp_smol::MsrpServer<Tokio>;
 
 /// A connector without a relay (msrplib `get_connector(relay=None)`).
 pub fn get_connector(logger: Option<Box<dyn core::log::TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {

@@ -292,3 +292,52 @@ fn response_timeout_smol() {
 fn response_timeout_threads() {
     run(response_timeout(Threads));
 }
+
+/// Two sessions on one listening port, a first SEND with a body, and a stranger's 481.
+async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
+    use msrp_smol::MsrpServer;
+    let server = MsrpServer::new(b, None);
+    let first = server.prepare("msrp://127.0.0.1:0/room1;tcp".parse().unwrap(), None).await.unwrap();
+    let port = first[0].port.unwrap();
+    let second = server.prepare(format!("msrp://127.0.0.1:{port}/room2;tcp").parse().unwrap(), None).await.unwrap();
+    assert_eq!(second[0].port, Some(port), "one port for both");
+    let mut alice = ConnectorDirect::new(a.clone(), None, false);
+    let mut carol = ConnectorDirect::new(a, None, false);
+    let alice_path = alice.prepare(Some("msrp://127.0.0.1:2855/alice;tcp".parse().unwrap()));
+    let carol_path = carol.prepare(Some("msrp://127.0.0.1:2855/carol;tcp".parse().unwrap()));
+    // Carol's connection arrives before the server completes her session.
+    let (alice_transport, carol_transport, served_alice) =
+        futures::join!(alice.complete(first), carol.complete(second), server.complete(alice_path));
+    let served_carol = server.complete(carol_path).await.unwrap();
+    let alice = Session::new(alice_transport.unwrap(), AcceptTypes::any(), None);
+    let carol = Session::new(carol_transport.unwrap(), AcceptTypes::any(), None);
+    let for_alice = Session::new(served_alice.unwrap(), AcceptTypes::any(), None);
+    let for_carol = Session::new(served_carol, AcceptTypes::any(), None);
+    alice.send_message("text/plain", Bytes::from_static(b"from alice")).await.unwrap();
+    carol.send_message("text/plain", Bytes::from_static(b"from carol")).await.unwrap();
+    assert_eq!(&for_alice.receive_chunk().await.unwrap().data[..], b"from alice");
+    assert_eq!(&for_carol.receive_chunk().await.unwrap().data[..], b"from carol");
+    // A stranger naming no prepared session gets 481 and the connection closes.
+    let response = raw_exchange(port, "msrp://127.0.0.1:2856/nobody;tcp");
+    assert!(response.starts_with("MSRP stranger 481 "), "{response}");
+}
+
+/// Sends one SEND with a body over a raw socket and returns everything read back.
+fn raw_exchange(port: u16, to: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let send = format!(
+        "MSRP stranger SEND\r\nTo-Path: {to}\r\nFrom-Path: msrp://127.0.0.1:9999/stranger;tcp\r\nMessage-ID: m1234\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------stranger$\r\n"
+    );
+    stream.write_all(send.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+pairs!(two_sessions_on_one_port:
+    tokio_tokio => (Tokio, Tokio),
+    smol_smol => (Smol, Smol),
+    threads_threads => (Threads, Threads),
+    smol_tokio => (Smol, Tokio),
+);

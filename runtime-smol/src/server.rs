@@ -1,0 +1,210 @@
+//! [`MsrpServer`]: many sessions on one listening port (msrplib `MSRPServer`).
+//!
+//! The binding decisions are the core's ([`msrp_core::connect`]): the first request of a
+//! connection is read, its To-Path must be a prepared URI (481 otherwise, 506 when another
+//! connection bound it). The session is bound there and then (RFC 4975 §5.4 binds by
+//! To-Path, so the peer's binding SEND is answered at once), and its transport goes to
+//! the `complete` call whose remote path ends in the request's From-Path, now or when it
+//! comes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use msrp_core::codec::DecoderLimits;
+use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
+use msrp_core::log::TrafficLogger;
+use msrp_core::session::{BIND_TIMEOUT, Input, Role, Session as Engine, SessionConfig, SessionError};
+use msrp_core::{IdGenerator, Uri};
+
+use crate::connect::{address_of, bind_engine, os_ids};
+use crate::runtime::{BoxStream, Runtime};
+use crate::session::{Error, Transport};
+
+struct State<R: Runtime> {
+    router: SessionRouter,
+    /// Prepared URIs and the logger each asked for.
+    prepared: HashMap<Uri, Option<Box<dyn TrafficLogger>>>,
+    /// Sessions bound before their `complete` was called, with their peer's URI.
+    arrived: Vec<(Uri, Transport<R>)>,
+    /// `complete` calls waiting: a ticket, the peer's URI (last of its path) and where to
+    /// send the transport.
+    waiting: Vec<(u64, Uri, oneshot::Sender<Transport<R>>)>,
+    listening: Vec<SocketAddr>,
+    /// Numbers connections and waiting `complete` calls.
+    next_connection: u64,
+    ids: IdGenerator,
+    config: SessionConfig,
+    logger: Option<Box<dyn TrafficLogger>>,
+}
+
+/// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
+pub struct MsrpServer<R: Runtime> {
+    runtime: R,
+    state: Arc<Mutex<State<R>>>,
+}
+
+impl<R: Runtime> MsrpServer<R> {
+    /// A server whose connections use `logger` unless `prepare` names another.
+    pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>) -> Self {
+        let state = State {
+            router: SessionRouter::new(false, BIND_TIMEOUT),
+            prepared: HashMap::new(),
+            arrived: Vec::new(),
+            waiting: Vec::new(),
+            listening: Vec::new(),
+            next_connection: 0,
+            ids: os_ids(),
+            config: SessionConfig::new(Role::Passive, Vec::new(), Vec::new()),
+            logger,
+        };
+        Self { runtime, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Replaces the session settings of the connections to come.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        lock(&self.state).config = config;
+    }
+
+    /// Listens on `local_uri`'s address if nothing does yet, and expects connections for
+    /// it (msrplib `prepare`); returns the full local path. A port of 0 is replaced by the
+    /// one picked; a missing session id is made up.
+    pub async fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
+        let mut uri = local_uri;
+        let address = address_of(&uri)?;
+        let listening = lock(&self.state).listening.contains(&address);
+        if !listening || address.port() == 0 {
+            let mut listener = self.runtime.listen(address).await?;
+            let actual = listener.local_addr()?;
+            uri.port = Some(actual.port());
+            lock(&self.state).listening.push(actual);
+            let state = Arc::clone(&self.state);
+            let runtime = self.runtime.clone();
+            self.runtime.spawn(Box::pin(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let connection = {
+                        let mut state = lock(&state);
+                        state.next_connection += 1;
+                        ConnectionId(state.next_connection)
+                    };
+                    runtime.spawn(Box::pin(route(runtime.clone(), Arc::clone(&state), connection, stream)));
+                }
+            }));
+        }
+        let mut state = lock(&self.state);
+        if uri.session_id.is_none() {
+            uri = uri.with_random_session_id(&mut state.ids);
+        }
+        state.router.prepare(Instant::now(), uri.clone());
+        state.prepared.insert(uri.clone(), logger);
+        Ok(vec![uri])
+    }
+
+    /// Waits until a connection binds with a From-Path ending in `full_remote_path`'s
+    /// last URI (msrplib `complete`); `BindSessionTimeout` after the bind timeout. A
+    /// connection that arrived first was bound already (RFC 4975 §5.4 binds by To-Path)
+    /// and waits here with its messages queued.
+    pub async fn complete(&self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+        let peer = full_remote_path.last().cloned().ok_or_else(|| Error::Connect("the remote path is empty".into()))?;
+        let (sender, receiver) = oneshot::channel();
+        let (parked, ticket, bind_timeout) = {
+            let mut state = lock(&self.state);
+            let parked = state.arrived.iter().position(|(from, _)| *from == peer);
+            let parked = parked.map(|at| state.arrived.remove(at).1);
+            state.next_connection += 1;
+            let ticket = state.next_connection;
+            if parked.is_none() {
+                state.waiting.push((ticket, peer, sender));
+            }
+            (parked, ticket, state.config.bind_timeout)
+        };
+        if let Some(transport) = parked {
+            return Ok(transport);
+        }
+        let timeout = self.runtime.sleep_until(Instant::now() + bind_timeout);
+        if let futures::future::Either::Left((Ok(transport), _)) = futures::future::select(receiver, timeout).await {
+            return Ok(transport);
+        }
+        lock(&self.state).waiting.retain(|(waiting, _, _)| *waiting != ticket);
+        Err(SessionError::BindTimeout.into())
+    }
+
+    /// Stops expecting `local_uri` (msrplib `cleanup`).
+    pub fn cleanup(&self, local_uri: &Uri) {
+        let mut state = lock(&self.state);
+        state.router.cleanup(local_uri);
+        state.prepared.remove(local_uri);
+        state.arrived.retain(|(_, transport)| transport.local_path().last() != Some(local_uri));
+    }
+}
+
+fn lock<R: Runtime>(state: &Mutex<State<R>>) -> std::sync::MutexGuard<'_, State<R>> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads a new connection's first request and routes it: a session for a prepared URI
+/// is bound at once, with the request's From-Path as its peer.
+async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: ConnectionId, mut stream: BoxStream) {
+    let mut pending = PendingConnection::new(DecoderLimits::default());
+    let mut buffer = vec![0_u8; 16 * 1024];
+    let first = loop {
+        let n = match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        match pending.handle_received(Bytes::copy_from_slice(&buffer[..n])) {
+            None => {}
+            Some(Ok(head)) => break head,
+            Some(Err(_)) => return,
+        }
+    };
+    let route = lock(&state).router.route(connection, &first);
+    let local_uri = match route {
+        Route::Bind { local_uri } => local_uri,
+        Route::Reject { response, .. } => {
+            if let Some(response) = response {
+                let _ = stream.write_all(&response.encode()).await;
+            }
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    let Some(remote_path) = first.from_path().ok().map(|path| path.0).filter(|path| !path.is_empty()) else { return };
+    let peer = remote_path[remote_path.len() - 1].clone();
+    let engine = {
+        let mut state = lock(&state);
+        let mut config = state.config.clone();
+        config.role = Role::Passive;
+        config.local_path = vec![local_uri.clone()];
+        config.remote_path = remote_path;
+        let ids = IdGenerator::seed_from_u64(state.ids.next_u64());
+        let Ok(mut engine) = Engine::new(config, ids, Instant::now()) else { return };
+        let logger = state.prepared.get_mut(&local_uri).and_then(Option::take).or_else(|| state.logger.take());
+        if let Some(logger) = logger {
+            engine.set_logger(logger);
+        }
+        engine
+    };
+    let mut engine = engine;
+    let now = Instant::now();
+    engine.handle_input(now, Input::Connected);
+    for data in pending.into_received() {
+        engine.handle_input(now, Input::Received(data));
+    }
+    let Ok(transport) = bind_engine(&runtime, engine, stream).await else { return };
+    let mut state = lock(&state);
+    let waiting = state.waiting.iter().position(|(_, waiting_for, _)| *waiting_for == peer);
+    match waiting.map(|at| state.waiting.remove(at)) {
+        Some((_, _, sender)) => {
+            if let Err(transport) = sender.send(transport) {
+                // That `complete` gave up just now: keep the session for another.
+                state.arrived.push((peer, transport));
+            }
+        }
+        None => state.arrived.push((peer, transport)),
+    }
+}
