@@ -13,6 +13,7 @@ use rand_core::TryRngCore;
 use crate::driver;
 use crate::runtime::{BoxStream, Listener, Runtime};
 use crate::session::{Error, Transport};
+use crate::tls::{TlsClient, TlsServer};
 
 /// How long connecting may take (msrplib's connect timeout).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,6 +69,8 @@ pub(crate) async fn bind_engine<R: Runtime>(
 /// Settings shared by connectors and acceptors.
 struct Common {
     logger: Option<Box<dyn TrafficLogger>>,
+    tls_client: Option<TlsClient>,
+    tls_server: Option<TlsServer>,
     use_sessmatch: bool,
     ids: IdGenerator,
     local_path: Option<Vec<Uri>>,
@@ -76,7 +79,15 @@ struct Common {
 
 impl Common {
     fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
-        Self { logger, use_sessmatch, ids: os_ids(), local_path: None, config: None }
+        Self {
+            logger,
+            tls_client: None,
+            tls_server: None,
+            use_sessmatch,
+            ids: os_ids(),
+            local_path: None,
+            config: None,
+        }
     }
 
     fn engine(&mut self, role: Role, remote_path: Vec<Uri>, local_path: Vec<Uri>) -> Result<Engine, Error> {
@@ -113,6 +124,11 @@ impl<R: Runtime> ConnectorDirect<R> {
         self.common.config = Some(config);
     }
 
+    /// How to check the server when the first hop is an `msrps` URI.
+    pub fn set_tls(&mut self, tls: TlsClient) {
+        self.common.tls_client = Some(tls);
+    }
+
     /// The full local path to put in SDP (msrplib `prepare`); a URI is made up when none
     /// is given.
     pub fn prepare(&mut self, local_uri: Option<Uri>) -> Vec<Uri> {
@@ -133,12 +149,20 @@ impl<R: Runtime> ConnectorDirect<R> {
         let address = address_of(first)?;
         let connect = self.runtime.connect(address);
         let timeout = self.runtime.sleep_until(Instant::now() + CONNECT_TIMEOUT);
-        let stream = match futures::future::select(connect, timeout).await {
+        let mut stream = match futures::future::select(connect, timeout).await {
             futures::future::Either::Left((stream, _)) => stream?,
             futures::future::Either::Right(_) => {
                 return Err(Error::Connect(format!("connecting to {address} timed out")));
             }
         };
+        if first.use_tls {
+            let tls = self
+                .common
+                .tls_client
+                .as_ref()
+                .ok_or_else(|| Error::Connect("msrps needs a TLS client setting".into()))?;
+            stream = tls.connect(&first.host, stream).await?;
+        }
         let engine = self.common.engine(Role::Active, full_remote_path, local_path)?;
         bind_engine(&self.runtime, engine, stream).await
     }
@@ -169,6 +193,11 @@ impl<R: Runtime> AcceptorDirect<R> {
         self.common.config = Some(config);
     }
 
+    /// The certificate to show when the local URI is an `msrps` one.
+    pub fn set_tls(&mut self, tls: TlsServer) {
+        self.common.tls_server = Some(tls);
+    }
+
     /// Listens where `local_uri` says and returns the full local path to put in SDP
     /// (msrplib `prepare`); a port of 0 is replaced by the one the system picked.
     pub async fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
@@ -190,10 +219,18 @@ impl<R: Runtime> AcceptorDirect<R> {
         let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
         let accept = listener.accept();
         let timeout = self.runtime.sleep_until(Instant::now() + bind_timeout);
-        let stream = match futures::future::select(accept, timeout).await {
+        let mut stream = match futures::future::select(accept, timeout).await {
             futures::future::Either::Left((accepted, _)) => accepted?.0,
             futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
         };
+        if local_path.last().is_some_and(|uri| uri.use_tls) {
+            let tls = self
+                .common
+                .tls_server
+                .as_ref()
+                .ok_or_else(|| Error::Connect("msrps needs a TLS server setting".into()))?;
+            stream = tls.accept(stream).await?;
+        }
         let engine = self.common.engine(Role::Passive, full_remote_path, local_path)?;
         let transport = bind_engine(&self.runtime, engine, stream).await;
         self.listener = None;

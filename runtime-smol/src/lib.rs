@@ -37,6 +37,7 @@ mod driver;
 pub mod runtime;
 mod server;
 mod session;
+pub mod tls;
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
@@ -47,3 +48,4 @@ pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, Listener, Runtime};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
+pub use tls::{TlsClient, TlsServer};

@@ -24,6 +24,7 @@ use msrp_core::{IdGenerator, Uri};
 use crate::connect::{address_of, bind_engine, os_ids};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
+use crate::tls::TlsServer;
 
 struct State<R: Runtime> {
     router: SessionRouter,
@@ -40,6 +41,7 @@ struct State<R: Runtime> {
     ids: IdGenerator,
     config: SessionConfig,
     logger: Option<Box<dyn TrafficLogger>>,
+    tls: Option<TlsServer>,
 }
 
 /// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
@@ -61,6 +63,7 @@ impl<R: Runtime> MsrpServer<R> {
             ids: os_ids(),
             config: SessionConfig::new(Role::Passive, Vec::new(), Vec::new()),
             logger,
+            tls: None,
         };
         Self { runtime, state: Arc::new(Mutex::new(state)) }
     }
@@ -68,6 +71,11 @@ impl<R: Runtime> MsrpServer<R> {
     /// Replaces the session settings of the connections to come.
     pub fn set_config(&mut self, config: SessionConfig) {
         lock(&self.state).config = config;
+    }
+
+    /// The certificate shown on ports prepared with `msrps` URIs.
+    pub fn set_tls(&mut self, tls: TlsServer) {
+        lock(&self.state).tls = Some(tls);
     }
 
     /// Listens on `local_uri`'s address if nothing does yet, and expects connections for
@@ -78,6 +86,16 @@ impl<R: Runtime> MsrpServer<R> {
         let address = address_of(&uri)?;
         let listening = lock(&self.state).listening.contains(&address);
         if !listening || address.port() == 0 {
+            let tls = if uri.use_tls {
+                Some(
+                    lock(&self.state)
+                        .tls
+                        .clone()
+                        .ok_or_else(|| Error::Connect("msrps needs a TLS server setting".into()))?,
+                )
+            } else {
+                None
+            };
             let mut listener = self.runtime.listen(address).await?;
             let actual = listener.local_addr()?;
             uri.port = Some(actual.port());
@@ -86,12 +104,24 @@ impl<R: Runtime> MsrpServer<R> {
             let runtime = self.runtime.clone();
             self.runtime.spawn(Box::pin(async move {
                 while let Ok((stream, _)) = listener.accept().await {
+                    let tls = tls.clone();
                     let connection = {
                         let mut state = lock(&state);
                         state.next_connection += 1;
                         ConnectionId(state.next_connection)
                     };
-                    runtime.spawn(Box::pin(route(runtime.clone(), Arc::clone(&state), connection, stream)));
+                    let (runtime_for_route, state) = (runtime.clone(), Arc::clone(&state));
+                    runtime.spawn(Box::pin(async move {
+                        let stream = match tls {
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(stream) => stream,
+                                // A failed handshake: the connection is gone before any MSRP.
+                                Err(_) => return,
+                            },
+                            None => stream,
+                        };
+                        route(runtime_for_route, state, connection, stream).await;
+                    }));
                 }
             }));
         }

@@ -341,3 +341,116 @@ pairs!(two_sessions_on_one_port:
     threads_threads => (Threads, Threads),
     smol_tokio => (Smol, Tokio),
 );
+
+/// Certificates made for the test: a CA with a server certificate for 127.0.0.1, and a
+/// self-signed one.
+struct Certificates {
+    ca_pem: String,
+    server_chain_pem: String,
+    server_key_pem: String,
+    self_signed_pem: String,
+    self_signed_key_pem: String,
+    self_signed_fingerprint: [u8; 32],
+}
+
+fn certificates() -> Certificates {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &ca, &ca_key).unwrap();
+    let own_key = KeyPair::generate().unwrap();
+    let own = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&own_key).unwrap();
+    Certificates {
+        ca_pem: ca.pem(),
+        server_chain_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        self_signed_fingerprint: msrp_smol::tls::fingerprint(own.der()),
+        self_signed_pem: own.pem(),
+        self_signed_key_pem: own_key.serialize_pem(),
+    }
+}
+
+/// An `msrps` pair: Bob shows `server`, Alice checks with `client`. Returns both sides'
+/// results.
+async fn tls_pair<A: Runtime, B: Runtime>(
+    a: A,
+    b: B,
+    server: msrp_smol::TlsServer,
+    client: msrp_smol::TlsClient,
+) -> (Result<Session<A>, Error>, Result<Session<B>, Error>) {
+    let mut acceptor = AcceptorDirect::new(b, None, false);
+    acceptor.set_tls(server);
+    let bob_path = acceptor.prepare(Some("msrps://127.0.0.1:0/bob;tcp".parse().unwrap())).await.unwrap();
+    let mut connector = ConnectorDirect::new(a, None, false);
+    connector.set_tls(client);
+    let alice_path = connector.prepare(Some("msrps://127.0.0.1:2855/alice;tcp".parse().unwrap()));
+    let (outbound, inbound) = futures::join!(connector.complete(bob_path), acceptor.complete(alice_path));
+    (
+        outbound.map(|transport| Session::new(transport, AcceptTypes::any(), None)),
+        inbound.map(|transport| Session::new(transport, AcceptTypes::any(), None)),
+    )
+}
+
+async fn tls<A: Runtime, B: Runtime>(a: A, b: B) {
+    use msrp_smol::{TlsClient, TlsServer};
+    let certificates = certificates();
+    // Verified against a CA, with 127.0.0.1 as the name.
+    let server =
+        TlsServer::from_pem(certificates.server_chain_pem.as_bytes(), certificates.server_key_pem.as_bytes()).unwrap();
+    let client = TlsClient::with_ca_pem(certificates.ca_pem.as_bytes()).unwrap();
+    let (alice, bob) = tls_pair(a.clone(), b.clone(), server.clone(), client).await;
+    let (alice, bob) = (alice.unwrap(), bob.unwrap());
+    alice.send_message("text/plain", Bytes::from_static(b"over TLS")).await.unwrap();
+    assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"over TLS");
+    alice.shutdown().await;
+    // A self-signed peer pinned by its SDP fingerprint.
+    let own = TlsServer::from_pem(certificates.self_signed_pem.as_bytes(), certificates.self_signed_key_pem.as_bytes())
+        .unwrap();
+    let pinned = TlsClient::with_fingerprint(certificates.self_signed_fingerprint).unwrap();
+    let (alice, bob) = tls_pair(a.clone(), b.clone(), own.clone(), pinned).await;
+    let (alice, bob) = (alice.unwrap(), bob.unwrap());
+    bob.send_message("text/plain", Bytes::from_static(b"pinned")).await.unwrap();
+    assert_eq!(&alice.receive_chunk().await.unwrap().data[..], b"pinned");
+    alice.shutdown().await;
+    // The wrong fingerprint, and a CA that did not sign the certificate: no MSRP at all.
+    let mut wrong = certificates.self_signed_fingerprint;
+    wrong[0] ^= 1;
+    let (alice, bob) = tls_pair(a.clone(), b.clone(), own.clone(), TlsClient::with_fingerprint(wrong).unwrap()).await;
+    assert!(matches!(alice, Err(Error::Connect(ref text)) if text.starts_with("TLS")), "{:?}", alice.err());
+    assert!(bob.is_err());
+    let untrusted = TlsClient::with_ca_pem(certificates.ca_pem.as_bytes()).unwrap();
+    let (alice, bob) = tls_pair(a, b, own, untrusted).await;
+    assert!(matches!(alice, Err(Error::Connect(ref text)) if text.starts_with("TLS")), "{:?}", alice.err());
+    assert!(bob.is_err());
+}
+
+pairs!(tls:
+    tokio_tokio => (Tokio, Tokio),
+    smol_smol => (Smol, Smol),
+    threads_threads => (Threads, Threads),
+    threads_smol => (Threads, Smol),
+);
+
+#[test]
+fn fingerprints_read_as_sdp_writes_them() {
+    let text = (0..32).map(|i| format!("{i:02X}")).collect::<Vec<_>>().join(":");
+    let parsed = msrp_smol::tls::parse_fingerprint(&text).unwrap();
+    assert_eq!(parsed[31], 31);
+    assert_eq!(msrp_smol::tls::parse_fingerprint("AB:CD"), None);
+}
+
+/// msrp-smol works inside async-std's executor (async-std shares smol's reactor).
+#[test]
+fn smol_adapter_runs_under_async_std() {
+    async_std::task::block_on(async {
+        let (alice, bob) = pair(Smol, Smol, None, None).await;
+        let message = alice.send_message("text/plain", Bytes::from_static(b"async-std")).await.unwrap();
+        assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"async-std");
+        assert_eq!(message.outcome().await, MessageOutcome::Delivered);
+        async_std::task::spawn(async move { alice.shutdown().await }).await;
+    });
+}
