@@ -1,25 +1,28 @@
-//! The connection driver: one task owns the core [`Session`] of a connection; two pumps
-//! only move bytes (style.md §3).
+//! The connection driver: one task owns the core [`Session`] of a connection and its
+//! socket (style.md §3, with the socket polled in place of separate pumps: the bytes
+//! never cross threads on their way).
 //!
-//! The driver wakes on, in this order: a write acknowledged by the writer pump, a call
-//! from an API handle, bytes from the reader pump (only while the session and the
-//! application want more), room in the application's event queue, or the session's
+//! The driver wakes on, in this order: bytes written (it keeps writing what the session
+//! transmitted whenever the socket takes more), a call from an API handle, bytes read
+//! (only while the session and the application want more, so reads never wait on
+//! writes nor writes on reads), room in the application's event queue, or the session's
 //! timer. After each wake-up it checks the clock, runs due timers, and drains
-//! `poll_output`, sending transmits to the writer pump and events to whoever waits.
+//! `poll_output`, queueing transmits for the socket and events for whoever waits.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
-use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite};
 use futures::{FutureExt, SinkExt, StreamExt};
 use msrp_core::outbox::OutgoingId;
-use msrp_core::session::{Event, Input, MessageOutcome, Output, RequestId, Session, SessionError, Transmit};
+use msrp_core::session::{Event, Input, MessageOutcome, Output, RequestId, Session, SessionError};
 
 use crate::runtime::{BoxStream, Runtime};
 
@@ -145,18 +148,108 @@ pub(crate) fn start<R: Runtime>(
 
 /// What woke the driver.
 enum Wake {
-    /// An acknowledgement, or `None` when the writer pump stopped.
-    Written(Option<io::Result<usize>>),
+    /// This many bytes were written.
+    Written(usize),
+    /// Writing failed: the connection is gone.
+    WriteFailed,
     Call(Option<Call>),
-    Read(Option<io::Result<Bytes>>),
+    /// Bytes read; empty at the end of the stream or after an error.
+    Read(Bytes),
     EventRoom(bool),
     Timer,
 }
 
-/// What the writer pump is asked to do.
-enum WriteOp {
-    Write(Transmit),
-    Close,
+/// The connection's socket, written and read from the driver task itself: no pump tasks,
+/// no hops between threads for the bytes.
+#[allow(clippy::struct_excessive_bools)] // the read and write sides' independent states
+struct Socket {
+    stream: BoxStream,
+    /// Bytes to write, in order.
+    queue: VecDeque<Bytes>,
+    /// Bytes written and not yet reported to the session.
+    written: usize,
+    needs_flush: bool,
+    /// Close once the queue is written (the session asked to).
+    closing: bool,
+    /// The write side is finished: closed as asked, or failed.
+    write_done: bool,
+    /// The read side ended.
+    read_done: bool,
+    /// Initialized bytes to read into; reads are split off its front, so a fresh
+    /// allocation is made (and zeroed) once per `READ_BUFFER` bytes, not per read.
+    buffer: BytesMut,
+}
+
+/// Bytes allocated at once for reading.
+const READ_BUFFER: usize = 256 * 1024;
+
+impl Socket {
+    fn new(stream: BoxStream) -> Self {
+        Self {
+            stream,
+            queue: VecDeque::new(),
+            written: 0,
+            needs_flush: false,
+            closing: false,
+            write_done: false,
+            read_done: false,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Writes what it can without waiting; an error ends the write side.
+    fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Some(front) = self.queue.front_mut() {
+            match Pin::new(&mut self.stream).poll_write(cx, front) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    let _ = front.split_to(n);
+                    if front.is_empty() {
+                        self.queue.pop_front();
+                    }
+                    self.written += n;
+                    self.needs_flush = true;
+                }
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        // A TLS stream holds records back until flushed.
+        if self.needs_flush {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Pending => return Ok(()),
+            }
+        }
+        if self.closing && !self.write_done {
+            match Pin::new(&mut self.stream).poll_close(cx) {
+                Poll::Ready(_) => self.write_done = true,
+                Poll::Pending => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn has_writing_to_do(&self) -> bool {
+        !self.write_done && (!self.queue.is_empty() || self.needs_flush || self.closing)
+    }
+
+    /// Reads what has arrived; empty bytes when the stream ended or failed.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
+        if self.buffer.len() < READ_SIZE {
+            self.buffer = BytesMut::zeroed(READ_BUFFER);
+        }
+        let room = &mut self.buffer[..READ_SIZE];
+        match Pin::new(&mut self.stream).poll_read(cx, room) {
+            Poll::Ready(Ok(n)) if n > 0 => Poll::Ready(self.buffer.split_to(n).freeze()),
+            Poll::Ready(_) => {
+                self.read_done = true;
+                Poll::Ready(Bytes::new())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 async fn drive<R: Runtime>(
@@ -167,16 +260,10 @@ async fn drive<R: Runtime>(
     mut events: mpsc::Sender<Event>,
     ended: Arc<Mutex<Option<SessionError>>>,
 ) {
-    let (reader, writer) = stream.split();
-    let (read_sender, mut reads) = mpsc::channel(1);
-    let (write_sender, write_queue) = mpsc::unbounded();
-    let (ack_sender, mut acks) = mpsc::unbounded();
-    runtime.spawn(Box::pin(read_pump(reader, read_sender)));
-    runtime.spawn(Box::pin(write_pump(writer, write_queue, ack_sender)));
+    let mut socket = Socket::new(stream);
     state.session.handle_input(runtime.now(), Input::Connected);
     let mut calls_open = true;
     let mut events_open = true;
-    let mut writer_open = true;
     loop {
         let now = runtime.now();
         // Check the clock before trusting a timer (style.md §6.1).
@@ -186,27 +273,28 @@ async fn drive<R: Runtime>(
         while let Some(output) = state.session.poll_output(now) {
             match output {
                 Output::Transmit(transmit) => {
-                    writer_open &= write_sender.unbounded_send(WriteOp::Write(transmit)).is_ok();
+                    socket.queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
                 }
                 Output::Event(event) => state.dispatch(event),
-                Output::Close => {
-                    let _ = write_sender.unbounded_send(WriteOp::Close);
-                }
+                Output::Close => socket.closing = true,
             }
         }
         if !events_open {
             state.events.clear();
         }
-        if state.session.is_closed() && state.events.is_empty() {
+        let flushed = !socket.has_writing_to_do() || socket.write_done;
+        if state.session.is_closed() && state.events.is_empty() && (flushed || socket.read_done) {
             break;
         }
         let mut timer = state.session.poll_timeout().map(|deadline| runtime.sleep_until(deadline));
-        let reading = state.session.wants_read() && state.events.len() < EVENT_QUEUE;
+        let reading = !socket.read_done && state.session.wants_read() && state.events.len() < EVENT_QUEUE;
         let wake = poll_fn(|cx| {
-            if writer_open {
-                if let Poll::Ready(ack) = acks.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Written(ack));
-                }
+            if socket.has_writing_to_do() && socket.poll_write_queue(cx).is_err() {
+                socket.write_done = true;
+                return Poll::Ready(Wake::WriteFailed);
+            }
+            if socket.written > 0 {
+                return Poll::Ready(Wake::Written(std::mem::take(&mut socket.written)));
             }
             if calls_open {
                 if let Poll::Ready(call) = calls.poll_next_unpin(cx) {
@@ -214,7 +302,7 @@ async fn drive<R: Runtime>(
                 }
             }
             if reading {
-                if let Poll::Ready(data) = reads.poll_next_unpin(cx) {
+                if let Poll::Ready(data) = socket.poll_read(cx) {
                     return Poll::Ready(Wake::Read(data));
                 }
             }
@@ -233,19 +321,16 @@ async fn drive<R: Runtime>(
         .await;
         let now = runtime.now();
         match wake {
-            Wake::Written(Some(Ok(n))) => state.session.handle_input(now, Input::Written(n)),
-            Wake::Written(Some(Err(_)) | None) => {
-                writer_open = false;
-                state.session.handle_input(now, Input::Closed);
-            }
+            Wake::Written(n) => state.session.handle_input(now, Input::Written(n)),
+            Wake::WriteFailed => state.session.handle_input(now, Input::Closed),
             Wake::Call(Some(call)) => call(&mut state, now),
             Wake::Call(None) => {
                 // Every handle is gone: end the session politely.
                 calls_open = false;
                 state.session.shutdown(now);
             }
-            Wake::Read(Some(Ok(data))) => state.session.handle_input(now, Input::Received(data)),
-            Wake::Read(Some(Err(_)) | None) => state.session.handle_input(now, Input::Closed),
+            Wake::Read(data) if data.is_empty() => state.session.handle_input(now, Input::Closed),
+            Wake::Read(data) => state.session.handle_input(now, Input::Received(data)),
             Wake::EventRoom(true) => {
                 if let Some(event) = state.events.pop_front() {
                     events_open = events.start_send(event).is_ok();
@@ -262,66 +347,4 @@ async fn drive<R: Runtime>(
         let _ = waiter.send(());
     }
     let _ = events.close().await;
-}
-
-/// Reads from the socket and hands the bytes to the driver; an empty read or an error
-/// ends it.
-async fn read_pump(mut reader: futures::io::ReadHalf<BoxStream>, mut sender: mpsc::Sender<io::Result<Bytes>>) {
-    let mut buffer = BytesMut::new();
-    loop {
-        buffer.resize(READ_SIZE, 0);
-        match reader.read(&mut buffer).await {
-            Ok(0) => {
-                let _ = sender.send(Err(io::ErrorKind::UnexpectedEof.into())).await;
-                return;
-            }
-            Ok(n) => {
-                buffer.truncate(n);
-                if sender.send(Ok(buffer.split().freeze())).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                let _ = sender.send(Err(error)).await;
-                return;
-            }
-        }
-    }
-}
-
-/// Writes what the driver transmits and says how much went out.
-async fn write_pump(
-    mut writer: futures::io::WriteHalf<BoxStream>,
-    mut queue: mpsc::UnboundedReceiver<WriteOp>,
-    acks: mpsc::UnboundedSender<io::Result<usize>>,
-) {
-    while let Some(op) = queue.next().await {
-        match op {
-            WriteOp::Write(transmit) => {
-                let len = transmit.len();
-                let mut result = Ok(len);
-                for part in transmit.parts.iter().filter(|part| !part.is_empty()) {
-                    if let Err(error) = writer.write_all(part).await {
-                        result = Err(error);
-                        break;
-                    }
-                }
-                // A TLS stream holds records back until flushed.
-                if result.is_ok() {
-                    if let Err(error) = writer.flush().await {
-                        result = Err(error);
-                    }
-                }
-                let failed = result.is_err();
-                if acks.unbounded_send(result).is_err() || failed {
-                    return;
-                }
-            }
-            WriteOp::Close => {
-                let _ = writer.flush().await;
-                let _ = writer.close().await;
-                return;
-            }
-        }
-    }
 }
