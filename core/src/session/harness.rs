@@ -97,6 +97,12 @@ impl Pair {
     /// Alice (active) and Bob (passive) with default configurations, connected and bound.
     pub(super) fn bound() -> Self {
         let (alice, bob) = configs();
+        Self::bound_with(alice, bob)
+    }
+
+    /// Alice and Bob with these configurations, connected and bound; the binding's events
+    /// are taken.
+    pub(super) fn bound_with(alice: SessionConfig, bob: SessionConfig) -> Self {
         let mut pair = Self::new(alice, bob);
         pair.connect();
         pair.run();

@@ -24,6 +24,13 @@ fn with_header(mut options: MessageOptions, name: HeaderName, value: &str) -> Me
     options
 }
 
+/// A text message asking for a success REPORT and no responses (RFC 4975 §11.6 style).
+fn reported_without_responses() -> MessageOptions {
+    let mut options = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    options.headers.set(HeaderName::FailureReport, "no");
+    options
+}
+
 fn done(events: &[Event]) -> Vec<(OutgoingId, MessageOutcome)> {
     events
         .iter()
@@ -57,6 +64,16 @@ fn closed_reason(events: &[Event]) -> Option<&Option<SessionError>> {
 
 fn responses(chunks: &[Chunk]) -> Vec<u16> {
     chunks.iter().filter_map(Chunk::code).collect()
+}
+
+fn missing_reports(events: &[Event]) -> Vec<OutgoingId> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReportMissing { message, .. } => Some(*message),
+            _ => None,
+        })
+        .collect()
 }
 
 fn pattern(len: usize) -> Bytes {
@@ -114,9 +131,7 @@ fn both_sides_active_bind_and_exchange_messages() {
     // R6135-4.2.2-2 tolerance: both sides connect-and-SEND; each accepts the other's.
     let (alice, mut bob) = configs();
     bob.role = Role::Active;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     assert!(pair.alice.session.is_bound() && pair.bob.session.is_bound());
     assert_eq!(responses(&pair.alice.sent_chunks()), vec![200]);
     assert_eq!(responses(&pair.bob.sent_chunks()), vec![200]);
@@ -207,9 +222,7 @@ fn media_types_outside_accept_types_get_415() {
     // R4975-7.3.1-4; `type/*` matches a whole type.
     let (alice, mut bob) = configs();
     bob.accept_types = AcceptTypes::new(["text/plain", "image/*"]);
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     let now = pair.now;
     let refused = pair.alice.session.send_message(now, options("application/zip"), Bytes::from_static(b"PK")).unwrap();
     let png = pair.alice.session.send_message(now, options("image/png"), Bytes::from_static(b"png")).unwrap();
@@ -341,9 +354,7 @@ fn reassembly_delivers_whole_messages_and_413_beyond_the_cap() {
     alice.max_chunk_size = 1000;
     alice.write_high_watermark = 1;
     bob.reassembly = Some(ReassemblyLimits { max_message_size: 10_000, max_open_messages: 4 });
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     // Writes are held, so one chunk is out when the 413 comes back.
     pair.alice.hold_writes = true;
     let big = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(50_000)).unwrap();
@@ -399,9 +410,7 @@ fn one_success_report_covers_a_chunked_message_after_its_last_chunk() {
     // R4975-7.1.2-1.
     let (mut alice, bob) = configs();
     alice.max_chunk_size = 3000;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     let now = pair.now;
     let wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
     let reported = pair.alice.session.send_message(now, wanted, pattern(8000)).unwrap();
@@ -441,39 +450,41 @@ fn a_missing_success_report_is_told_when_the_session_ends() {
     pair.run();
     let events = pair.alice.take_events();
     assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)], "FR no: local 200 after 30 s");
-    let missing: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReportMissing { message, .. } => Some(*message),
-            _ => None,
-        })
-        .collect();
+    let missing = missing_reports(&events);
     assert_eq!(missing, vec![id]);
 }
 
-#[test]
-fn a_failure_report_with_status_413_stops_the_message() {
-    // R4975-7.3.2-2: `Status: 000 413` acts like a 413 response: no further chunk (R4975-10.5).
+/// Alice sends a 100 KB message of which one 1000-byte chunk is out when Bob's REPORT with
+/// `status` comes back; returns the pair, the message and its Message-ID.
+fn report_during_a_message(status: &str) -> (Pair, OutgoingId, String) {
     let (mut alice, bob) = configs();
     alice.max_chunk_size = 1000;
     alice.write_high_watermark = 1;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
+    // Writes are held, so the watermark keeps every other chunk back.
     pair.alice.hold_writes = true;
     let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(100_000)).unwrap();
     pair.run();
     let message_id = pair.alice.sent_chunks().last().unwrap().message_id().unwrap().to_owned();
     let report = format!(
-        "MSRP rep00413 REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-1000/100000\r\nStatus: 000 413 Stop\r\n-------rep00413$\r\n"
+        "MSRP rep00000 REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-1000/100000\r\nStatus: {status}\r\n-------rep00000$\r\n"
     );
     pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(report)));
     pair.alice.release_writes(pair.now);
     pair.alice.hold_writes = false;
     pair.run();
+    (pair, id, message_id)
+}
+
+#[test]
+fn a_failure_report_with_status_413_stops_the_message() {
+    // R4975-7.3.2-2: `Status: 000 413` acts like a 413 response: no further chunk (R4975-10.5).
+    let (mut pair, id, message_id) = report_during_a_message("000 413 Stop");
     let sends = pair.alice.sent_chunks().into_iter().filter(|c| c.message_id() == Some(message_id.as_str())).count();
     assert_eq!(sends, 1, "no chunk after the 413 REPORT");
-    assert!(done(&pair.alice.take_events()).contains(&(id, MessageOutcome::Failed(MsrpError::new(413, "Stop")))));
+    let events = pair.alice.take_events();
+    assert!(done(&events).contains(&(id, MessageOutcome::Failed(MsrpError::new(413, "Stop")))));
+    assert_eq!(closed_reason(&events), None, "a 413 stops the message, not the session");
 }
 
 // ---- Transactions and timeouts (conformance.md §1.3) ----
@@ -665,9 +676,7 @@ fn an_aborted_message_ends_with_a_hash() {
     // R4975-7.1-7: `#` aborts; a message aborted before anything left sends nothing.
     let (mut alice, bob) = configs();
     alice.max_chunk_size = 64 * 1024;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     let now = pair.now;
     let mut file = options("application/octet-stream");
     file.total = Some(1 << 20);
@@ -717,9 +726,7 @@ fn streamed_writes_are_bounded_and_writable_says_when_to_go_on() {
     alice.message_buffer = 100_000;
     alice.max_chunk_size = 10_000;
     alice.write_high_watermark = 50_000;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     pair.alice.hold_writes = true;
     let id = pair.alice.session.start_message(pair.now, options("application/octet-stream")).unwrap();
     let body = pattern(1 << 20);
@@ -856,9 +863,7 @@ fn a_peer_closing_mid_message_fails_everything_pending() {
 fn incoming_reads_pause_while_the_peer_does_not_read_our_responses() {
     let (alice, mut bob) = configs();
     bob.write_high_watermark = 1000;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     pair.bob.hold_writes = true;
     for _ in 0..200 {
         pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
@@ -1047,8 +1052,7 @@ fn an_early_success_report_is_not_reported_missing() {
     // Success-Report yes with Failure-Report no (the RFC §11.6 combination): the REPORT
     // comes before the message is settled by the local 200.
     let mut pair = Pair::bound();
-    let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
-    wanted.headers.set(HeaderName::FailureReport, "no");
+    let wanted = reported_without_responses();
     let id = pair.alice.session.send_message(pair.now, wanted, pattern(10)).unwrap();
     pair.advance(Duration::from_secs(31));
     pair.alice.session.close(pair.now);
@@ -1063,24 +1067,13 @@ fn an_early_success_report_is_not_reported_missing() {
 fn messages_waiting_for_reports_are_bounded() {
     let (mut alice, bob) = configs();
     alice.max_tracked_reports = 2;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     pair.bob.deaf = true;
-    let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
-    wanted.headers.set(HeaderName::FailureReport, "no");
+    let wanted = reported_without_responses();
     let ids: Vec<_> =
         (0..3).map(|_| pair.alice.session.send_message(pair.now, wanted.clone(), pattern(10)).unwrap()).collect();
     pair.advance(Duration::from_secs(31));
-    let missing: Vec<_> = pair
-        .alice
-        .take_events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::ReportMissing { message, .. } => Some(message),
-            _ => None,
-        })
-        .collect();
+    let missing = missing_reports(&pair.alice.take_events());
     assert_eq!(missing, vec![ids[0]], "the oldest is given up when a third one waits");
 }
 
@@ -1118,9 +1111,7 @@ fn shutdown_does_not_wait_for_responses_that_will_not_come() {
 fn the_shutdown_timeout_bounds_the_wait() {
     let (mut alice, bob) = configs();
     alice.shutdown_timeout = Duration::from_secs(10);
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
+    let mut pair = Pair::bound_with(alice, bob);
     pair.bob.deaf = true;
     let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
     pair.run();
@@ -1178,28 +1169,36 @@ fn a_refused_message_frees_its_reassembly_slot() {
 }
 
 #[test]
-fn a_failure_report_aborts_the_message_with_a_hash_and_fails_the_session() {
-    // R4975-7.3.2-3 (`#`), R4975-7.3.2-4 (bytes lost: the session is failed).
-    let (mut alice, bob) = configs();
-    alice.max_chunk_size = 1000;
-    alice.write_high_watermark = 1;
-    let mut pair = Pair::new(alice, bob);
-    pair.connect();
-    pair.run();
-    pair.alice.hold_writes = true;
-    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10_000)).unwrap();
-    pair.run();
-    let message_id = pair.alice.sent_chunks().last().unwrap().message_id().unwrap().to_owned();
-    let report = format!(
-        "MSRP rep00500 REPORT\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\nMessage-ID: {message_id}\r\nByte-Range: 1-1000/10000\r\nStatus: 000 500 Lost\r\n-------rep00500$\r\n"
-    );
-    pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(report)));
-    pair.alice.release_writes(pair.now);
-    pair.alice.hold_writes = false;
-    pair.run();
+fn a_failure_report_fails_the_message_and_the_session() {
+    // R4975-7.3.2-4: a failure REPORT says bytes were lost: the session is failed.
+    let (mut pair, id, _) = report_during_a_message("000 500 Lost");
     let events = pair.alice.take_events();
     assert!(done(&events).contains(&(id, MessageOutcome::Failed(MsrpError::new(500, "Lost")))));
     assert!(matches!(closed_reason(&events), Some(Some(SessionError::Failed(error))) if error.code == 500));
+}
+
+#[test]
+fn a_failure_response_ends_the_rest_of_the_message_with_a_hash() {
+    // R4975-7.3.2-3: a failure response while the message is still going out aborts it.
+    let (mut alice, bob) = configs();
+    alice.max_chunk_size = 1000;
+    alice.write_high_watermark = 1;
+    let mut pair = Pair::bound_with(alice, bob);
+    pair.bob.deaf = true;
+    pair.alice.hold_writes = true;
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(100_000)).unwrap();
+    pair.run();
+    let first = pair.alice.sent_chunks().last().unwrap().clone();
+    let tid = &first.transaction_id;
+    let refusal = format!("MSRP {tid} 500 Broken\r\nTo-Path: {ALICE}\r\nFrom-Path: {BOB}\r\n-------{tid}$\r\n");
+    pair.alice.session.handle_input(pair.now, Input::Received(Bytes::from(refusal)));
+    pair.alice.release_writes(pair.now);
+    pair.alice.hold_writes = false;
+    pair.run();
+    let sends: Vec<_> = pair.alice.sent_chunks().into_iter().filter(|c| c.message_id() == first.message_id()).collect();
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[1].contflag, ContinuationFlag::Abort);
+    assert!(done(&pair.alice.take_events()).contains(&(id, MessageOutcome::Failed(MsrpError::new(500, "Broken")))));
 }
 
 #[test]
@@ -1280,12 +1279,9 @@ fn success_reports_may_cover_other_ranges_than_the_chunks_sent() {
     for (reports, missing) in [(&["1-5000", "5001-8000"][..], false), (&["1-5000"][..], true)] {
         let (mut alice, bob) = configs();
         alice.max_chunk_size = 3000;
-        let mut pair = Pair::new(alice, bob);
-        pair.connect();
-        pair.run();
+        let mut pair = Pair::bound_with(alice, bob);
         pair.bob.deaf = true;
-        let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
-        wanted.headers.set(HeaderName::FailureReport, "no");
+        let mut wanted = reported_without_responses();
         wanted.message_id = Some("rechunked".into());
         let id = pair.alice.session.send_message(pair.now, wanted, pattern(8000)).unwrap();
         pair.run();
