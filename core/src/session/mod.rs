@@ -378,6 +378,18 @@ pub enum SendError {
     /// A message with a body needs a Content-Type (RFC 4975 §7.1).
     #[error("a message with a body needs a Content-Type header")]
     MissingContentType,
+    /// A message cannot start past its own end (`position` > `total`).
+    #[error("position {position} is past the message's total of {total} bytes")]
+    PositionPastTotal {
+        /// Where sending was to start.
+        position: u64,
+        /// The announced size.
+        total: u64,
+    },
+    /// A Byte-Range that no receiver could read (start 0, end before start, or past the
+    /// total).
+    #[error("invalid Byte-Range {0}")]
+    InvalidRange(String),
 }
 
 /// What an outgoing file is (msrplib's `OutgoingFile` without the file object: the
@@ -786,6 +798,13 @@ impl Session {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
+        let last = range.end.unwrap_or(range.start);
+        let valid = range.start >= 1
+            && range.end.is_none_or(|end| end + 1 >= range.start)
+            && range.total.is_none_or(|total| last <= total || range.end == Some(range.start - 1));
+        if !valid {
+            return Err(SendError::InvalidRange(range.encode()));
+        }
         let Some(report) = self.transport.make_report(request, code, comment, range) else { return Ok(false) };
         self.replies.push_back(report);
         Ok(true)
@@ -816,6 +835,9 @@ impl Session {
         self.check_open()?;
         if options.total != Some(0) && options.headers.get(&HeaderName::ContentType).is_none() {
             return Err(SendError::MissingContentType);
+        }
+        if let Some(total) = options.total.filter(|&total| options.position > total) {
+            return Err(SendError::PositionPastTotal { position: options.position, total });
         }
         let wants_report = wants_success_report(&options.headers);
         let id = self.outbox.start(&mut self.transport, options);
