@@ -26,7 +26,9 @@ const READ_SIZE: usize = 64 * 1024;
 /// Writes queued for the writer thread before a write waits.
 const WRITE_QUEUE: usize = 8;
 
-/// Plain threads as a runtime. See the [module docs](self).
+/// Plain threads as a runtime: a spawned task gets a thread of its own that runs it with
+/// `futures::executor::block_on`; one timer thread serves every deadline; a socket's
+/// blocking reads and writes happen on two threads of its own, behind channels.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Threads;
 
