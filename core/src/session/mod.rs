@@ -75,11 +75,6 @@
 mod receive;
 mod transactions;
 
-#[cfg(test)]
-mod harness;
-#[cfg(test)]
-mod tests;
-
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -97,6 +92,7 @@ use crate::transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
 use crate::uri::Uri;
 
 use self::receive::Incoming;
+pub use self::receive::MAX_REPORT_FRAGMENTS;
 use self::transactions::{TransactionKind, Transactions};
 
 /// Which side opens the connection and sends the first SEND (RFC 4975 §5.4).
@@ -637,6 +633,12 @@ impl Session {
     /// The Message-ID of an outgoing message not yet done.
     pub fn outgoing_message_id(&self, id: OutgoingId) -> Option<String> {
         self.messages.get(&id).map(|message| message.message_id.clone())
+    }
+
+    /// Incoming messages tracked for their success REPORT, and the separate pieces
+    /// tracked for them in all (each message holds at most [`MAX_REPORT_FRAGMENTS`]).
+    pub fn tracked_reports(&self) -> (usize, usize) {
+        (self.owed_reports.len(), self.owed_reports.values().map(Coverage::fragments).sum())
     }
 
     /// Requests waiting for a response.

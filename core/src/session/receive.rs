@@ -13,7 +13,7 @@ use super::{Event, MessageOutcome, Session, SessionError, State};
 
 /// Separate pieces of one message tracked for its success REPORT before the pieces are
 /// reported as they are.
-pub(super) const MAX_REPORT_FRAGMENTS: usize = 64;
+pub const MAX_REPORT_FRAGMENTS: usize = 64;
 
 /// What is done with the chunk being received, decided from its head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,21 +7,19 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Event, Input, Output, Role, Session, SessionConfig};
-use crate::chunk::Chunk;
-use crate::codec::{Decoder, DecoderLimits};
-use crate::ids::IdGenerator;
-use crate::uri::Uri;
+use msrp_core::codec::{Decoder, DecoderLimits};
+use msrp_core::session::{Event, Input, Output, Role, Session, SessionConfig};
+use msrp_core::{Chunk, IdGenerator, Uri};
 
-pub(super) const ALICE: &str = "msrp://127.0.0.1:2855/alice1234;tcp";
-pub(super) const BOB: &str = "msrp://127.0.0.1:2856/bob5678;tcp";
+pub(crate) const ALICE: &str = "msrp://127.0.0.1:2855/alice1234;tcp";
+pub(crate) const BOB: &str = "msrp://127.0.0.1:2856/bob5678;tcp";
 
-pub(super) fn uri(text: &str) -> Uri {
+pub(crate) fn uri(text: &str) -> Uri {
     text.parse().expect("valid URI")
 }
 
 /// Alice's and Bob's configurations: Alice active, Bob passive.
-pub(super) fn configs() -> (SessionConfig, SessionConfig) {
+pub(crate) fn configs() -> (SessionConfig, SessionConfig) {
     (
         SessionConfig::new(Role::Active, vec![uri(ALICE)], vec![uri(BOB)]),
         SessionConfig::new(Role::Passive, vec![uri(BOB)], vec![uri(ALICE)]),
@@ -37,20 +35,20 @@ fn fire(session: &mut Session, now: Instant) {
 }
 
 /// One side of a [`Pair`].
-pub(super) struct Node {
-    pub(super) session: Session,
-    pub(super) events: Vec<Event>,
+pub(crate) struct Node {
+    pub(crate) session: Session,
+    pub(crate) events: Vec<Event>,
     /// Bytes on their way to this node.
     inbox: VecDeque<Bytes>,
     /// Every byte this node transmitted, in order.
-    pub(super) wire: Vec<u8>,
+    pub(crate) wire: Vec<u8>,
     /// Transmitted bytes not yet acknowledged with `Written` (when writes are held).
     unacked: usize,
     /// Drop everything sent to this node (a peer that swallows requests).
-    pub(super) deaf: bool,
+    pub(crate) deaf: bool,
     /// Do not acknowledge this node's writes (a socket that does not drain).
-    pub(super) hold_writes: bool,
-    pub(super) closed: bool,
+    pub(crate) hold_writes: bool,
+    pub(crate) closed: bool,
 }
 
 impl Node {
@@ -68,17 +66,17 @@ impl Node {
     }
 
     /// Takes the events recorded so far.
-    pub(super) fn take_events(&mut self) -> Vec<Event> {
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
 
     /// The chunks this node wrote, decoded.
-    pub(super) fn sent_chunks(&self) -> Vec<Chunk> {
+    pub(crate) fn sent_chunks(&self) -> Vec<Chunk> {
         decode_all(&self.wire)
     }
 
     /// Acknowledges writes that were held.
-    pub(super) fn release_writes(&mut self, now: Instant) {
+    pub(crate) fn release_writes(&mut self, now: Instant) {
         let n = std::mem::take(&mut self.unacked);
         self.session.handle_input(now, Input::Written(n));
     }
@@ -86,23 +84,23 @@ impl Node {
 
 /// Two sessions connected back to back; bytes arrive re-split into pieces of at most
 /// `split` bytes.
-pub(super) struct Pair {
-    pub(super) now: Instant,
-    pub(super) alice: Node,
-    pub(super) bob: Node,
-    pub(super) split: usize,
+pub(crate) struct Pair {
+    pub(crate) now: Instant,
+    pub(crate) alice: Node,
+    pub(crate) bob: Node,
+    pub(crate) split: usize,
 }
 
 impl Pair {
     /// Alice (active) and Bob (passive) with default configurations, connected and bound.
-    pub(super) fn bound() -> Self {
+    pub(crate) fn bound() -> Self {
         let (alice, bob) = configs();
         Self::bound_with(alice, bob)
     }
 
     /// Alice and Bob with these configurations, connected and bound; the binding's events
     /// are taken.
-    pub(super) fn bound_with(alice: SessionConfig, bob: SessionConfig) -> Self {
+    pub(crate) fn bound_with(alice: SessionConfig, bob: SessionConfig) -> Self {
         let mut pair = Self::new(alice, bob);
         pair.connect();
         pair.run();
@@ -112,7 +110,7 @@ impl Pair {
         pair
     }
 
-    pub(super) fn new(alice: SessionConfig, bob: SessionConfig) -> Self {
+    pub(crate) fn new(alice: SessionConfig, bob: SessionConfig) -> Self {
         let start = Instant::now();
         let alice = Session::new(alice, IdGenerator::seed_from_u64(1), start).expect("valid config");
         let bob = Session::new(bob, IdGenerator::seed_from_u64(2), start).expect("valid config");
@@ -120,13 +118,13 @@ impl Pair {
     }
 
     /// Both sides learn the connection is up.
-    pub(super) fn connect(&mut self) {
+    pub(crate) fn connect(&mut self) {
         self.alice.session.handle_input(self.now, Input::Connected);
         self.bob.session.handle_input(self.now, Input::Connected);
     }
 
     /// Drains outputs and delivers bytes until nothing moves (time stands still).
-    pub(super) fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         for _ in 0..1_000_000 {
             let moved = Self::drain(self.now, &mut self.alice, &mut self.bob)
                 | Self::drain(self.now, &mut self.bob, &mut self.alice)
@@ -140,7 +138,7 @@ impl Pair {
     }
 
     /// Moves the clock forward by `duration`, firing every timeout on the way.
-    pub(super) fn advance(&mut self, duration: Duration) {
+    pub(crate) fn advance(&mut self, duration: Duration) {
         let until = self.now + duration;
         loop {
             self.run();
@@ -206,21 +204,21 @@ impl Pair {
 }
 
 /// One session fed by hand, its output decoded.
-pub(super) struct Solo {
-    pub(super) session: Session,
-    pub(super) now: Instant,
-    pub(super) events: Vec<Event>,
-    pub(super) wire: BytesMut,
-    pub(super) closed: bool,
+pub(crate) struct Solo {
+    pub(crate) session: Session,
+    pub(crate) now: Instant,
+    pub(crate) events: Vec<Event>,
+    pub(crate) wire: BytesMut,
+    pub(crate) closed: bool,
 }
 
 impl Solo {
     /// Bob's passive session, connected, not bound.
-    pub(super) fn passive() -> Self {
+    pub(crate) fn passive() -> Self {
         Self::with_config(configs().1)
     }
 
-    pub(super) fn with_config(config: SessionConfig) -> Self {
+    pub(crate) fn with_config(config: SessionConfig) -> Self {
         let now = Instant::now();
         let mut session = Session::new(config, IdGenerator::seed_from_u64(3), now).expect("valid config");
         session.handle_input(now, Input::Connected);
@@ -230,13 +228,13 @@ impl Solo {
     }
 
     /// Feeds bytes (given with `\n` line ends, sent as CRLF) and drains.
-    pub(super) fn feed(&mut self, text: &str) {
+    pub(crate) fn feed(&mut self, text: &str) {
         let data = Bytes::from(text.replace('\n', "\r\n"));
         self.session.handle_input(self.now, Input::Received(data));
         self.drain();
     }
 
-    pub(super) fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while let Some(output) = self.session.poll_output(self.now) {
             match output {
                 Output::Transmit(transmit) => {
@@ -251,7 +249,7 @@ impl Solo {
         }
     }
 
-    pub(super) fn advance(&mut self, duration: Duration) {
+    pub(crate) fn advance(&mut self, duration: Duration) {
         let until = self.now + duration;
         while let Some(next) = self.session.poll_timeout().filter(|&next| next <= until) {
             self.now = next;
@@ -262,13 +260,13 @@ impl Solo {
     }
 
     /// The chunks written since the last call.
-    pub(super) fn take_sent(&mut self) -> Vec<Chunk> {
+    pub(crate) fn take_sent(&mut self) -> Vec<Chunk> {
         decode_all(&self.wire.split())
     }
 }
 
 /// Decodes a complete stream of chunks.
-pub(super) fn decode_all(wire: &[u8]) -> Vec<Chunk> {
+pub(crate) fn decode_all(wire: &[u8]) -> Vec<Chunk> {
     let mut decoder = Decoder::new(DecoderLimits::default());
     decoder.feed(Bytes::copy_from_slice(wire));
     let mut chunks = Vec::new();
