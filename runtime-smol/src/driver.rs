@@ -181,7 +181,7 @@ struct Socket {
 }
 
 /// Bytes allocated at once for reading.
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 120 * 1024;
 
 impl Socket {
     fn new(stream: BoxStream) -> Self {

@@ -338,7 +338,7 @@ async fn stream_file(
 ) -> Result<(), Error> {
     let mut buffer = BytesMut::new();
     while remaining > 0 {
-        let want = remaining.min(256 * 1024) as usize;
+        let want = remaining.min(120 * 1024) as usize;
         buffer.resize(want, 0);
         let n = reader.read(&mut buffer).await.map_err(Error::from)?;
         if n == 0 {

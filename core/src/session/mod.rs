@@ -165,7 +165,7 @@ impl SessionConfig {
             use_sessmatch: false,
             accept_types: AcceptTypes::any(),
             max_chunk_size: 256 * 1024,
-            segment_size: 256 * 1024,
+            segment_size: 64 * 1024,
             reassembly: None,
             response_timeout: RESPONSE_TIMEOUT,
             bind_timeout: BIND_TIMEOUT,
