@@ -264,6 +264,7 @@ async fn drive<R: Runtime>(
     state.session.handle_input(runtime.now(), Input::Connected);
     let mut calls_open = true;
     let mut events_open = true;
+    let mut timer: Option<(Instant, crate::runtime::BoxFuture<'static, ()>)> = None;
     loop {
         let now = runtime.now();
         // Check the clock before trusting a timer (style.md §6.1).
@@ -286,7 +287,12 @@ async fn drive<R: Runtime>(
         if state.session.is_closed() && state.events.is_empty() && (flushed || socket.read_done) {
             break;
         }
-        let mut timer = state.session.poll_timeout().map(|deadline| runtime.sleep_until(deadline));
+        // A timer is made anew only when the deadline moves: runtimes register timers in
+        // shared structures, which costs more than a loop turn.
+        let deadline = state.session.poll_timeout();
+        if timer.as_ref().map(|(at, _)| *at) != deadline {
+            timer = deadline.map(|at| (at, runtime.sleep_until(at)));
+        }
         let reading = !socket.read_done && state.session.wants_read() && state.events.len() < EVENT_QUEUE;
         let wake = poll_fn(|cx| {
             if socket.has_writing_to_do() && socket.poll_write_queue(cx).is_err() {
@@ -311,8 +317,8 @@ async fn drive<R: Runtime>(
                     return Poll::Ready(Wake::EventRoom(ready.is_ok()));
                 }
             }
-            if let Some(timer) = &mut timer {
-                if timer.poll_unpin(cx).is_ready() {
+            if let Some((_, sleep)) = &mut timer {
+                if sleep.poll_unpin(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
             }
@@ -332,12 +338,21 @@ async fn drive<R: Runtime>(
             Wake::Read(data) if data.is_empty() => state.session.handle_input(now, Input::Closed),
             Wake::Read(data) => state.session.handle_input(now, Input::Received(data)),
             Wake::EventRoom(true) => {
-                if let Some(event) = state.events.pop_front() {
-                    events_open = events.start_send(event).is_ok();
+                // Hand over as many events as there is room for in one turn.
+                while let Some(event) = state.events.pop_front() {
+                    if events.start_send(event).is_err() {
+                        events_open = false;
+                        break;
+                    }
+                    let room = poll_fn(|cx| Poll::Ready(events.poll_ready(cx))).await;
+                    if !matches!(room, Poll::Ready(Ok(()))) {
+                        break;
+                    }
                 }
             }
             Wake::EventRoom(false) => events_open = false,
-            Wake::Timer => {}
+            // A fired timer is not polled again (some runtimes' never wake a second time).
+            Wake::Timer => timer = None,
         }
     }
     if let Ok(mut reason) = ended.lock() {

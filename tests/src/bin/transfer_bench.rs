@@ -38,39 +38,28 @@ fn parse_size(text: &str) -> u64 {
 
 /// Runs every mode as a pair of processes and prints throughput and peak RSS.
 fn compare(size: u64) {
-    let exe = std::env::current_exe().expect("own path");
+    // The machine's speed drifts between seconds, so the modes take turns, five rounds,
+    // and each is reported by its median.
+    const ROUNDS: usize = 5;
     println!("{} MiB over 127.0.0.1, one message, sender and receiver in separate processes", size >> 20);
-    println!("{:<10} {:>10} {:>9} {:>14} {:>14}", "mode", "MiB/s", "vs raw", "sender RSS", "receiver RSS");
-    let mut baseline = None;
-    for mode in MODES {
-        let mut receiver = Command::new(&exe)
-            .args(["receive", mode, &size.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("receiver starts");
-        let mut lines = BufReader::new(receiver.stdout.take().expect("piped"));
-        let mut address = String::new();
-        lines.read_line(&mut address).expect("the receiver says where it listens");
-        let started = Instant::now();
-        let sender = Command::new(&exe)
-            .args(["send", mode, address.trim(), &size.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sender starts");
-        let mut receiver_report = String::new();
-        lines.read_to_string(&mut receiver_report).expect("receiver report");
-        let elapsed = started.elapsed();
-        let sender_report =
-            String::from_utf8(sender.wait_with_output().expect("sender ends").stdout).unwrap_or_default();
-        let _ = receiver.wait();
-        let rate = size as f64 / f64::from(1 << 20) / elapsed.as_secs_f64();
-        let base = *baseline.get_or_insert(rate);
-        println!(
-            "{mode:<10} {rate:>10.0} {:>8.2}x {:>11} KiB {:>11} KiB",
-            rate / base,
-            peak_of(&sender_report),
-            peak_of(&receiver_report)
-        );
+    println!("{ROUNDS} rounds, the modes taking turns; medians, and the ratio of medians to raw TCP");
+    let mut runs: Vec<Vec<Run>> = MODES.iter().map(|_| Vec::new()).collect();
+    for _ in 0..ROUNDS {
+        for (mode, runs) in MODES.iter().zip(&mut runs) {
+            runs.push(transfer(mode, size));
+        }
+    }
+    println!("{:<10} {:>10} {:>9} {:>16} {:>16}", "mode", "MiB/s", "vs raw", "sender RSS max", "receiver RSS max");
+    let median = |runs: &mut Vec<Run>| {
+        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        runs[runs.len() / 2].rate
+    };
+    let base = median(&mut runs[0]);
+    for (mode, runs) in MODES.iter().zip(&mut runs) {
+        let rate = median(runs);
+        let sender = runs.iter().map(|run| run.sender_peak_kib).max().unwrap_or(0);
+        let receiver = runs.iter().map(|run| run.receiver_peak_kib).max().unwrap_or(0);
+        println!("{mode:<10} {rate:>10.0} {:>8.2}x {sender:>12} KiB {receiver:>12} KiB", rate / base);
     }
     for mode in ["tokio", "smol", "blocking"] {
         let (count, elapsed) = small_messages(mode, 20_000);
@@ -81,8 +70,44 @@ fn compare(size: u64) {
     }
 }
 
-fn peak_of(report: &str) -> String {
-    report.lines().find_map(|line| line.strip_prefix("peak-rss-kib ")).unwrap_or("?").to_owned()
+/// One transfer: its rate and each side's peak RSS.
+struct Run {
+    rate: f64,
+    sender_peak_kib: u64,
+    receiver_peak_kib: u64,
+}
+
+/// Moves `size` bytes in `mode` between two fresh processes.
+fn transfer(mode: &str, size: u64) -> Run {
+    let exe = std::env::current_exe().expect("own path");
+    let mut receiver = Command::new(&exe)
+        .args(["receive", mode, &size.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("receiver starts");
+    let mut lines = BufReader::new(receiver.stdout.take().expect("piped"));
+    let mut address = String::new();
+    lines.read_line(&mut address).expect("the receiver says where it listens");
+    let started = Instant::now();
+    let sender = Command::new(&exe)
+        .args(["send", mode, address.trim(), &size.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sender starts");
+    let mut receiver_report = String::new();
+    lines.read_to_string(&mut receiver_report).expect("receiver report");
+    let elapsed = started.elapsed();
+    let sender_report = String::from_utf8(sender.wait_with_output().expect("sender ends").stdout).unwrap_or_default();
+    let _ = receiver.wait();
+    Run {
+        rate: size as f64 / f64::from(1 << 20) / elapsed.as_secs_f64(),
+        sender_peak_kib: peak_of(&sender_report),
+        receiver_peak_kib: peak_of(&receiver_report),
+    }
+}
+
+fn peak_of(report: &str) -> u64 {
+    report.lines().find_map(|line| line.strip_prefix("peak-rss-kib ")?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// This process's peak resident set size.
