@@ -25,6 +25,8 @@ use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
 const READ_SIZE: usize = 64 * 1024;
 /// Writes queued for the writer thread before a write waits.
 const WRITE_QUEUE: usize = 8;
+/// Most bytes one write hands to the writer thread.
+const WRITE_PIECE: usize = 64 * 1024;
 
 /// Plain threads as a runtime: a spawned task gets a thread of its own that runs it with
 /// `futures::executor::block_on`; one timer thread serves every deadline; a socket's
@@ -38,7 +40,7 @@ impl Runtime for Threads {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(Sleep { deadline })
+        Box::pin(Sleep { deadline, key: None })
     }
 
     fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
@@ -81,16 +83,33 @@ fn timers() -> &'static Timers {
 }
 
 impl Timers {
-    fn register(&self, deadline: Instant, waker: Waker) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes `waker` at `deadline`; `key` names an earlier registration to replace.
+    /// The timer thread is only disturbed when this deadline is now the earliest.
+    fn register(&self, deadline: Instant, waker: Waker, key: Option<(Instant, u64)>) -> (Instant, u64) {
+        let mut waiting = self.lock();
+        if let Some(key) = key {
+            waiting.wakers.remove(&key);
+        }
         waiting.registered += 1;
         let key = (deadline, waiting.registered);
+        let earliest = waiting.wakers.first_key_value().is_none_or(|(first, _)| key < *first);
         waiting.wakers.insert(key, waker);
-        self.changed.notify_one();
+        if earliest {
+            self.changed.notify_one();
+        }
+        key
+    }
+
+    fn cancel(&self, key: (Instant, u64)) {
+        self.lock().wakers.remove(&key);
     }
 
     fn run(&self) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut waiting = self.lock();
         loop {
             let now = Instant::now();
             while let Some(entry) = waiting.wakers.first_entry() {
@@ -110,20 +129,30 @@ impl Timers {
     }
 }
 
-/// Completes at its deadline.
+/// Completes at its deadline; its registration leaves with it.
 struct Sleep {
     deadline: Instant,
+    key: Option<(Instant, u64)>,
 }
 
 impl std::future::Future for Sleep {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        timers().register(self.deadline, cx.waker().clone());
+        let key = timers().register(self.deadline, cx.waker().clone(), self.key.take());
+        self.key = Some(key);
         Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            timers().cancel(key);
+        }
     }
 }
 
@@ -192,8 +221,11 @@ impl AsyncWrite for ThreadStream {
             Poll::Ready(Err(_)) => return Poll::Ready(Err(gone())),
             Poll::Pending => return Poll::Pending,
         }
-        let data = Bytes::copy_from_slice(buf);
-        Poll::Ready(Pin::new(&mut self.outgoing).start_send(data).map(|()| buf.len()).map_err(|_| gone()))
+        // Copied in pieces small enough for the allocator to recycle (above 128 KiB glibc
+        // maps fresh pages for every buffer, and faulting them in costs more than the copy).
+        let n = buf.len().min(WRITE_PIECE);
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        Poll::Ready(Pin::new(&mut self.outgoing).start_send(data).map(|()| n).map_err(|_| gone()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

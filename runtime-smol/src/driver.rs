@@ -287,11 +287,13 @@ async fn drive<R: Runtime>(
         if state.session.is_closed() && state.events.is_empty() && (flushed || socket.read_done) {
             break;
         }
-        // A timer is made anew only when the deadline moves: runtimes register timers in
-        // shared structures, which costs more than a loop turn.
-        let deadline = state.session.poll_timeout();
-        if timer.as_ref().map(|(at, _)| *at) != deadline {
-            timer = deadline.map(|at| (at, runtime.sleep_until(at)));
+        // A timer is made anew only when the deadline comes earlier: runtimes register
+        // timers in shared structures, which costs more than a loop turn, and deadlines
+        // move later with every request sent. A timer left early only wakes the loop once.
+        match (state.session.poll_timeout(), &timer) {
+            (Some(deadline), Some((at, _))) if *at <= deadline => {}
+            (Some(deadline), _) => timer = Some((deadline, runtime.sleep_until(deadline))),
+            (None, _) => timer = None,
         }
         let reading = !socket.read_done && state.session.wants_read() && state.events.len() < EVENT_QUEUE;
         let wake = poll_fn(|cx| {
