@@ -22,11 +22,11 @@ use msrp_smol::CONNECT_TIMEOUT;
 use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
 
 /// Bytes asked for per socket read.
-const READ_SIZE: usize = 64 * 1024;
+const READ_SIZE: usize = 120 * 1024;
 /// Writes queued for the writer thread before a write waits.
 const WRITE_QUEUE: usize = 8;
 /// Most bytes one write hands to the writer thread.
-const WRITE_PIECE: usize = 64 * 1024;
+const WRITE_PIECE: usize = 120 * 1024;
 
 /// Plain threads as a runtime: a spawned task gets a thread of its own that runs it with
 /// `futures::executor::block_on`; one timer thread serves every deadline; a socket's
