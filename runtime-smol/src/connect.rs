@@ -38,7 +38,7 @@ pub(crate) fn address_of(uri: &Uri) -> Result<SocketAddr, Error> {
 
 /// A local URI for `prepare`: the given one, or `msrp://127.0.0.1:2855/<random>;tcp`
 /// (msrplib's default port); a missing session id is made up.
-fn local_uri_or_default(uri: Option<Uri>, ids: &mut IdGenerator) -> Uri {
+pub(crate) fn local_uri_or_default(uri: Option<Uri>, ids: &mut IdGenerator) -> Uri {
     let uri = uri.unwrap_or_else(|| Uri::new("127.0.0.1").with_port(2855));
     if uri.session_id.is_some() { uri } else { uri.with_random_session_id(ids) }
 }
@@ -90,19 +90,38 @@ impl Common {
         }
     }
 
-    fn engine(&mut self, role: Role, remote_path: Vec<Uri>, local_path: Vec<Uri>) -> Result<Engine, Error> {
+    fn engine(
+        &mut self,
+        role: Role,
+        remote_path: Vec<Uri>,
+        local_path: Vec<Uri>,
+        now: Instant,
+    ) -> Result<Engine, Error> {
         let mut config = self.config.take().unwrap_or_else(|| SessionConfig::new(role, Vec::new(), Vec::new()));
-        config.role = role;
-        config.local_path = local_path;
-        config.remote_path = remote_path;
         config.use_sessmatch = self.use_sessmatch;
-        let ids = IdGenerator::seed_from_u64(self.ids.next_u64());
-        let mut engine = Engine::new(config, ids, Instant::now()).map_err(|error| Error::Connect(error.to_string()))?;
-        if let Some(logger) = self.logger.take() {
-            engine.set_logger(logger);
-        }
-        Ok(engine)
+        new_engine(config, role, (local_path, remote_path), &mut self.ids, self.logger.take(), now)
     }
+}
+
+/// A core session with `config` for these paths (local, remote) and role, its ids drawn
+/// from `ids`, logging to `logger`.
+pub(crate) fn new_engine(
+    mut config: SessionConfig,
+    role: Role,
+    (local_path, remote_path): (Vec<Uri>, Vec<Uri>),
+    ids: &mut IdGenerator,
+    logger: Option<Box<dyn TrafficLogger>>,
+    now: Instant,
+) -> Result<Engine, Error> {
+    config.role = role;
+    config.local_path = local_path;
+    config.remote_path = remote_path;
+    let ids = IdGenerator::seed_from_u64(ids.next_u64());
+    let mut engine = Engine::new(config, ids, now).map_err(|error| Error::Connect(error.to_string()))?;
+    if let Some(logger) = logger {
+        engine.set_logger(logger);
+    }
+    Ok(engine)
 }
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`): the active side.
@@ -148,7 +167,7 @@ impl<R: Runtime> ConnectorDirect<R> {
         let first = full_remote_path.first().ok_or_else(|| Error::Connect("the remote path is empty".into()))?;
         let address = address_of(first)?;
         let connect = self.runtime.connect(address);
-        let timeout = self.runtime.sleep_until(Instant::now() + CONNECT_TIMEOUT);
+        let timeout = self.runtime.sleep_until(self.runtime.now() + CONNECT_TIMEOUT);
         let mut stream = match futures::future::select(connect, timeout).await {
             futures::future::Either::Left((stream, _)) => stream?,
             futures::future::Either::Right(_) => {
@@ -163,7 +182,7 @@ impl<R: Runtime> ConnectorDirect<R> {
                 .ok_or_else(|| Error::Connect("msrps needs a TLS client setting".into()))?;
             stream = tls.connect(&first.host, stream).await?;
         }
-        let engine = self.common.engine(Role::Active, full_remote_path, local_path)?;
+        let engine = self.common.engine(Role::Active, full_remote_path, local_path, self.runtime.now())?;
         bind_engine(&self.runtime, engine, stream).await
     }
 
@@ -218,7 +237,7 @@ impl<R: Runtime> AcceptorDirect<R> {
         };
         let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
         let accept = listener.accept();
-        let timeout = self.runtime.sleep_until(Instant::now() + bind_timeout);
+        let timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
         let mut stream = match futures::future::select(accept, timeout).await {
             futures::future::Either::Left((accepted, _)) => accepted?.0,
             futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
@@ -231,7 +250,7 @@ impl<R: Runtime> AcceptorDirect<R> {
                 .ok_or_else(|| Error::Connect("msrps needs a TLS server setting".into()))?;
             stream = tls.accept(stream).await?;
         }
-        let engine = self.common.engine(Role::Passive, full_remote_path, local_path)?;
+        let engine = self.common.engine(Role::Passive, full_remote_path, local_path, self.runtime.now())?;
         let transport = bind_engine(&self.runtime, engine, stream).await;
         self.listener = None;
         transport

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
@@ -18,10 +17,10 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use msrp_core::codec::DecoderLimits;
 use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
 use msrp_core::log::TrafficLogger;
-use msrp_core::session::{BIND_TIMEOUT, Input, Role, Session as Engine, SessionConfig, SessionError};
+use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{address_of, bind_engine, os_ids};
+use crate::connect::{address_of, bind_engine, local_uri_or_default, new_engine, os_ids};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -126,10 +125,8 @@ impl<R: Runtime> MsrpServer<R> {
             }));
         }
         let mut state = lock(&self.state);
-        if uri.session_id.is_none() {
-            uri = uri.with_random_session_id(&mut state.ids);
-        }
-        state.router.prepare(Instant::now(), uri.clone());
+        let uri = local_uri_or_default(Some(uri), &mut state.ids);
+        state.router.prepare(self.runtime.now(), uri.clone());
         state.prepared.insert(uri.clone(), logger);
         Ok(vec![uri])
     }
@@ -155,7 +152,7 @@ impl<R: Runtime> MsrpServer<R> {
         if let Some(transport) = parked {
             return Ok(transport);
         }
-        let timeout = self.runtime.sleep_until(Instant::now() + bind_timeout);
+        let timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
         if let futures::future::Either::Left((Ok(transport), _)) = futures::future::select(receiver, timeout).await {
             return Ok(transport);
         }
@@ -205,22 +202,14 @@ async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: 
     };
     let Some(remote_path) = first.from_path().ok().map(|path| path.0).filter(|path| !path.is_empty()) else { return };
     let peer = remote_path[remote_path.len() - 1].clone();
+    let now = runtime.now();
     let engine = {
         let mut state = lock(&state);
-        let mut config = state.config.clone();
-        config.role = Role::Passive;
-        config.local_path = vec![local_uri.clone()];
-        config.remote_path = remote_path;
-        let ids = IdGenerator::seed_from_u64(state.ids.next_u64());
-        let Ok(mut engine) = Engine::new(config, ids, Instant::now()) else { return };
+        let config = state.config.clone();
         let logger = state.prepared.get_mut(&local_uri).and_then(Option::take).or_else(|| state.logger.take());
-        if let Some(logger) = logger {
-            engine.set_logger(logger);
-        }
-        engine
+        new_engine(config, Role::Passive, (vec![local_uri], remote_path), &mut state.ids, logger, now)
     };
-    let mut engine = engine;
-    let now = Instant::now();
+    let Ok(mut engine) = engine else { return };
     engine.handle_input(now, Input::Connected);
     for data in pending.into_received() {
         engine.handle_input(now, Input::Received(data));
