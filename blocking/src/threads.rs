@@ -6,7 +6,7 @@
 //! channels, so the tasks see a non-blocking stream.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::{Condvar, Mutex, Once, OnceLock};
@@ -14,18 +14,24 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{Sink, SinkExt, StreamExt};
 use msrp_smol::CONNECT_TIMEOUT;
-use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
+use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, ReadBuffer, Runtime};
 
 /// Bytes asked for per socket read.
-const READ_SIZE: usize = 120 * 1024;
-/// Writes queued for the writer thread before a write waits.
-const WRITE_QUEUE: usize = 8;
-/// Most bytes one write hands to the writer thread.
+const READ_SIZE: usize = 256 * 1024;
+/// Bytes allocated at once for reads.
+const READ_BUFFER: usize = 4 * READ_SIZE;
+/// Earlier read buffers kept for reuse during a transfer.
+const READ_BUFFERS_KEPT: usize = 4;
+/// Writes queued for the writer thread before a write waits: a few chunks' parts.
+const WRITE_QUEUE: usize = 16;
+/// Most queued writes given to one system call.
+const MAX_WRITE_PARTS: usize = 64;
+/// Most bytes one copying write hands to the writer thread.
 const WRITE_PIECE: usize = 120 * 1024;
 
 /// Plain threads as a runtime: a spawned task gets a thread of its own that runs it with
@@ -40,7 +46,7 @@ impl Runtime for Threads {
     }
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(Sleep { deadline, key: None })
+        Box::pin(Sleep { deadline, registered: None })
     }
 
     fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
@@ -132,7 +138,8 @@ impl Timers {
 /// Completes at its deadline; its registration leaves with it.
 struct Sleep {
     deadline: Instant,
-    key: Option<(Instant, u64)>,
+    /// The registration and the waker it wakes.
+    registered: Option<((Instant, u64), Waker)>,
 }
 
 impl std::future::Future for Sleep {
@@ -142,21 +149,27 @@ impl std::future::Future for Sleep {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        let key = timers().register(self.deadline, cx.waker().clone(), self.key.take());
-        self.key = Some(key);
+        // A driver polls its timer on every turn: the timer thread is only told again
+        // when someone else is to be woken.
+        if self.registered.as_ref().is_some_and(|(_, waker)| waker.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let key = timers().register(self.deadline, cx.waker().clone(), self.registered.take().map(|(key, _)| key));
+        self.registered = Some((key, cx.waker().clone()));
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
+        if let Some((key, _)) = self.registered.take() {
             timers().cancel(key);
         }
     }
 }
 
 /// A TCP connection whose blocking reads and writes happen on two threads of its own.
+/// Bytes cross to and from the driver as they are, without a copy.
 struct ThreadStream {
     incoming: mpsc::Receiver<io::Result<Bytes>>,
     leftover: Bytes,
@@ -167,65 +180,102 @@ impl ThreadStream {
     fn new(stream: TcpStream) -> io::Result<Self> {
         stream.set_nodelay(true)?;
         let mut reader = stream.try_clone()?;
-        let mut writer = stream;
+        let writer = stream;
         let (mut read_sender, incoming) = mpsc::channel(1);
-        let (outgoing, mut write_queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let (outgoing, write_queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         thread::spawn(move || {
-            let mut buffer = BytesMut::new();
+            let mut buffer = ReadBuffer::new(READ_SIZE, READ_BUFFER, READ_BUFFERS_KEPT);
             loop {
-                buffer.resize(READ_SIZE, 0);
-                let result = reader.read(&mut buffer).map(|n| {
-                    buffer.truncate(n);
-                    buffer.split().freeze()
-                });
+                let result = reader.read(buffer.room()).map(|n| buffer.take(n));
                 let end = !matches!(&result, Ok(data) if !data.is_empty());
                 if futures::executor::block_on(read_sender.send(result)).is_err() || end {
                     return;
                 }
             }
         });
-        thread::spawn(move || {
-            while let Some(data) = futures::executor::block_on(write_queue.next()) {
-                if writer.write_all(&data).is_err() {
-                    break;
-                }
-            }
-            let _ = writer.shutdown(Shutdown::Write);
-        });
+        thread::spawn(move || write_all_queued(writer, write_queue));
         Ok(Self { incoming, leftover: Bytes::new(), outgoing })
     }
-}
 
-impl AsyncRead for ThreadStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        while self.leftover.is_empty() {
-            match self.incoming.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(data))) if data.is_empty() => return Poll::Ready(Ok(0)),
-                Poll::Ready(Some(Ok(data))) => self.leftover = data,
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
-                Poll::Ready(None) => return Poll::Ready(Ok(0)),
-                Poll::Pending => return Poll::Pending,
-            }
+    /// The next bytes read, or the end (empty) or an error.
+    fn poll_next_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        if !self.leftover.is_empty() {
+            return Poll::Ready(Ok(std::mem::take(&mut self.leftover)));
         }
-        let n = buf.len().min(self.leftover.len());
-        buf[..n].copy_from_slice(&self.leftover.split_to(n));
-        Poll::Ready(Ok(n))
+        self.incoming.poll_next_unpin(cx).map(|read| read.unwrap_or(Ok(Bytes::new())))
     }
-}
 
-impl AsyncWrite for ThreadStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    /// Hands `data` to the writer thread as it is.
+    fn poll_queue_write(&mut self, cx: &mut Context<'_>, data: Bytes) -> Poll<io::Result<usize>> {
         let gone = || io::Error::from(io::ErrorKind::BrokenPipe);
         match self.outgoing.poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(_)) => return Poll::Ready(Err(gone())),
             Poll::Pending => return Poll::Pending,
         }
+        let n = data.len();
+        Poll::Ready(Pin::new(&mut self.outgoing).start_send(data).map(|()| n).map_err(|_| gone()))
+    }
+}
+
+/// The writer thread: writes everything queued at once (one system call for a chunk's
+/// head, body and end-line), until the queue closes or the socket fails.
+fn write_all_queued(mut writer: TcpStream, mut queue: mpsc::Receiver<Bytes>) {
+    let mut pending: Vec<Bytes> = Vec::new();
+    while let Some(data) = futures::executor::block_on(queue.next()) {
+        pending.push(data);
+        while pending.len() < MAX_WRITE_PARTS {
+            match queue.try_recv() {
+                Ok(data) => pending.push(data),
+                Err(_) => break,
+            }
+        }
+        let mut slices: Vec<IoSlice<'_>> = pending.iter().map(|data| IoSlice::new(data)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match writer.write_vectored(slices) {
+                Ok(0) | Err(_) => {
+                    let _ = writer.shutdown(Shutdown::Both);
+                    return;
+                }
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            }
+        }
+        pending.clear();
+    }
+    let _ = writer.shutdown(Shutdown::Write);
+}
+
+impl ByteStream for ThreadStream {
+    fn poll_read_bytes(&mut self, cx: &mut Context<'_>, _: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
+        self.poll_next_read(cx)
+    }
+
+    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
+        self.poll_queue_write(cx, data.clone())
+    }
+}
+
+impl AsyncRead for ThreadStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut data = match self.poll_next_read(cx) {
+            Poll::Ready(Ok(data)) => data,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data.split_to(n));
+        self.leftover = data;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for ThreadStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // Copied in pieces small enough for the allocator to recycle (above 128 KiB glibc
         // maps fresh pages for every buffer, and faulting them in costs more than the copy).
-        let n = buf.len().min(WRITE_PIECE);
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        Poll::Ready(Pin::new(&mut self.outgoing).start_send(data).map(|()| n).map_err(|_| gone()))
+        let piece = Bytes::copy_from_slice(&buf[..buf.len().min(WRITE_PIECE)]);
+        self.poll_queue_write(cx, piece)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

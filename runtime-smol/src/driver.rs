@@ -17,17 +17,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
-use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::AsyncWrite;
 use futures::{FutureExt, SinkExt, StreamExt};
 use msrp_core::outbox::OutgoingId;
 use msrp_core::session::{Event, Input, MessageOutcome, Output, RequestId, Session, SessionError};
 
-use crate::runtime::{BoxStream, Runtime};
+use crate::runtime::{BoxStream, ReadBuffer, Runtime};
 
 /// Bytes asked for per socket read.
-const READ_SIZE: usize = 64 * 1024;
+const READ_SIZE: usize = 60 * 1024;
 /// Application events held for a slow reader before the connection stops reading.
 pub(crate) const EVENT_QUEUE: usize = 64;
 
@@ -175,13 +175,15 @@ struct Socket {
     write_done: bool,
     /// The read side ended.
     read_done: bool,
-    /// Initialized bytes to read into; reads are split off its front, so a fresh
-    /// allocation is made (and zeroed) once per `READ_BUFFER` bytes, not per read.
-    buffer: BytesMut,
+    buffer: ReadBuffer,
 }
 
-/// Bytes allocated at once for reading.
+/// Bytes allocated at once for reading: two reads' worth, under glibc's threshold for
+/// mapping fresh pages.
 const READ_BUFFER: usize = 120 * 1024;
+/// Earlier read buffers kept for reuse during a transfer: as many as the segments in
+/// the event queue may still hold pieces of.
+const READ_BUFFERS_KEPT: usize = EVENT_QUEUE;
 
 impl Socket {
     fn new(stream: BoxStream) -> Self {
@@ -193,14 +195,14 @@ impl Socket {
             closing: false,
             write_done: false,
             read_done: false,
-            buffer: BytesMut::new(),
+            buffer: ReadBuffer::new(READ_SIZE, READ_BUFFER, READ_BUFFERS_KEPT),
         }
     }
 
     /// Writes what it can without waiting; an error ends the write side.
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while let Some(front) = self.queue.front_mut() {
-            match Pin::new(&mut self.stream).poll_write(cx, front) {
+            match self.stream.poll_write_bytes(cx, front) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     let _ = front.split_to(n);
@@ -237,12 +239,8 @@ impl Socket {
 
     /// Reads what has arrived; empty bytes when the stream ended or failed.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
-        if self.buffer.len() < READ_SIZE {
-            self.buffer = BytesMut::zeroed(READ_BUFFER);
-        }
-        let room = &mut self.buffer[..READ_SIZE];
-        match Pin::new(&mut self.stream).poll_read(cx, room) {
-            Poll::Ready(Ok(n)) if n > 0 => Poll::Ready(self.buffer.split_to(n).freeze()),
+        match self.stream.poll_read_bytes(cx, &mut self.buffer) {
+            Poll::Ready(Ok(data)) if !data.is_empty() => Poll::Ready(data),
             Poll::Ready(_) => {
                 self.read_done = true;
                 Poll::Ready(Bytes::new())

@@ -45,7 +45,7 @@ pub use msrp_core::AcceptTypes;
 pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectorDirect, get_acceptor, get_connector};
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
-pub use runtime::{BoxFuture, BoxStream, ByteStream, Listener, Runtime};
+pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
 pub use tls::{TlsClient, TlsServer};

@@ -4,21 +4,64 @@
 //! traits, so one implementation serves every runtime: [`Smol`] here (it also runs
 //! inside async-std's executor), and tokio in `msrp-tokio`.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
 
 /// A boxed future that can move between threads.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A byte stream: a TCP connection, possibly wrapped in TLS.
-pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+///
+/// Streams read and written through `futures-io` are wrapped in [`IoStream`]. A stream
+/// that receives into buffers of its own, or queues what it is given, overrides the two
+/// methods so that bytes pass without a copy (the `Threads` runtime of `msrp-blocking`).
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// Reads what has arrived into `buffer` and returns it; empty at the end of the
+    /// stream. Same contract as [`AsyncRead::poll_read`].
+    fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
+        let read = Pin::new(&mut *self).poll_read(cx, buffer.room());
+        read.map_ok(|n| buffer.take(n))
+    }
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+    /// Writes from the front of `data`; returns how many bytes were taken. Same
+    /// contract as [`AsyncWrite::poll_write`].
+    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_write(cx, data)
+    }
+}
+
+/// Any `futures-io` stream as a [`ByteStream`].
+pub struct IoStream<T>(pub T);
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for IoStream<T> {}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IoStream<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IoStream<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
 
 /// A boxed [`ByteStream`].
 pub type BoxStream = Box<dyn ByteStream>;
@@ -74,7 +117,7 @@ impl Runtime for Smol {
         Box::pin(async move {
             let stream = smol::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream) as BoxStream)
+            Ok(Box::new(IoStream(stream)) as BoxStream)
         })
     }
 
@@ -99,7 +142,117 @@ impl Listener for SmolListener {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(stream) as BoxStream, peer))
+            Ok((Box::new(IoStream(stream)) as BoxStream, peer))
         })
+    }
+}
+
+/// Memory that reads land in, handed out as [`Bytes`] without a copy.
+///
+/// One allocation serves several reads, and is taken back for more once every piece of
+/// it was dropped: fresh allocations cost page faults and zeroing, which at loopback
+/// speed cost more than the copy they save.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    current: BytesMut,
+    /// Earlier allocations whose pieces may still be in use, oldest first.
+    retired: VecDeque<BytesMut>,
+    /// Most bytes one read is offered.
+    read_size: usize,
+    /// Bytes allocated at once: a few reads' worth.
+    capacity: usize,
+    /// Earlier allocations kept for reuse.
+    keep: usize,
+    /// Whether `current` is an allocation (not the empty buffer it starts as).
+    allocated: bool,
+}
+
+impl ReadBuffer {
+    /// Reads of up to `read_size` bytes, from allocations of `capacity` bytes. While
+    /// reads come in full, up to `keep` earlier allocations are kept, to be reused once
+    /// every piece of one was dropped (pieces can stay in use for a while: queued as
+    /// events, or a file's chunks on their way out).
+    pub fn new(read_size: usize, capacity: usize, keep: usize) -> Self {
+        let capacity = capacity.max(read_size);
+        Self { current: BytesMut::new(), retired: VecDeque::new(), read_size, capacity, keep, allocated: false }
+    }
+
+    /// Where the next read goes: `read_size` initialized bytes.
+    pub fn room(&mut self) -> &mut [u8] {
+        if self.current.len() < self.read_size {
+            let used = std::mem::take(&mut self.current);
+            if self.allocated {
+                self.retired.push_back(used);
+            }
+            self.allocated = true;
+            // Pieces are dropped about in the order they were read: the oldest goes first.
+            let mut next = None;
+            for _ in 0..self.retired.len() {
+                let Some(mut old) = self.retired.pop_front() else { break };
+                old.clear();
+                if old.try_reclaim(self.capacity) {
+                    next = Some(old);
+                    break;
+                }
+                self.retired.push_back(old);
+            }
+            while self.retired.len() > self.keep {
+                self.retired.pop_front();
+            }
+            self.current = next.unwrap_or_else(|| BytesMut::with_capacity(self.capacity));
+            self.current.resize(self.capacity, 0);
+        }
+        &mut self.current[..self.read_size]
+    }
+
+    /// The first `n` bytes of the room, read into.
+    pub fn take(&mut self, n: usize) -> Bytes {
+        if n < self.read_size / 2 {
+            // Short reads: the stream is not busy, so earlier allocations are let go
+            // (an idle connection holds one buffer, not a pool).
+            self.retired.clear();
+        }
+        self.current.split_to(n.min(self.current.len())).freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReadBuffer;
+
+    /// Reads `n` bytes of `fill` into the buffer's room.
+    fn read(buffer: &mut ReadBuffer, n: usize, fill: u8) -> bytes::Bytes {
+        buffer.room()[..n].fill(fill);
+        buffer.take(n)
+    }
+
+    #[test]
+    fn an_allocation_is_reused_once_its_pieces_are_dropped() {
+        let mut buffer = ReadBuffer::new(100, 200, 2);
+        let first = read(&mut buffer, 100, 1);
+        let start = first.as_ptr();
+        drop(first);
+        drop(read(&mut buffer, 100, 2));
+        let again = read(&mut buffer, 100, 3);
+        assert_eq!(again.as_ptr(), start, "the first allocation serves again");
+        assert!(again.iter().all(|&byte| byte == 3));
+    }
+
+    #[test]
+    fn pieces_in_use_are_never_written_over() {
+        let mut buffer = ReadBuffer::new(100, 200, 2);
+        let pieces: Vec<_> = (0..10).map(|i| read(&mut buffer, 100, i)).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            assert!(piece.iter().all(|&byte| usize::from(byte) == i), "piece {i} kept its bytes");
+        }
+    }
+
+    #[test]
+    fn short_reads_let_earlier_allocations_go() {
+        let mut buffer = ReadBuffer::new(100, 100, 4);
+        let _pieces = [read(&mut buffer, 100, 1), read(&mut buffer, 100, 2)];
+        assert_eq!(buffer.retired.len(), 1, "kept while reads come in full");
+        let _short = read(&mut buffer, 10, 3);
+        assert!(buffer.retired.is_empty(), "an idle stream holds one allocation");
     }
 }

@@ -1,9 +1,10 @@
 //! The application's handles on a connection: [`Transport`] (msrplib's `MSRPTransport`)
 //! and [`Session`] (`MSRPSession` and `GreenMSRPSession`).
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncReadExt};
@@ -14,7 +15,7 @@ use msrp_core::session::{Event, MessageOutcome, SendError, SessionError, Transac
 use msrp_core::{AcceptTypes, Chunk, ChunkParams, MsrpError, Uri};
 
 use crate::driver::Connection;
-use crate::runtime::Runtime;
+use crate::runtime::{ReadBuffer, Runtime};
 
 /// What went wrong in a call on a [`Transport`] or [`Session`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -328,6 +329,9 @@ impl<R: Runtime> Session<R> {
     }
 }
 
+/// Pieces of a file read ahead and offered to the session in one call.
+const FILE_PIECES_PER_CALL: usize = 4;
+
 /// Feeds `remaining` bytes of `reader` into the streamed message `id`, waiting for room
 /// whenever the session takes less than offered.
 async fn stream_file(
@@ -336,41 +340,67 @@ async fn stream_file(
     reader: &mut (dyn AsyncRead + Send + Unpin),
     mut remaining: u64,
 ) -> Result<(), Error> {
-    let mut buffer = BytesMut::new();
-    while remaining > 0 {
-        let want = remaining.min(120 * 1024) as usize;
-        buffer.resize(want, 0);
-        let n = reader.read(&mut buffer).await.map_err(Error::from)?;
-        if n == 0 {
-            return Err(Error::Connect("the file ended before its announced size".into()));
+    // Pieces of one chunk's size are cut into chunks without being joined or copied, and
+    // a few go in each call, as every call is a round trip to the driver.
+    let piece = connection.call(|state, _| state.session.config().max_chunk_size).await?;
+    let mut buffer = ReadBuffer::new(piece, piece, 4 * FILE_PIECES_PER_CALL);
+    let mut unsent: VecDeque<Bytes> = VecDeque::new();
+    loop {
+        while remaining > 0 && unsent.len() < FILE_PIECES_PER_CALL {
+            let room = buffer.room();
+            let want = room.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            // Whole pieces, even from a reader that returns less than asked.
+            let mut filled = 0;
+            while filled < want {
+                match reader.read(&mut room[filled..want]).await.map_err(Error::from)? {
+                    0 => return Err(Error::Connect("the file ended before its announced size".into())),
+                    n => filled += n,
+                }
+            }
+            unsent.push_back(buffer.take(want));
+            remaining -= want as u64;
         }
-        buffer.truncate(n);
-        let mut data = buffer.split().freeze();
-        remaining -= n as u64;
-        while !data.is_empty() {
-            let (room, piece) = oneshot::channel();
-            let offered = data.clone();
-            let taken = connection
-                .call(move |state, now| {
-                    let taken = match state.session.write_message(now, id, offered.clone()) {
-                        Ok(taken) => taken,
+        let (room, wait) = oneshot::channel();
+        let offered: Vec<Bytes> = unsent.iter().cloned().collect();
+        let last = remaining == 0;
+        let taken = connection
+            .call(move |state, now| {
+                let mut taken = 0;
+                for data in offered {
+                    let took = match state.session.write_message(now, id, data.clone()) {
+                        Ok(took) => took,
                         Err(SendError::Blocked) => 0,
                         Err(error) => return Err(error),
                     };
-                    if taken < offered.len() {
+                    taken += took;
+                    if took < data.len() {
                         // Registered in the same step as the short write: no wake-up is missed.
                         state.writable.insert(id, room);
+                        return Ok(taken);
                     }
-                    Ok(taken)
-                })
-                .await??;
-            let _ = data.split_to(taken);
-            if !data.is_empty() && piece.await.is_err() {
-                // The message ended (failed or aborted) while waiting.
-                return Ok(());
+                }
+                if last {
+                    state.session.finish_message(now, id)?;
+                }
+                Ok(taken)
+            })
+            .await??;
+        let mut taken = taken;
+        while let Some(front) = unsent.front_mut() {
+            let took = taken.min(front.len());
+            let _ = front.split_to(took);
+            taken -= took;
+            if !front.is_empty() {
+                break;
             }
+            unsent.pop_front();
+        }
+        if unsent.is_empty() && last {
+            return Ok(());
+        }
+        if !unsent.is_empty() && wait.await.is_err() {
+            // The message ended (failed or aborted) while waiting.
+            return Ok(());
         }
     }
-    connection.call(move |state, now| state.session.finish_message(now, id)).await??;
-    Ok(())
 }

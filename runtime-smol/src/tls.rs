@@ -15,7 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::runtime::BoxStream;
+use crate::runtime::{BoxStream, IoStream};
 use crate::session::Error;
 
 /// The SHA-256 fingerprint of a DER certificate, as SDP's `a=fingerprint:sha-256` shows it.
@@ -95,7 +95,7 @@ impl TlsClient {
     pub(crate) async fn connect(&self, host: &str, stream: BoxStream) -> Result<BoxStream, Error> {
         let name = ServerName::try_from(host.to_owned()).map_err(tls_error)?;
         let stream = TlsConnector::from(Arc::clone(&self.config)).connect(name, stream).await.map_err(tls_error)?;
-        Ok(Box::new(stream))
+        Ok(Box::new(IoStream(stream)))
     }
 }
 
@@ -127,7 +127,7 @@ impl TlsServer {
     /// Runs the handshake over an accepted `stream`.
     pub(crate) async fn accept(&self, stream: BoxStream) -> Result<BoxStream, Error> {
         let stream = TlsAcceptor::from(Arc::clone(&self.config)).accept(stream).await.map_err(tls_error)?;
-        Ok(Box::new(stream))
+        Ok(Box::new(IoStream(stream)))
     }
 }
 

@@ -35,7 +35,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use msrp_smol::runtime::{BoxFuture, BoxStream, Listener, Runtime};
+use msrp_smol::runtime::{BoxFuture, BoxStream, IoStream, Listener, Runtime};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 pub use msrp_core as core;
@@ -84,7 +84,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(stream.compat()) as BoxStream)
+            Ok(Box::new(IoStream(stream.compat())) as BoxStream)
         })
     }
 
@@ -107,7 +107,7 @@ impl Listener for TokioListener {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(stream.compat()) as BoxStream, peer))
+            Ok((Box::new(IoStream(stream.compat())) as BoxStream, peer))
         })
     }
 }

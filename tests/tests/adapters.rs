@@ -88,11 +88,51 @@ pairs!(messages_both_ways:
 
 /// A generated file, streamed from a reader, checked with SHA-256 at the far end.
 async fn file_with_checksum<A: Runtime, B: Runtime>(a: A, b: B, size: usize) {
-    let (alice, bob) = pair(a, b, None, None).await;
     let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-    let expected = Sha256::digest(&data);
+    file_from_reader(a, b, Box::new(Cursor::new(data.clone())), &data).await;
+}
+
+/// A reader that returns fewer bytes than asked, by a varying amount.
+struct Ragged {
+    data: Cursor<Vec<u8>>,
+    reads: usize,
+}
+
+impl futures::io::AsyncRead for Ragged {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buffer: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        const SIZES: [usize; 4] = [1, 997, 4096, 65_537];
+        self.reads += 1;
+        let most = buffer.len().min(SIZES[self.reads % SIZES.len()]);
+        std::pin::Pin::new(&mut self.data).poll_read(cx, &mut buffer[..most])
+    }
+}
+
+async fn file_from_a_ragged_reader<A: Runtime, B: Runtime>(a: A, b: B) {
+    let data: Vec<u8> = (0..3_000_000_usize).map(|i| (i * 13 % 241) as u8).collect();
+    let reader = Ragged { data: Cursor::new(data.clone()), reads: 0 };
+    file_from_reader(a, b, Box::new(reader), &data).await;
+}
+
+pairs!(file_from_a_ragged_reader:
+    smol_threads => (Smol, Threads),
+    threads_tokio => (Threads, Tokio),
+);
+
+async fn file_from_reader<A: Runtime, B: Runtime>(
+    a: A,
+    b: B,
+    reader: Box<dyn futures::io::AsyncRead + Send + Unpin>,
+    data: &[u8],
+) {
+    let (alice, bob) = pair(a, b, None, None).await;
+    let size = data.len();
+    let expected = Sha256::digest(data);
     let file = OutgoingFile {
-        reader: Box::new(Cursor::new(data)),
+        reader,
         file: msrp_core::session::OutgoingFile {
             size: size as u64,
             content_type: Some("application/octet-stream".into()),

@@ -128,7 +128,9 @@ pub struct SessionConfig {
     pub accept_types: AcceptTypes,
     /// Largest body of an outgoing SEND chunk (64 KiB).
     pub max_chunk_size: usize,
-    /// Incoming chunks are delivered in segments of about this many bytes (64 KiB).
+    /// Incoming chunks are delivered in segments of about this many bytes (64 KiB): a
+    /// segment goes out once it holds this many, or earlier when the next piece read would
+    /// take it past this size (so large reads pass as they are, without a copy).
     pub segment_size: usize,
     /// Deliver whole messages (with a size cap) instead of chunks; off by default.
     pub reassembly: Option<ReassemblyLimits>,

@@ -125,12 +125,17 @@ impl Session {
         }
         match incoming.verdict {
             Verdict::Deliver => {
-                incoming.assembly.push(data);
-                if incoming.assembly.len() >= self.config.segment_size {
-                    let segment = incoming.assembly.take_segment(None);
-                    incoming.delivered_any = true;
-                    if !self.deliver(segment) {
-                        incoming.verdict = Verdict::Skip;
+                // A segment goes out once it holds `segment_size` bytes. Bytes held go out
+                // first when this piece would take them past that size: large reads then
+                // pass as they are, never joined into a copy.
+                let held = incoming.assembly.len();
+                if held > 0 && held + data.len() > self.config.segment_size {
+                    self.deliver_segment(&mut incoming);
+                }
+                if incoming.verdict == Verdict::Deliver {
+                    incoming.assembly.push(data);
+                    if incoming.assembly.len() >= self.config.segment_size {
+                        self.deliver_segment(&mut incoming);
                     }
                 }
             }
@@ -139,6 +144,15 @@ impl Session {
         }
         if self.state != State::Closed {
             self.incoming = Some(incoming);
+        }
+    }
+
+    /// Hands what `incoming` gathered to the application as a virtual segment.
+    fn deliver_segment(&mut self, incoming: &mut Incoming) {
+        let segment = incoming.assembly.take_segment(None);
+        incoming.delivered_any = true;
+        if !self.deliver(segment) {
+            incoming.verdict = Verdict::Skip;
         }
     }
 

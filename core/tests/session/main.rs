@@ -353,6 +353,29 @@ fn large_incoming_chunks_come_in_segments() {
 }
 
 #[test]
+fn pieces_read_are_not_joined_past_the_segment_size() {
+    // Reads of 6000 bytes against segments of 10,000: held bytes go out before a piece
+    // that would take them past the size, so no segment is a joined copy above it.
+    let (mut alice, mut bob) = configs();
+    alice.max_chunk_size = 1 << 20;
+    bob.segment_size = 10_000;
+    let mut pair = Pair::new(alice, bob);
+    pair.split = 6000;
+    pair.connect();
+    pair.run();
+    let body = pattern(100_000);
+    pair.alice.session.send_message(pair.now, options("application/octet-stream"), body.clone()).unwrap();
+    pair.run();
+    let events = pair.bob.take_events();
+    let segments = incoming(&events);
+    assert!(segments.len() >= 16, "{} segments", segments.len());
+    for segment in &segments {
+        assert!(segment.data.len() <= 10_000, "a segment of {} bytes", segment.data.len());
+    }
+    assert_eq!(incoming_body(&events), body);
+}
+
+#[test]
 fn reassembly_delivers_whole_messages_and_413_beyond_the_cap() {
     // R4975-7.3.1-1, R4975-10.5: after the 413 the sender sends no further chunk of it.
     let (mut alice, mut bob) = configs();
