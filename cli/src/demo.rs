@@ -55,23 +55,21 @@ impl Peer {
 
     /// The next whole message, or why none came.
     async fn next_message(&mut self) -> Result<Received, String> {
-        while let Some(event) = self.incoming.recv().await {
-            match event {
-                Incoming::Arrival(Arrival::Complete(message)) => return Ok(message),
-                Incoming::Arrival(Arrival::Aborted { message_id, .. }) => {
-                    return Err(format!("{} saw message {message_id} aborted", self.name));
-                }
-                Incoming::Failed(text) => return Err(text),
-                Incoming::Incomplete(message_id, size) => {
-                    return Err(format!("{} got only {size} bytes of {message_id}", self.name));
-                }
-                Incoming::Ended(reason) => {
-                    let why = reason.map_or_else(|| "closed".to_owned(), |reason| reason.to_string());
-                    return Err(format!("{}'s session ended: {why}", self.name));
-                }
+        match self.incoming.recv().await {
+            Some(Incoming::Arrival(Arrival::Complete(message))) => Ok(message),
+            Some(Incoming::Arrival(Arrival::Aborted { message_id, .. })) => {
+                Err(format!("{} saw message {message_id} aborted", self.name))
             }
+            Some(Incoming::Failed(text)) => Err(text),
+            Some(Incoming::Incomplete(message_id, size)) => {
+                Err(format!("{} got only {size} bytes of {message_id}", self.name))
+            }
+            Some(Incoming::Ended(reason)) => {
+                let why = reason.map_or_else(|| "closed".to_owned(), |reason| reason.to_string());
+                Err(format!("{}'s session ended: {why}", self.name))
+            }
+            None => Err(format!("{}'s session ended", self.name)),
         }
-        Err(format!("{}'s session ended", self.name))
     }
 }
 
@@ -115,7 +113,12 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     let _ = bob.next_message().await;
 
     println!("--");
-    println!("messages:     {} of {} delivered ({} chat, 1 file), each confirmed by a success REPORT", tally.delivered, tally.messages, CHAT.len());
+    println!(
+        "messages:     {} of {} delivered ({} chat, 1 file), each confirmed by a success REPORT",
+        tally.delivered,
+        tally.messages,
+        CHAT.len()
+    );
     println!("bytes:        {} ({:.0} MiB)", tally.bytes, tally.bytes as f64 / MIB);
     println!(
         "throughput:   {:.0} MiB/s for the file ({:.2} s over 127.0.0.1)",
@@ -223,7 +226,7 @@ fn outcome_text(sent: &Sent) -> String {
     }
 }
 
-/// The generated file: 8 bytes of SplitMix64 per 8-byte word, the same on every run;
+/// The generated file: 8 bytes of `SplitMix64` per 8-byte word, the same on every run;
 /// hashed as it is read, the digest published at its end.
 struct Generated {
     position: u64,
@@ -231,7 +234,7 @@ struct Generated {
     digest: Arc<Mutex<Option<[u8; 32]>>>,
 }
 
-/// SplitMix64 of `index`: a well-mixed word for each position.
+/// `SplitMix64` of `index`: a well-mixed word for each position.
 fn splitmix64(index: u64) -> u64 {
     let mut z = index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

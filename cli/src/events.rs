@@ -100,12 +100,9 @@ impl Reports {
                     return (ReportOutcome::Missing, bytes);
                 }
             }
-            match tokio::time::timeout_at(deadline, changed.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    let bytes = self.bytes(message_id);
-                    return (ReportOutcome::Missing, bytes);
-                }
+            let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
+            if !matches!(woke, Ok(Ok(()))) {
+                return (ReportOutcome::Missing, self.bytes(message_id));
             }
         }
     }

@@ -33,7 +33,9 @@ impl Failure {
 
 /// Parses one URI, or says what is wrong with it.
 pub(crate) fn parse_uri(text: &str) -> Result<Uri, Failure> {
-    text.trim().parse().map_err(|error| Failure::usage(format!("invalid URI {:?}: {}", text.trim(), uri_reason(&error))))
+    text.trim()
+        .parse()
+        .map_err(|error| Failure::usage(format!("invalid URI {:?}: {}", text.trim(), uri_reason(&error))))
 }
 
 /// Parses a path (URIs separated by spaces), or says which URI is wrong and why.
@@ -107,7 +109,10 @@ mod tests {
         let refused = Error::Session(SessionError::BindRefused(MsrpError::new(481, "Invalid From-Path")));
         assert_eq!(describe(&refused, "x"), "the peer refused the session (481 Invalid From-Path)");
         let tls = Error::Connect("TLS: invalid peer certificate: UnknownIssuer".into());
-        assert_eq!(describe(&tls, "127.0.0.1:9"), "TLS with 127.0.0.1:9 failed: invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            describe(&tls, "127.0.0.1:9"),
+            "TLS with 127.0.0.1:9 failed: invalid peer certificate: UnknownIssuer"
+        );
         let refused = Error::Connect("Connection refused (os error 111)".into());
         assert_eq!(describe(&refused, "127.0.0.1:9"), "cannot connect to 127.0.0.1:9: connection refused");
     }
@@ -115,7 +120,10 @@ mod tests {
     #[test]
     fn a_bad_uri_says_which_and_why() {
         let error = parse_path("msrp://127.0.0.1:2855/a;tcp msrp://127.0.0.1:99999/b;tcp").unwrap_err();
-        assert_eq!(error.text, "invalid URI \"msrp://127.0.0.1:99999/b;tcp\": the port is not a number from 0 to 65535");
+        assert_eq!(
+            error.text,
+            "invalid URI \"msrp://127.0.0.1:99999/b;tcp\": the port is not a number from 0 to 65535"
+        );
         assert_eq!(error.code, 2);
         assert!(parse_path("  ").is_err());
     }

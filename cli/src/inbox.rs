@@ -252,7 +252,9 @@ fn create_unique(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
         match File::options().read(true).write(true).create_new(true).open(&path) {
             Ok(file) => return Ok((path, file)),
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(error) => return Err(io::Error::new(error.kind(), format!("cannot create {}: {error}", path.display()))),
+            Err(error) => {
+                return Err(io::Error::new(error.kind(), format!("cannot create {}: {error}", path.display())));
+            }
         }
     }
     Err(io::Error::other(format!("no free name for {name} in {}", dir.display())))
@@ -279,7 +281,8 @@ mod tests {
     fn chunks_in_order_make_a_message_with_its_hash() {
         let mut inbox = Inbox::new(None);
         assert!(inbox.on_chunk(&chunk("m", b"Hello ", 1, 12, ContinuationFlag::More)).unwrap().is_none());
-        let Some(Arrival::Complete(message)) = inbox.on_chunk(&chunk("m", b"world!", 7, 12, ContinuationFlag::End)).unwrap()
+        let Some(Arrival::Complete(message)) =
+            inbox.on_chunk(&chunk("m", b"world!", 7, 12, ContinuationFlag::End)).unwrap()
         else {
             panic!("expected a whole message");
         };
@@ -294,7 +297,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut inbox = Inbox::new(Some(dir.clone()));
         assert!(inbox.on_chunk(&chunk("m2", b"world!", 7, 12, ContinuationFlag::More)).unwrap().is_none());
-        let Some(Arrival::Complete(message)) = inbox.on_chunk(&chunk("m2", b"Hello ", 1, 12, ContinuationFlag::End)).unwrap()
+        let Some(Arrival::Complete(message)) =
+            inbox.on_chunk(&chunk("m2", b"Hello ", 1, 12, ContinuationFlag::End)).unwrap()
         else {
             panic!("expected a whole message");
         };
@@ -319,7 +323,10 @@ mod tests {
 
     #[test]
     fn file_names_from_the_peer_stay_inside_the_folder() {
-        assert_eq!(disposition_filename("attachment; filename=\"../../etc/passwd\"").as_deref(), Some("../../etc/passwd"));
+        assert_eq!(
+            disposition_filename("attachment; filename=\"../../etc/passwd\"").as_deref(),
+            Some("../../etc/passwd")
+        );
         assert_eq!(sanitize("../../etc/passwd"), "passwd");
         assert_eq!(sanitize("..hidden"), "hidden");
         assert_eq!(sanitize("a b\u{e9}.txt"), "a_b_.txt");

@@ -1,5 +1,6 @@
 //! `msrp recv`: listen, bind, print what arrives.
 
+use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,8 +29,9 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let local = parse_uri(&args.local_uri)?;
     let remote = args.remote_path.as_deref().map(parse_path).transpose()?;
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| Failure::usage(format!("cannot use --out {}: {}", dir.display(), tidy(&error.to_string()))))?;
+        std::fs::create_dir_all(dir).map_err(|error| {
+            Failure::usage(format!("cannot use --out {}: {}", dir.display(), tidy(&error.to_string())))
+        })?;
     }
     let tls = server_tls(&args, &local)?;
     if args.accept_any && local.use_tls {
@@ -52,14 +54,7 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     out.event("listening", json!({ "path": path }), || path.clone());
     let remote = match remote {
         Some(remote) => remote,
-        None => {
-            let patience = Duration::from_secs(args.timeout);
-            match tokio::time::timeout(patience, handoff.accept_first()).await {
-                Ok(Ok(from_path)) => from_path,
-                Ok(Err(error)) => return Err(Failure::fatal(error.to_string())),
-                Err(_) => return Err(Failure::fatal("no peer connected in time")),
-            }
-        }
+        None => first_from_path(&handoff, Duration::from_secs(args.timeout)).await?,
     };
     let transport = acceptor.complete(remote).await.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
     let remote_text = path_text(transport.remote_path());
@@ -67,6 +62,15 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
     let (incoming, _reports) = events::spawn(Arc::clone(&session), Inbox::new(args.out.clone()));
     receive(&session, incoming, args.count, &out).await
+}
+
+/// `--accept-any`: the From-Path of the first request on the first connection.
+async fn first_from_path(handoff: &Handoff, patience: Duration) -> Result<Vec<Uri>, Failure> {
+    match tokio::time::timeout(patience, handoff.accept_first()).await {
+        Ok(Ok(from_path)) => Ok(from_path),
+        Ok(Err(error)) => Err(Failure::fatal(error.to_string())),
+        Err(_) => Err(Failure::fatal("no peer connected in time")),
+    }
 }
 
 /// Prints what arrives until `count` messages did (then shuts down) or the session ends.
@@ -99,9 +103,9 @@ async fn receive<R: msrp_smol::Runtime>(
                     format!("session ended by the peer after {received} messages")
                 });
                 return match count {
-                    Some(count) if received < count => Err(Failure::fatal(format!(
-                        "the session ended after {received} of {count} messages"
-                    ))),
+                    Some(count) if received < count => {
+                        Err(Failure::fatal(format!("the session ended after {received} of {count} messages")))
+                    }
                     _ => Ok(ExitCode::SUCCESS),
                 };
             }
@@ -119,7 +123,10 @@ fn server_tls(args: &RecvArgs, local: &Uri) -> Result<Option<TlsServer>, Failure
             let key = read_file(key)?;
             TlsServer::from_pem(&chain, &key).map(Some).map_err(|error| {
                 let text = error.to_string();
-                Failure::usage(format!("cannot use --tls-cert/--tls-key: {}", text.strip_prefix("TLS: ").unwrap_or(&text)))
+                Failure::usage(format!(
+                    "cannot use --tls-cert/--tls-key: {}",
+                    text.strip_prefix("TLS: ").unwrap_or(&text)
+                ))
             })
         }
         (true, _, _) => Err(Failure::usage("an msrps:// local URI needs --tls-cert and --tls-key")),
@@ -140,11 +147,11 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
 pub(crate) fn print_arrival(out: &Output, arrival: &Arrival) {
     match arrival {
         Arrival::Complete(message) => print_received(out, message),
-        Arrival::Aborted { message_id, size } => out.event(
-            "aborted",
-            json!({ "message_id": message_id, "size": size }),
-            || format!("aborted id={message_id} after {size} bytes"),
-        ),
+        Arrival::Aborted { message_id, size } => {
+            out.event("aborted", json!({ "message_id": message_id, "size": size }), || {
+                format!("aborted id={message_id} after {size} bytes")
+            });
+        }
     }
 }
 
@@ -170,10 +177,10 @@ fn print_received(out: &Output, message: &Received) {
             sha256.as_deref().unwrap_or("unknown")
         );
         if let Some(file) = &file {
-            line.push_str(&format!(" file={file}"));
+            let _ = write!(line, " file={file}");
         }
         if let Some(text) = &message.text {
-            line.push_str(&format!(" text={text:?}"));
+            let _ = write!(line, " text={text:?}");
         }
         line
     });

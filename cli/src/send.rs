@@ -1,5 +1,6 @@
 //! `msrp send`: connect, bind, send each item in order, print each outcome.
 
+use std::fmt::Write;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -113,7 +114,9 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
                 }
                 settle(&reports, message_id, outcome, size, args.success_report).await
             }
-            Err(text) => Sent { message_id: String::new(), code: None, reason: text, bytes_reported: None, delivered: false },
+            Err(text) => {
+                Sent { message_id: String::new(), code: None, reason: text, bytes_reported: None, delivered: false }
+            }
         };
         all_delivered &= sent.delivered;
         print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
@@ -133,9 +136,13 @@ pub(crate) async fn settle(
 ) -> Sent {
     match outcome {
         MessageOutcome::Delivered if success_report => match reports.wait(&message_id, size, REPORT_PATIENCE).await {
-            (ReportOutcome::Complete, bytes) => {
-                Sent { message_id, code: Some(200), reason: "OK".to_owned(), bytes_reported: Some(bytes), delivered: true }
-            }
+            (ReportOutcome::Complete, bytes) => Sent {
+                message_id,
+                code: Some(200),
+                reason: "OK".to_owned(),
+                bytes_reported: Some(bytes),
+                delivered: true,
+            },
             (ReportOutcome::Failed(code, reason), bytes) => {
                 Sent { message_id, code: Some(code), reason, bytes_reported: Some(bytes), delivered: false }
             }
@@ -184,10 +191,10 @@ fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: 
             sent.message_id, sent.reason
         );
         if let Some(bytes) = sent.bytes_reported {
-            line.push_str(&format!(" (reported {bytes} bytes)"));
+            let _ = write!(line, " (reported {bytes} bytes)");
         }
         if let Some(file) = &file {
-            line.push_str(&format!(" file={file}"));
+            let _ = write!(line, " file={file}");
         }
         line
     });
@@ -266,8 +273,9 @@ fn check_item(item: Item) -> Result<Ready, Failure> {
         }
         Item::Text(text) => Ok(Ready::Text(Bytes::from(text))),
         Item::File(path) => {
-            let metadata = std::fs::metadata(&path)
-                .map_err(|error| Failure::usage(format!("cannot read {}: {}", path.display(), tidy(&error.to_string()))))?;
+            let metadata = std::fs::metadata(&path).map_err(|error| {
+                Failure::usage(format!("cannot read {}: {}", path.display(), tidy(&error.to_string())))
+            })?;
             if !metadata.is_file() {
                 return Err(Failure::usage(format!("cannot send {}: not a regular file", path.display())));
             }
@@ -289,7 +297,9 @@ fn client_tls(args: &SendArgs, use_tls: bool) -> Result<Option<TlsClient>, Failu
             })?;
             TlsClient::with_fingerprint(fingerprint)
         }
-        (None, None) if use_tls => return Err(Failure::usage("an msrps:// peer needs --ca FILE or --fingerprint SHA256")),
+        (None, None) if use_tls => {
+            return Err(Failure::usage("an msrps:// peer needs --ca FILE or --fingerprint SHA256"));
+        }
         (None, None) => return Ok(None),
     };
     if !use_tls {
