@@ -24,8 +24,13 @@ impl Failure {
         Self { code: 1, text: text.into() }
     }
 
-    /// Prints the line and gives the exit code.
-    pub(crate) fn report(self) -> ExitCode {
+    /// Prints the line (and with `json` an `error` event on standard output) and gives
+    /// the exit code.
+    pub(crate) fn report(self, json: bool) -> ExitCode {
+        if json {
+            let event = serde_json::json!({ "event": "error", "message": self.text, "exit_code": self.code });
+            println!("{event}");
+        }
         eprintln!("msrp: {}", self.text);
         ExitCode::from(self.code)
     }

@@ -17,7 +17,8 @@
 //!
 //! With `--json`, `recv` and `send` print one JSON object per line. Errors a person can
 //! act on (a bad URI, a refused connection, a 481, a TLS failure) print one line starting
-//! with `msrp:` and exit non-zero: 2 for bad input, 1 for everything else.
+//! with `msrp:` on standard error (and, with `--json`, an `error` event on standard
+//! output) and exit non-zero: 2 for bad input, 1 for everything else.
 
 mod decode;
 mod demo;
@@ -141,6 +142,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    let json = match &cli.command {
+        Command::Recv(args) => args.json,
+        Command::Send(args) => args.json,
+        Command::Demo | Command::Decode => false,
+    };
     let result = match cli.command {
         Command::Decode => Ok(decode::run()),
         Command::Demo => runtime().and_then(|runtime| runtime.block_on(demo::run())),
@@ -152,7 +158,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(failure) => failure.report(),
+        Err(failure) => failure.report(json),
     }
 }
 

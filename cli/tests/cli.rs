@@ -266,6 +266,13 @@ fn a_refused_connection_is_one_line() {
     let (status, _, stderr) = run(&["send", "--remote-path", &remote, "--text", "hello?"]);
     assert_eq!(status.code(), Some(1));
     assert_eq!(stderr, format!("msrp: cannot connect to 127.0.0.1:{port}: connection refused\n"));
+    let (status, stdout, _) = run(&["send", "--remote-path", &remote, "--text", "hello?", "--json"]);
+    assert_eq!(status.code(), Some(1));
+    let lines = json_lines(&stdout);
+    let error = lines.last().unwrap();
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["message"], format!("cannot connect to 127.0.0.1:{port}: connection refused"));
+    assert_eq!(error["exit_code"], 1);
 }
 
 #[test]
@@ -441,6 +448,57 @@ fn tls_with_a_pinned_fingerprint_and_a_tls_failure() {
     drop(recv);
     std::fs::remove_dir_all(dir).unwrap();
     let _ = std::fs::remove_dir_all(scratch("tls-other"));
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files: (CA, chain, key).
+fn ca_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server-key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_verified_against_a_ca() {
+    let dir = scratch("tls-ca");
+    let (ca, chain, key) = ca_signed(&dir);
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrps://127.0.0.1:0/bob;tcp",
+        "--remote-path",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--tls-cert",
+        chain.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    let path = recv.path();
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--local-uri",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--text",
+        "verified",
+    ]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(lines[1].ends_with("text=\"verified\""), "{lines:?}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
