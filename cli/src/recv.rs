@@ -100,7 +100,10 @@ async fn receive<R: msrp_smol::Runtime>(
             Incoming::Incomplete(message_id, size) => print_incomplete(out, &message_id, size),
             Incoming::Ended(None | Some(SessionError::ConnectionClosed)) => {
                 out.event("ended", json!({ "messages": received }), || {
-                    format!("session ended by the peer after {received} messages")
+                    format!(
+                        "session ended by the peer after {received} message{}",
+                        if received == 1 { "" } else { "s" }
+                    )
                 });
                 return match count {
                     Some(count) if received < count => {

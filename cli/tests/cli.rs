@@ -256,7 +256,7 @@ fn accept_any_binds_whoever_comes_and_ends_with_the_peer() {
     assert!(status.success(), "ends with the session, successfully: {stderr}");
     assert_eq!(lines[0], format!("bound to {local_path}"), "bound the sender's made-up path");
     assert!(lines[1].ends_with("text=\"anyone there?\""), "{lines:?}");
-    assert_eq!(lines[2], "session ended by the peer after 1 messages");
+    assert_eq!(lines[2], "session ended by the peer after 1 message");
 }
 
 #[test]
