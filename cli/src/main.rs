@@ -1,71 +1,179 @@
-//! The `msrp` command.
+//! The `msrp` command: send and receive MSRP (RFC 4975) messages and files by hand, on
+//! the tokio adapter (`msrp-tokio`).
 //!
-//! - `msrp demo`: MSRP traffic over a real TCP connection on 127.0.0.1 with nothing to
-//!   configure: chat messages and a 256 MiB generated file are cut into SEND chunks,
-//!   streamed through the decoder on the receiving side, verified byte for byte and
-//!   answered with 200 responses. Exits non-zero unless everything arrived intact.
-//! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one
-//!   line per chunk, or the first error with its position.
+//! Subcommands:
+//! - `msrp recv --local-uri URI (--remote-path "URI …" | --accept-any)`: listens, prints
+//!   its full local path (what the other side puts in SDP), lets the peer bind, then prints
+//!   one line per received message (Message-ID, content type, size, SHA-256, and the file
+//!   when `--out DIR` saves bodies, streamed to disk). Ends after `--count N` messages or
+//!   when the peer ends the session.
+//! - `msrp send --remote-path "URI …" (--text TEXT | --file PATH)…`: connects, binds,
+//!   sends each item in order (files streamed, with a progress bar), and prints one line
+//!   per message with its outcome; exits 0 only if every message was delivered.
+//! - `msrp demo`: a receiver and a sender on 127.0.0.1 in one process: chat both ways
+//!   and a generated 256 MiB file checked with SHA-256 at both ends, then a short report.
+//! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one line
+//!   per chunk, or the first error with its position.
 //!
-//! `send` and `recv`, built on the session layer, arrive with the runtime adapters.
+//! With `--json`, `recv` and `send` print one JSON object per line. Errors a person can
+//! act on (a bad URI, a refused connection, a 481, a TLS failure) print one line starting
+//! with `msrp:` on standard error (and, with `--json`, an `error` event on standard
+//! output) and exit non-zero: 2 for bad input, 1 for everything else.
 
+mod decode;
 mod demo;
+mod events;
+mod failure;
+mod handoff;
+mod inbox;
+mod output;
+mod recv;
+mod send;
 
-use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bytes::Bytes;
-use msrp_core::{Decoded, Decoder, DecoderLimits};
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-const USAGE: &str = "usage: msrp demo | msrp decode < capture";
+use crate::failure::Failure;
+
+/// Send and receive MSRP (RFC 4975) messages and files.
+#[derive(Debug, Parser)]
+#[command(name = "msrp", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Listen for one MSRP session and print what arrives.
+    #[command(group(ArgGroup::new("peer").required(true).args(["remote_path", "accept_any"])))]
+    Recv(RecvArgs),
+    /// Connect to an MSRP peer and send text messages and files.
+    #[command(group(ArgGroup::new("items").required(true).multiple(true).args(["text", "file"])))]
+    #[command(group(ArgGroup::new("trust").args(["ca", "fingerprint"])))]
+    Send(SendArgs),
+    /// Exchange chat messages and a 256 MiB file between two sessions on 127.0.0.1.
+    Demo,
+    /// Print the chunks of MSRP bytes read from standard input.
+    Decode,
+}
+
+/// Arguments of `msrp recv`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RecvArgs {
+    /// Our URI, e.g. `msrp://127.0.0.1:0/bob;tcp` (port 0 picks a free port; a missing
+    /// session id is made up). `msrps://` needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "URI")]
+    pub(crate) local_uri: String,
+    /// The peer's full path from its SDP (space-separated URIs, its own last).
+    #[arg(long, value_name = "URI …")]
+    pub(crate) remote_path: Option<String>,
+    /// Bind whatever From-Path the first request carries.
+    #[arg(long)]
+    pub(crate) accept_any: bool,
+    /// Save every message's body in this folder (streamed to disk).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// Exit after this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Certificate chain (PEM) shown on an `msrps://` local URI.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Seconds to wait for the peer to connect and bind.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: u64,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Arguments of `msrp send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SendArgs {
+    /// The peer's full path from its SDP (space-separated URIs, its own last).
+    #[arg(long, value_name = "URI …")]
+    pub(crate) remote_path: String,
+    /// Our URI, as the peer expects it in From-Path (default: made up, on 127.0.0.1:2855).
+    #[arg(long, value_name = "URI")]
+    pub(crate) local_uri: Option<String>,
+    /// A text message to send (repeatable; items go in the order given).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) text: Vec<String>,
+    /// A file to send, streamed (repeatable; items go in the order given).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Vec<PathBuf>,
+    /// Content type of every item (default: text/plain for --text,
+    /// application/octet-stream for --file).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) content_type: Option<String>,
+    /// Ask for success REPORTs and wait for them.
+    #[arg(long)]
+    pub(crate) success_report: bool,
+    /// Largest chunk body in bytes.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub(crate) chunk_size: Option<u64>,
+    /// CA certificates (PEM) to verify an `msrps://` peer with.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// SHA-256 fingerprint (`AB:CD:…`, as in SDP) of an `msrps://` peer's certificate.
+    #[arg(long, value_name = "SHA256")]
+    pub(crate) fingerprint: Option<String>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// One item of `msrp send`, in command-line order.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Text(String),
+    File(PathBuf),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["demo"] => demo::run(),
-        ["decode"] => decode_stdin(),
-        ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let json = match &cli.command {
+        Command::Recv(args) => args.json,
+        Command::Send(args) => args.json,
+        Command::Demo | Command::Decode => false,
+    };
+    let result = match cli.command {
+        Command::Decode => Ok(decode::run()),
+        Command::Demo => runtime().and_then(|runtime| runtime.block_on(demo::run())),
+        Command::Recv(args) => runtime().and_then(|runtime| runtime.block_on(recv::run(args))),
+        Command::Send(args) => {
+            let items = matches.subcommand_matches("send").map(|send| items_in_order(&args, send)).unwrap_or_default();
+            runtime().and_then(|runtime| runtime.block_on(send::run(args, items)))
         }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(failure) => failure.report(json),
     }
 }
 
-fn decode_stdin() -> ExitCode {
-    let mut input = Vec::new();
-    if let Err(error) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("msrp: cannot read standard input: {error}");
-        return ExitCode::FAILURE;
-    }
-    let mut decoder = Decoder::new(DecoderLimits::default());
-    decoder.feed(Bytes::from(input));
-    let mut body = 0usize;
-    let mut status = ExitCode::SUCCESS;
-    while let Some(item) = decoder.poll() {
-        match item {
-            Ok(Decoded::Head(head)) => {
-                body = 0;
-                let what = match (head.method(), head.code()) {
-                    (Some(method), _) => method.to_string(),
-                    (None, code) => format!("{} {}", code.unwrap_or_default(), head.comment().unwrap_or_default()),
-                };
-                print!("{} {what}", head.transaction_id);
-            }
-            Ok(Decoded::Data(data)) => body += data.len(),
-            Ok(Decoded::End(flag)) => println!(" body={body} flag={flag}"),
-            Err(error) => {
-                eprintln!("msrp: {error}");
-                status = ExitCode::FAILURE;
-            }
-        }
-    }
-    if let Some(error) = decoder.finish() {
-        eprintln!("msrp: {error}");
-        status = ExitCode::FAILURE;
-    }
-    status
+/// The --text and --file items in the order they were given.
+fn items_in_order(args: &SendArgs, matches: &clap::ArgMatches) -> Vec<Item> {
+    let texts = matches.indices_of("text").into_iter().flatten().zip(args.text.iter().cloned().map(Item::Text));
+    let files = matches.indices_of("file").into_iter().flatten().zip(args.file.iter().cloned().map(Item::File));
+    let mut items: Vec<(usize, Item)> = texts.chain(files).collect();
+    items.sort_by_key(|(index, _)| *index);
+    items.into_iter().map(|(_, item)| item).collect()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::fatal(format!("cannot start the async runtime: {error}")))
 }

@@ -1,0 +1,328 @@
+//! `msrp send`: connect, bind, send each item in order, print each outcome.
+
+use std::fmt::Write;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::io::AsyncRead;
+use indicatif::ProgressBar;
+use msrp_core::header::{ContentType, Header, HeaderName, Headers};
+use msrp_core::outbox::MessageOptions;
+use msrp_core::session::{MessageOutcome, Role, SessionConfig};
+use msrp_smol::tls::parse_fingerprint;
+use msrp_smol::{AcceptTypes, OutgoingFile, Runtime, Session, TlsClient};
+use msrp_tokio::{ConnectorDirect, Tokio};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+use crate::events::{self, Incoming, ReportOutcome, Reports};
+use crate::failure::{Failure, describe, parse_path, parse_uri, tidy};
+use crate::inbox::Inbox;
+use crate::output::Output;
+use crate::recv::{path_text, print_arrival, print_incomplete, read_file};
+use crate::{Item, SendArgs};
+
+/// How long to wait for the success REPORTs of a delivered message.
+pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How one message went.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    pub(crate) message_id: String,
+    /// The response code (200 when delivered), or a failure REPORT's; `None` when the
+    /// message was aborted.
+    pub(crate) code: Option<u16>,
+    pub(crate) reason: String,
+    /// Bytes the success REPORTs covered, when they were asked for.
+    pub(crate) bytes_reported: Option<u64>,
+    /// Whether it arrived (and, when asked for, was reported) whole.
+    pub(crate) delivered: bool,
+}
+
+/// An item checked and ready to go.
+enum Ready {
+    Text(Bytes),
+    File { path: PathBuf, size: u64 },
+}
+
+pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Failure> {
+    let out = Output::new(args.json);
+    let remote = parse_path(&args.remote_path)?;
+    let local = args.local_uri.as_deref().map(parse_uri).transpose()?;
+    if let Some(content_type) = &args.content_type {
+        ContentType::decode(content_type)
+            .map_err(|_| Failure::usage(format!("invalid content type {content_type:?}: expected type/subtype")))?;
+    }
+    let items = items.into_iter().map(check_item).collect::<Result<Vec<_>, _>>()?;
+    if items.is_empty() {
+        return Err(Failure::usage("nothing to send: give --text or --file"));
+    }
+    let first = &remote[0];
+    let tls = client_tls(&args, first.use_tls)?;
+    let peer = match first.port {
+        Some(port) if first.host.contains(':') => format!("[{}]:{port}", first.host),
+        Some(port) => format!("{}:{port}", first.host),
+        None => first.host.clone(),
+    };
+    let mut connector = ConnectorDirect::new(Tokio, None, false);
+    if let Some(chunk_size) = args.chunk_size {
+        let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
+        config.max_chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        connector.set_config(config);
+    }
+    if let Some(tls) = tls {
+        connector.set_tls(tls);
+    }
+    let local_path = path_text(&connector.prepare(local));
+    out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
+    let transport = connector.complete(remote).await.map_err(|error| Failure::fatal(describe(&error, &peer)))?;
+    let remote_text = path_text(transport.remote_path());
+    out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
+    let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
+    let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None));
+    let printer = tokio::spawn(print_incoming(incoming, out.clone()));
+    let mut all_delivered = true;
+    for (index, item) in items.into_iter().enumerate() {
+        let number = index + 1;
+        let (content_type, size, file, started) = match item {
+            Ready::Text(text) => {
+                let content_type = args.content_type.clone().unwrap_or_else(|| "text/plain".to_owned());
+                let size = text.len() as u64;
+                let started = send_text(&session, &content_type, text, args.success_report).await;
+                (content_type, size, None, started.map(|message| (message, None)))
+            }
+            Ready::File { path, size } => {
+                let content_type = args.content_type.clone().unwrap_or_else(|| "application/octet-stream".to_owned());
+                let bar = out.bytes_bar(size, &file_name(&path));
+                let started = send_file(&session, &path, size, &content_type, args.success_report, bar.clone()).await;
+                (content_type, size, Some(path), started.map(|message| (message, Some(bar))))
+            }
+        };
+        let sent = match started {
+            Ok((message, bar)) => {
+                let message_id = message.message_id.clone();
+                let outcome = message.outcome().await;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                settle(&reports, message_id, outcome, size, args.success_report).await
+            }
+            Err(text) => {
+                Sent { message_id: String::new(), code: None, reason: text, bytes_reported: None, delivered: false }
+            }
+        };
+        all_delivered &= sent.delivered;
+        print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
+    }
+    session.shutdown().await;
+    let _ = printer.await;
+    Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Reads a message's outcome and, when they were asked for, its success REPORTs.
+pub(crate) async fn settle(
+    reports: &Reports,
+    message_id: String,
+    outcome: MessageOutcome,
+    size: u64,
+    success_report: bool,
+) -> Sent {
+    match outcome {
+        MessageOutcome::Delivered if success_report => match reports.wait(&message_id, size, REPORT_PATIENCE).await {
+            (ReportOutcome::Complete, bytes) => Sent {
+                message_id,
+                code: Some(200),
+                reason: "OK".to_owned(),
+                bytes_reported: Some(bytes),
+                delivered: true,
+            },
+            (ReportOutcome::Failed(code, reason), bytes) => {
+                Sent { message_id, code: Some(code), reason, bytes_reported: Some(bytes), delivered: false }
+            }
+            (ReportOutcome::Missing, bytes) => Sent {
+                message_id,
+                code: Some(200),
+                reason: format!("OK, but success REPORTs covered {bytes} of {size} bytes"),
+                bytes_reported: Some(bytes),
+                delivered: false,
+            },
+        },
+        MessageOutcome::Delivered => {
+            Sent { message_id, code: Some(200), reason: "OK".to_owned(), bytes_reported: None, delivered: true }
+        }
+        MessageOutcome::Failed(error) => {
+            Sent { message_id, code: Some(error.code), reason: error.comment, bytes_reported: None, delivered: false }
+        }
+        MessageOutcome::Aborted => Sent {
+            message_id,
+            code: None,
+            reason: "aborted: the file could not be read to its end".to_owned(),
+            bytes_reported: None,
+            delivered: false,
+        },
+    }
+}
+
+fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: Option<&Path>, sent: &Sent) {
+    let file = file.map(|path| path.display().to_string());
+    let fields = json!({
+        "item": number,
+        "message_id": sent.message_id,
+        "content_type": content_type,
+        "size": size,
+        "file": file,
+        "delivered": sent.delivered,
+        "code": sent.code,
+        "reason": sent.reason,
+        "bytes_reported": sent.bytes_reported,
+    });
+    out.event("sent", fields, || {
+        let status = if sent.delivered { "sent" } else { "FAILED" };
+        let code = sent.code.map_or_else(|| "-".to_owned(), |code| code.to_string());
+        let mut line = format!(
+            "{status} {number} id={} type={content_type} size={size} → {code} {}",
+            sent.message_id, sent.reason
+        );
+        if let Some(bytes) = sent.bytes_reported {
+            let _ = write!(line, " (reported {bytes} bytes)");
+        }
+        if let Some(file) = &file {
+            let _ = write!(line, " file={file}");
+        }
+        line
+    });
+}
+
+/// Prints what the peer sends us meanwhile.
+async fn print_incoming(mut incoming: mpsc::Receiver<Incoming>, out: Output) {
+    while let Some(event) = incoming.recv().await {
+        match event {
+            Incoming::Arrival(arrival) => print_arrival(&out, &arrival),
+            Incoming::Incomplete(message_id, size) => print_incomplete(&out, &message_id, size),
+            Incoming::Failed(_) => {}
+            Incoming::Ended(_) => return,
+        }
+    }
+}
+
+/// Headers for every chunk of a message.
+fn headers(content_type: &str, success_report: bool) -> Headers {
+    let mut headers = Headers::new();
+    headers.set(HeaderName::ContentType, content_type);
+    if success_report {
+        headers.set(HeaderName::SuccessReport, "yes");
+    }
+    headers
+}
+
+/// Starts sending a text message.
+pub(crate) async fn send_text<R: Runtime>(
+    session: &Session<R>,
+    content_type: &str,
+    text: Bytes,
+    success_report: bool,
+) -> Result<msrp_smol::OutgoingMessage, String> {
+    let options = MessageOptions { headers: headers(content_type, success_report), ..MessageOptions::default() };
+    session.send_message_with(options, text).await.map_err(|error| error.to_string())
+}
+
+/// Starts streaming a file from disk; `bar` counts the bytes the session takes.
+async fn send_file<R: Runtime>(
+    session: &Session<R>,
+    path: &Path,
+    size: u64,
+    content_type: &str,
+    success_report: bool,
+    bar: ProgressBar,
+) -> Result<msrp_smol::OutgoingMessage, String> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|error| format!("cannot open {}: {}", path.display(), tidy(&error.to_string())))?;
+    let mut headers = headers(content_type, success_report);
+    let name: String = file_name(path).chars().map(|c| if c == '"' || c == '\\' { '_' } else { c }).collect();
+    headers.set(HeaderName::ContentDisposition, format!("attachment; filename=\"{name}\""));
+    let file = OutgoingFile {
+        reader: Box::new(Counted { inner: file.compat(), bar }),
+        file: msrp_core::session::OutgoingFile {
+            size,
+            content_type: Some(content_type.to_owned()),
+            position: 0,
+            message_id: None,
+            headers,
+        },
+    };
+    session.send_file(file).await.map_err(|error| error.to_string())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+}
+
+/// Checks an item before connecting: no empty messages, files readable.
+fn check_item(item: Item) -> Result<Ready, Failure> {
+    match item {
+        Item::Text(text) if text.is_empty() => {
+            Err(Failure::usage("--text is empty: MSRP uses empty SENDs for binding and keepalive, not as messages"))
+        }
+        Item::Text(text) => Ok(Ready::Text(Bytes::from(text))),
+        Item::File(path) => {
+            let metadata = std::fs::metadata(&path).map_err(|error| {
+                Failure::usage(format!("cannot read {}: {}", path.display(), tidy(&error.to_string())))
+            })?;
+            if !metadata.is_file() {
+                return Err(Failure::usage(format!("cannot send {}: not a regular file", path.display())));
+            }
+            if metadata.len() == 0 {
+                return Err(Failure::usage(format!("cannot send {}: the file is empty", path.display())));
+            }
+            Ok(Ready::File { path, size: metadata.len() })
+        }
+    }
+}
+
+/// How to check an `msrps` peer.
+fn client_tls(args: &SendArgs, use_tls: bool) -> Result<Option<TlsClient>, Failure> {
+    let client = match (&args.ca, &args.fingerprint) {
+        (Some(ca), _) => TlsClient::with_ca_pem(&read_file(ca)?),
+        (None, Some(fingerprint)) => {
+            let fingerprint = parse_fingerprint(fingerprint).ok_or_else(|| {
+                Failure::usage(format!("invalid fingerprint {fingerprint:?}: expected 32 hex pairs like AB:CD:…"))
+            })?;
+            TlsClient::with_fingerprint(fingerprint)
+        }
+        (None, None) if use_tls => {
+            return Err(Failure::usage("an msrps:// peer needs --ca FILE or --fingerprint SHA256"));
+        }
+        (None, None) => return Ok(None),
+    };
+    if !use_tls {
+        return Err(Failure::usage("--ca and --fingerprint need an msrps:// remote path"));
+    }
+    client.map(Some).map_err(|error| {
+        let text = error.to_string();
+        Failure::usage(format!("cannot use the TLS setting: {}", text.strip_prefix("TLS: ").unwrap_or(&text)))
+    })
+}
+
+/// A reader that moves a progress bar.
+pub(crate) struct Counted<T> {
+    pub(crate) inner: T,
+    pub(crate) bar: ProgressBar,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &result {
+            self.bar.inc(*n as u64);
+        }
+        result
+    }
+}

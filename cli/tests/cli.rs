@@ -1,0 +1,517 @@
+//! The `msrp` command end to end: `recv` and `send` as separate processes on 127.0.0.1.
+//!
+//! No test waits for time to pass: `send` starts once `recv` printed its path (its first
+//! line), and every wait has a generous limit only as a safety net against a hang.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const MSRP: &str = env!("CARGO_BIN_EXE_msrp");
+/// Only a safety net: no test needs anywhere near this long.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A fresh folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("msrp-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `msrp recv`: its lines as they come.
+struct Recv {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Recv {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(MSRP)
+            .arg("recv")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = read_all_in_background(child.stderr.take().unwrap());
+        Self { child, lines, stderr }
+    }
+
+    /// The next line it printed.
+    fn line(&self) -> String {
+        self.lines.recv_timeout(LIMIT).expect("recv printed a line in time")
+    }
+
+    /// Its first line: the path to send to (`--json` or not).
+    fn path(&self) -> String {
+        let line = self.line();
+        match serde_json::from_str::<Value>(&line) {
+            Ok(event) => {
+                assert_eq!(event["event"], "listening", "{line}");
+                event["path"].as_str().unwrap().to_owned()
+            }
+            Err(_) => line,
+        }
+    }
+
+    /// Waits for it to exit: its status, the lines not read yet, and standard error.
+    fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        let status = wait(&mut self.child);
+        let rest = self.lines.iter().collect();
+        let stderr = self.stderr.recv_timeout(LIMIT).unwrap();
+        (status, rest, stderr)
+    }
+}
+
+impl Drop for Recv {
+    fn drop(&mut self) {
+        // A test that failed half-way leaves no process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, text) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = pipe.read_to_string(&mut all);
+        let _ = sender.send(all);
+    });
+    text
+}
+
+/// Waits for `child` to exit, killing it past the safety limit.
+fn wait(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("msrp did not exit within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a command to its end: status, standard output, standard error.
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    run_with_input(args, b"")
+}
+
+fn run_with_input(args: &[&str], input: &[u8]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(MSRP)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let stdout = read_all_in_background(child.stdout.take().unwrap());
+    let stderr = read_all_in_background(child.stderr.take().unwrap());
+    let status = wait(&mut child);
+    (status, stdout.recv_timeout(LIMIT).unwrap(), stderr.recv_timeout(LIMIT).unwrap())
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"))).collect()
+}
+
+fn events<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|line| line["event"] == name).collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data), "")
+}
+
+/// Hexadecimal pairs joined by `separator`.
+fn hex(bytes: &[u8], separator: &str) -> String {
+    bytes.iter().map(|byte| format!("{byte:02X}")).collect::<Vec<_>>().join(separator).to_lowercase()
+}
+
+/// A port nothing listens on (it was free a moment ago).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+const ALICE: &str = "msrp://127.0.0.1:2855/alice;tcp";
+
+#[test]
+fn text_messages_arrive_in_order_with_their_hashes() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--remote-path", ALICE, "--count", "2"]);
+    let path = recv.path();
+    assert!(path.starts_with("msrp://127.0.0.1:") && path.ends_with("/bob;tcp"), "{path}");
+    let (status, stdout, stderr) =
+        run(&["send", "--remote-path", &path, "--local-uri", ALICE, "--text", "Hello world!", "--text", "Bye"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let sent: Vec<&str> = stdout.lines().filter(|line| line.starts_with("sent ")).collect();
+    assert_eq!(sent.len(), 2, "{stdout}");
+    assert!(sent[0].contains("size=12") && sent[0].contains("→ 200 OK"), "{stdout}");
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(lines[0], format!("bound to {ALICE}"));
+    assert!(lines[1].contains("type=text/plain size=12"), "{lines:?}");
+    assert!(lines[1].contains(&format!("sha256={}", sha256_hex(b"Hello world!"))), "{lines:?}");
+    assert!(lines[1].ends_with("text=\"Hello world!\""), "{lines:?}");
+    assert!(lines[2].ends_with("text=\"Bye\""), "{lines:?}");
+}
+
+#[test]
+fn a_file_is_streamed_to_disk_and_reported_in_json() {
+    let dir = scratch("file");
+    let data: Vec<u8> = (0..3_000_001_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let source = dir.join("payload.bin");
+    std::fs::write(&source, &data).unwrap();
+    let out = dir.join("received");
+    let out_arg = out.to_str().unwrap();
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrp://127.0.0.1:0/bob;tcp",
+        "--remote-path",
+        ALICE,
+        "--out",
+        out_arg,
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let path = recv.path();
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--local-uri",
+        ALICE,
+        "--text",
+        "here it comes",
+        "--file",
+        source.to_str().unwrap(),
+        "--success-report",
+        "--chunk-size",
+        "100000",
+        "--json",
+    ]);
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "no progress bar in JSON mode: {stderr}");
+    let lines = json_lines(&stdout);
+    let sent = events(&lines, "sent");
+    assert_eq!(sent.len(), 2, "{stdout}");
+    assert_eq!(sent[1]["item"], 2);
+    assert_eq!(sent[1]["code"], 200);
+    assert_eq!(sent[1]["delivered"], true);
+    assert_eq!(sent[1]["size"], data.len());
+    assert_eq!(sent[1]["bytes_reported"], data.len(), "the success REPORTs cover the whole file");
+    assert_eq!(sent[0]["bytes_reported"], "here it comes".len());
+
+    let (status, rest, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    let lines = json_lines(&rest.join("\n"));
+    let messages = events(&lines, "message");
+    assert_eq!(messages.len(), 2, "{rest:?}");
+    assert_eq!(messages[0]["text"], "here it comes");
+    let file = &messages[1];
+    assert_eq!(file["message_id"], sent[1]["message_id"]);
+    assert_eq!(file["content_type"], "application/octet-stream");
+    assert_eq!(file["size"], data.len());
+    assert_eq!(file["sha256"], sha256_hex(&data));
+    let saved = PathBuf::from(file["file"].as_str().unwrap());
+    assert_eq!(saved, out.join("payload.bin"), "saved under the name the sender gave");
+    assert!(std::fs::read(&saved).unwrap() == data, "the saved file is the one sent");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn accept_any_binds_whoever_comes_and_ends_with_the_peer() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0;tcp", "--accept-any"]);
+    let path = recv.path();
+    let (status, stdout, stderr) = run(&["send", "--remote-path", &path, "--text", "anyone there?"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let local_path = stdout.lines().next().unwrap().strip_prefix("local path ").unwrap().to_owned();
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "ends with the session, successfully: {stderr}");
+    assert_eq!(lines[0], format!("bound to {local_path}"), "bound the sender's made-up path");
+    assert!(lines[1].ends_with("text=\"anyone there?\""), "{lines:?}");
+    assert_eq!(lines[2], "session ended by the peer after 1 message");
+}
+
+#[test]
+fn a_refused_connection_is_one_line() {
+    let port = closed_port();
+    let remote = format!("msrp://127.0.0.1:{port}/nobody;tcp");
+    let (status, _, stderr) = run(&["send", "--remote-path", &remote, "--text", "hello?"]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, format!("msrp: cannot connect to 127.0.0.1:{port}: connection refused\n"));
+    let (status, stdout, _) = run(&["send", "--remote-path", &remote, "--text", "hello?", "--json"]);
+    assert_eq!(status.code(), Some(1));
+    let lines = json_lines(&stdout);
+    let error = lines.last().unwrap();
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["message"], format!("cannot connect to 127.0.0.1:{port}: connection refused"));
+    assert_eq!(error["exit_code"], 1);
+}
+
+#[test]
+fn a_stranger_gets_481_from_recv() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--remote-path", ALICE]);
+    let path = recv.path();
+    let mallory = "msrp://127.0.0.1:2855/mallory;tcp";
+    let (status, _, stderr) = run(&["send", "--remote-path", &path, "--local-uri", mallory, "--text", "hi"]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, "msrp: the peer refused the session (481 Invalid From-Path)\n");
+    let (status, _, stderr) = recv.finish();
+    assert!(!status.success(), "recv bound nobody");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_wrong_session_id_gets_481() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any"]);
+    let path = recv.path().replace("/bob;", "/bobby;");
+    let (status, _, stderr) = run(&["send", "--remote-path", &path, "--text", "hi"]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, "msrp: the peer refused the session (481 Invalid To-Path)\n");
+}
+
+#[test]
+fn items_keep_their_command_line_order() {
+    let dir = scratch("order");
+    let source = dir.join("middle.txt");
+    std::fs::write(&source, "the middle").unwrap();
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any", "--json"]);
+    let path = recv.path();
+    let file = source.to_str().unwrap();
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--text",
+        "first",
+        "--file",
+        file,
+        "--text",
+        "last",
+        "--content-type",
+        "text/x-test",
+    ]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, rest, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    let lines = json_lines(&rest.join("\n"));
+    let texts: Vec<&str> = events(&lines, "message").iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["first", "the middle", "last"]);
+    assert!(events(&lines, "message").iter().all(|m| m["content_type"] == "text/x-test"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn recv_fails_when_the_session_ends_before_its_count() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any", "--count", "3"]);
+    let path = recv.path();
+    let (status, _, _) = run(&["send", "--remote-path", &path, "--text", "only one"]);
+    assert!(status.success());
+    let (status, _, stderr) = recv.finish();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, "msrp: the session ended after 1 of 3 messages\n");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let (status, _, stderr) = run(&["send", "--remote-path", "msrp://127.0.0.1:99999/x;tcp", "--text", "hi"]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(
+        stderr,
+        "msrp: invalid URI \"msrp://127.0.0.1:99999/x;tcp\": the port is not a number from 0 to 65535\n"
+    );
+    let (status, _, stderr) = run(&["recv", "--local-uri", "http://example.com/", "--accept-any"]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr, "msrp: invalid URI \"http://example.com/\": it does not start with msrp:// or msrps://\n");
+    let (status, _, stderr) = run(&["send", "--remote-path", ALICE, "--file", "/no/such/file"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.starts_with("msrp: cannot read /no/such/file: "), "{stderr}");
+    let (status, _, stderr) = run(&["send", "--remote-path", "msrps://127.0.0.1:9/x;tcp", "--text", "hi"]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr, "msrp: an msrps:// peer needs --ca FILE or --fingerprint SHA256\n");
+    let (status, _, _) = run(&["send", "--remote-path", ALICE]);
+    assert_eq!(status.code(), Some(2), "clap: nothing to send");
+}
+
+/// A self-signed certificate for 127.0.0.1, written as PEM files; its SDP fingerprint.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certificate.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let fingerprint = hex(&Sha256::digest(certificate.der()), ":").to_uppercase();
+    (cert_path, key_path, fingerprint)
+}
+
+#[test]
+fn tls_with_a_pinned_fingerprint_and_a_tls_failure() {
+    let dir = scratch("tls");
+    let (cert, key) = {
+        let (cert, key, fingerprint) = certificate(&dir);
+        let recv = Recv::start(&[
+            "--local-uri",
+            "msrps://127.0.0.1:0/bob;tcp",
+            "--accept-any",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]);
+        // --accept-any cannot read the first request under TLS: refused up front.
+        let (status, _, stderr) = recv.finish();
+        assert_eq!(status.code(), Some(2));
+        assert_eq!(stderr, "msrp: --accept-any works only with an msrp:// (TCP) local URI\n");
+        let args = ["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+        let recv = Recv::start(
+            &[
+                ["--local-uri", "msrps://127.0.0.1:0/bob;tcp", "--remote-path", "msrps://127.0.0.1:2855/alice;tcp"]
+                    .as_slice(),
+                &args,
+            ]
+            .concat(),
+        );
+        let path = recv.path();
+        assert!(path.starts_with("msrps://"), "{path}");
+        let (status, stdout, stderr) = run(&[
+            "send",
+            "--remote-path",
+            &path,
+            "--local-uri",
+            "msrps://127.0.0.1:2855/alice;tcp",
+            "--fingerprint",
+            &fingerprint,
+            "--text",
+            "over TLS",
+        ]);
+        assert!(status.success(), "{stdout}{stderr}");
+        let (status, lines, stderr) = recv.finish();
+        assert!(status.success(), "{stderr}");
+        assert!(lines[1].ends_with("text=\"over TLS\""), "{lines:?}");
+        (cert, key)
+    };
+    // Another certificate than the one pinned: the handshake fails, one line.
+    let (_, _, other_fingerprint) = certificate(&scratch("tls-other"));
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrps://127.0.0.1:0/bob;tcp",
+        "--remote-path",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let path = recv.path();
+    let port = path.split(['/', ':']).nth(4).unwrap().to_owned();
+    let (status, _, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--local-uri",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--fingerprint",
+        &other_fingerprint,
+        "--text",
+        "never sent",
+    ]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.starts_with(&format!("msrp: TLS with 127.0.0.1:{port} failed: ")), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    drop(recv);
+    std::fs::remove_dir_all(dir).unwrap();
+    let _ = std::fs::remove_dir_all(scratch("tls-other"));
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files: (CA, chain, key).
+fn ca_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server-key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_verified_against_a_ca() {
+    let dir = scratch("tls-ca");
+    let (ca, chain, key) = ca_signed(&dir);
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrps://127.0.0.1:0/bob;tcp",
+        "--remote-path",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--tls-cert",
+        chain.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--count",
+        "1",
+    ]);
+    let path = recv.path();
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--local-uri",
+        "msrps://127.0.0.1:2855/alice;tcp",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--text",
+        "verified",
+    ]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(lines[1].ends_with("text=\"verified\""), "{lines:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn decode_prints_the_chunks_of_a_capture() {
+    let capture = b"MSRP a786hjs2 SEND\r\nTo-Path: msrp://b.example.com:8888/9di4ea;tcp\r\n\
+From-Path: msrp://a.example.com:7777/iau39;tcp\r\nMessage-ID: 87652\r\nByte-Range: 1-5/5\r\n\
+Content-Type: text/plain\r\n\r\nHello\r\n-------a786hjs2$\r\n\
+MSRP a786hjs2 200 OK\r\nTo-Path: msrp://a.example.com:7777/iau39;tcp\r\n\
+From-Path: msrp://b.example.com:8888/9di4ea;tcp\r\n-------a786hjs2$\r\n";
+    let (status, stdout, stderr) = run_with_input(&["decode"], capture);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "a786hjs2 SEND body=5 flag=$\na786hjs2 200 OK body=0 flag=$\n");
+    let (status, _, stderr) = run_with_input(&["decode"], b"MSRP x SEND\r\nTo-Path: nonsense");
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.starts_with("msrp: "), "{stderr}");
+}
