@@ -97,9 +97,15 @@ impl AcceptorDirect {
         block_on(self.0.prepare(local_uri))
     }
 
-    /// Waits for the peer to connect and bind (msrplib `complete`).
+    /// Waits for the peer to connect and bind (msrplib `complete`); a stranger is
+    /// answered 481 and the wait goes on.
     pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
         block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Binds whichever peer comes first; its From-Path becomes the remote path.
+    pub fn complete_any(&mut self) -> Result<Transport, Error> {
+        block_on(self.0.complete_any()).map(Transport)
     }
 
     /// Stops listening.

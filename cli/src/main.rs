@@ -24,7 +24,6 @@ mod decode;
 mod demo;
 mod events;
 mod failure;
-mod handoff;
 mod inbox;
 mod output;
 mod recv;

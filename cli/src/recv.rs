@@ -9,13 +9,13 @@ use std::time::Duration;
 use msrp_core::Uri;
 use msrp_core::session::{Role, SessionConfig, SessionError};
 use msrp_smol::{AcceptTypes, AcceptorDirect, Session, TlsServer};
+use msrp_tokio::Tokio;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::RecvArgs;
 use crate::events::{self, Incoming};
 use crate::failure::{Failure, describe, parse_path, parse_uri, tidy};
-use crate::handoff::Handoff;
 use crate::inbox::{Arrival, Inbox, Received};
 use crate::output::{Output, hex};
 
@@ -34,13 +34,9 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
         })?;
     }
     let tls = server_tls(&args, &local)?;
-    if args.accept_any && local.use_tls {
-        return Err(Failure::usage("--accept-any works only with an msrp:// (TCP) local URI"));
-    }
     let mut config = SessionConfig::new(Role::Passive, Vec::new(), Vec::new());
     config.bind_timeout = Duration::from_secs(args.timeout);
-    let handoff = Handoff::default();
-    let mut acceptor = AcceptorDirect::new(handoff.clone(), None, false);
+    let mut acceptor = AcceptorDirect::new(Tokio, None, false);
     acceptor.set_config(config);
     if let Some(tls) = tls {
         acceptor.set_tls(tls);
@@ -52,25 +48,16 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     })?;
     let path = path_text(&local_path);
     out.event("listening", json!({ "path": path }), || path.clone());
-    let remote = match remote {
-        Some(remote) => remote,
-        None => first_from_path(&handoff, Duration::from_secs(args.timeout)).await?,
+    let bound = match remote {
+        Some(remote) => acceptor.complete(remote).await,
+        None => acceptor.complete_any().await,
     };
-    let transport = acceptor.complete(remote).await.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
+    let transport = bound.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
     let remote_text = path_text(transport.remote_path());
     out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
     let (incoming, _reports) = events::spawn(Arc::clone(&session), Inbox::new(args.out.clone()));
     receive(&session, incoming, args.count, &out).await
-}
-
-/// `--accept-any`: the From-Path of the first request on the first connection.
-async fn first_from_path(handoff: &Handoff, patience: Duration) -> Result<Vec<Uri>, Failure> {
-    match tokio::time::timeout(patience, handoff.accept_first()).await {
-        Ok(Ok(from_path)) => Ok(from_path),
-        Ok(Err(error)) => Err(Failure::fatal(error.to_string())),
-        Err(_) => Err(Failure::fatal("no peer connected in time")),
-    }
 }
 
 /// Prints what arrives until `count` messages did (then shuts down) or the session ends.

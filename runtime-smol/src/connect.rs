@@ -4,10 +4,13 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::channel::oneshot;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use msrp_core::connect::PendingConnection;
 use msrp_core::log::TrafficLogger;
-use msrp_core::session::{Role, Session as Engine, SessionConfig, SessionError};
-use msrp_core::{IdGenerator, Uri};
+use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, SessionError};
+use msrp_core::{Chunk, DecoderLimits, IdGenerator, Uri};
 use rand_core::TryRngCore;
 
 use crate::driver;
@@ -64,6 +67,38 @@ pub(crate) async fn bind_engine<R: Runtime>(
         .await?;
     bound.await.map_err(|_| connection.end_reason())??;
     Ok(Transport { runtime: runtime.clone(), connection, events, paths })
+}
+
+/// Reads a new connection up to its first request's head: the head and every byte read
+/// (for the session to be fed); `None` when the peer left or does not speak MSRP.
+pub(crate) async fn read_first_request(mut stream: BoxStream) -> Option<(BoxStream, Chunk, Vec<Bytes>)> {
+    let mut pending = PendingConnection::new(DecoderLimits::default());
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        };
+        match pending.handle_received(Bytes::copy_from_slice(&buffer[..n])) {
+            None => {}
+            Some(Ok(head)) => return Some((stream, head, pending.into_received())),
+            Some(Err(_)) => return None,
+        }
+    }
+}
+
+/// Writes what `engine` has to transmit (an answer to a refused request).
+async fn write_transmits(engine: &mut Engine, stream: &mut BoxStream, now: Instant) {
+    while let Some(output) = engine.poll_output(now) {
+        if let Output::Transmit(transmit) = output {
+            for part in &transmit.parts {
+                if stream.write_all(part).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = stream.flush().await;
 }
 
 /// Settings shared by connectors and acceptors.
@@ -230,30 +265,75 @@ impl<R: Runtime> AcceptorDirect<R> {
     }
 
     /// Waits for the peer to connect and bind with a SEND from `full_remote_path`
-    /// (msrplib `complete`); gives up after the bind timeout.
+    /// (msrplib `complete`); gives up after the bind timeout. A connection whose first
+    /// request comes from another path is answered 481 and closed, and the acceptor goes
+    /// on listening for the right peer.
     pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+        if full_remote_path.is_empty() {
+            return Err(Error::Connect("the remote path is empty".into()));
+        }
+        self.accept_bound(Some(full_remote_path)).await
+    }
+
+    /// Like [`AcceptorDirect::complete`], binding whichever peer comes first: the From-Path
+    /// of its first request becomes the remote path (see `Transport::remote_path`).
+    pub async fn complete_any(&mut self) -> Result<Transport<R>, Error> {
+        self.accept_bound(None).await
+    }
+
+    async fn accept_bound(&mut self, remote_path: Option<Vec<Uri>>) -> Result<Transport<R>, Error> {
         let (Some(listener), Some(local_path)) = (&mut self.listener, self.common.local_path.clone()) else {
             return Err(Error::Connect("prepare was not called".into()));
         };
         let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
-        let accept = listener.accept();
-        let timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
-        let mut stream = match futures::future::select(accept, timeout).await {
-            futures::future::Either::Left((accepted, _)) => accepted?.0,
-            futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
-        };
-        if local_path.last().is_some_and(|uri| uri.use_tls) {
-            let tls = self
-                .common
-                .tls_server
-                .as_ref()
-                .ok_or_else(|| Error::Connect("msrps needs a TLS server setting".into()))?;
-            stream = tls.accept(stream).await?;
+        let deadline = self.runtime.now() + bind_timeout;
+        let tls = local_path.last().is_some_and(|uri| uri.use_tls);
+        if tls && self.common.tls_server.is_none() {
+            return Err(Error::Connect("msrps needs a TLS server setting".into()));
         }
-        let engine = self.common.engine(Role::Passive, full_remote_path, local_path, self.runtime.now())?;
-        let transport = bind_engine(&self.runtime, engine, stream).await;
-        self.listener = None;
-        transport
+        loop {
+            let runtime = &self.runtime;
+            let tls_server = &self.common.tls_server;
+            // One connection, up to its first request. A failing listener ends the wait; a
+            // peer that fails its handshake or leaves first is let go.
+            let arrival = async {
+                let (mut stream, _) = listener.accept().await?;
+                if let Some(tls) = tls_server.as_ref().filter(|_| tls) {
+                    let Ok(secured) = tls.accept(stream).await else { return Ok(None) };
+                    stream = secured;
+                }
+                Ok::<_, std::io::Error>(read_first_request(stream).await)
+            };
+            let timeout = runtime.sleep_until(deadline);
+            let (mut stream, head, received) = match futures::future::select(Box::pin(arrival), timeout).await {
+                futures::future::Either::Left((Ok(Some(first)), _)) => first,
+                futures::future::Either::Left((Ok(None), _)) => continue,
+                futures::future::Either::Left((Err(error), _)) => return Err(error.into()),
+                futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
+            };
+            let remote_path = match &remote_path {
+                Some(path) => path.clone(),
+                None => match head.from_path() {
+                    Ok(path) if !path.0.is_empty() => path.0,
+                    _ => continue,
+                },
+            };
+            let now = runtime.now();
+            let mut engine = self.common.engine(Role::Passive, remote_path, local_path.clone(), now)?;
+            engine.handle_input(now, Input::Connected);
+            for data in received {
+                engine.handle_input(now, Input::Received(data));
+            }
+            if !engine.is_bound() {
+                // A stranger: it gets the session's answer (481) and the connection ends.
+                self.common.logger = self.common.logger.take().or(Some(engine.take_logger()));
+                write_transmits(&mut engine, &mut stream, now).await;
+                let _ = stream.close().await;
+                continue;
+            }
+            self.listener = None;
+            return bind_engine(runtime, engine, stream).await;
+        }
     }
 
     /// Stops listening.

@@ -11,16 +11,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use futures::channel::oneshot;
-use futures::io::{AsyncReadExt, AsyncWriteExt};
-use msrp_core::codec::DecoderLimits;
-use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
+use futures::io::AsyncWriteExt;
+use msrp_core::connect::{ConnectionId, Route, SessionRouter};
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{address_of, bind_engine, local_uri_or_default, new_engine, os_ids};
+use crate::connect::{address_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -175,20 +173,8 @@ fn lock<R: Runtime>(state: &Mutex<State<R>>) -> std::sync::MutexGuard<'_, State<
 
 /// Reads a new connection's first request and routes it: a session for a prepared URI
 /// is bound at once, with the request's From-Path as its peer.
-async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: ConnectionId, mut stream: BoxStream) {
-    let mut pending = PendingConnection::new(DecoderLimits::default());
-    let mut buffer = vec![0_u8; 16 * 1024];
-    let first = loop {
-        let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        match pending.handle_received(Bytes::copy_from_slice(&buffer[..n])) {
-            None => {}
-            Some(Ok(head)) => break head,
-            Some(Err(_)) => return,
-        }
-    };
+async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: ConnectionId, stream: BoxStream) {
+    let Some((mut stream, first, received)) = read_first_request(stream).await else { return };
     let route = lock(&state).router.route(connection, &first);
     let local_uri = match route {
         Route::Bind { local_uri } => local_uri,
@@ -211,7 +197,7 @@ async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: 
     };
     let Ok(mut engine) = engine else { return };
     engine.handle_input(now, Input::Connected);
-    for data in pending.into_received() {
+    for data in received {
         engine.handle_input(now, Input::Received(data));
     }
     let Ok(transport) = bind_engine(&runtime, engine, stream).await else { return };

@@ -35,12 +35,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use msrp_smol::runtime::{BoxFuture, BoxStream, IoStream, Listener, Runtime};
+use msrp_smol::runtime::{BoxFuture, BoxStream, IoStream, Listener};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{CONNECT_TIMEOUT, Error, OnIncoming, OutgoingFile, OutgoingMessage};
+pub use msrp_smol::{
+    CONNECT_TIMEOUT, Error, OnIncoming, OutgoingFile, OutgoingMessage, Runtime, TlsClient, TlsServer, tls,
+};
 
 /// msrplib's `ConnectorDirect` on tokio.
 pub type ConnectorDirect = msrp_smol::ConnectorDirect<Tokio>;

@@ -582,6 +582,12 @@ impl Session {
         self.logger = logger;
     }
 
+    /// Takes the traffic logger back, leaving a [`NullLogger`] (to hand it to another
+    /// session, as an acceptor does after refusing a stranger).
+    pub fn take_logger(&mut self) -> Box<dyn TrafficLogger> {
+        std::mem::replace(&mut self.logger, Box::new(NullLogger))
+    }
+
     /// The session's transport: paths, ids and `make_chunk`.
     pub fn transport(&self) -> &Transport {
         &self.transport
