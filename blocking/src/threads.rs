@@ -24,9 +24,13 @@ use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, ReadBuffer,
 /// Bytes asked for per socket read.
 const READ_SIZE: usize = 256 * 1024;
 /// Bytes allocated at once for reads.
-const READ_BUFFER: usize = 4 * READ_SIZE;
-/// Earlier read buffers kept for reuse during a transfer.
-const READ_BUFFERS_KEPT: usize = 4;
+const READ_BUFFER: usize = READ_SIZE;
+/// Earlier read buffers kept for reuse during a transfer: as many as the queued reads
+/// and the driver's queued events (a read's worth each at most) may still hold pieces of.
+const READ_BUFFERS_KEPT: usize = READ_QUEUE + msrp_smol::EVENT_QUEUE + 8;
+/// Reads queued for the driver before the reader thread waits: the reader runs ahead a
+/// little instead of parking after every read.
+const READ_QUEUE: usize = 4;
 /// Writes queued for the writer thread before a write waits: a few chunks' parts.
 const WRITE_QUEUE: usize = 16;
 /// Most queued writes given to one system call.
@@ -181,7 +185,7 @@ impl ThreadStream {
         stream.set_nodelay(true)?;
         let mut reader = stream.try_clone()?;
         let writer = stream;
-        let (mut read_sender, incoming) = mpsc::channel(1);
+        let (mut read_sender, incoming) = mpsc::channel(READ_QUEUE);
         let (outgoing, write_queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         thread::spawn(move || {
             let mut buffer = ReadBuffer::new(READ_SIZE, READ_BUFFER, READ_BUFFERS_KEPT);

@@ -29,7 +29,7 @@ use crate::runtime::{BoxStream, ReadBuffer, Runtime};
 /// Bytes asked for per socket read.
 const READ_SIZE: usize = 60 * 1024;
 /// Application events held for a slow reader before the connection stops reading.
-pub(crate) const EVENT_QUEUE: usize = 64;
+pub const EVENT_QUEUE: usize = 64;
 
 /// Work for the driver, sent by an API handle: it runs with the driver's state.
 pub(crate) type Call = Box<dyn FnOnce(&mut DriverState, Instant) + Send>;

@@ -43,6 +43,7 @@ pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 
 pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectorDirect, get_acceptor, get_connector};
+pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime};

@@ -179,29 +179,26 @@ impl ReadBuffer {
 
     /// Where the next read goes: `read_size` initialized bytes.
     pub fn room(&mut self) -> &mut [u8] {
-        if self.current.len() < self.read_size {
+        if self.current.capacity() < self.read_size {
             let used = std::mem::take(&mut self.current);
             if self.allocated {
                 self.retired.push_back(used);
             }
             self.allocated = true;
-            // Pieces are dropped about in the order they were read: the oldest goes first.
-            let mut next = None;
-            for _ in 0..self.retired.len() {
-                let Some(mut old) = self.retired.pop_front() else { break };
+            // Pieces are dropped about in the order they were read: the oldest first.
+            let capacity = self.capacity;
+            let free = self.retired.iter_mut().position(|old| {
                 old.clear();
-                if old.try_reclaim(self.capacity) {
-                    next = Some(old);
-                    break;
-                }
-                self.retired.push_back(old);
-            }
+                old.try_reclaim(capacity)
+            });
+            let next = free.and_then(|at| self.retired.remove(at));
             while self.retired.len() > self.keep {
                 self.retired.pop_front();
             }
             self.current = next.unwrap_or_else(|| BytesMut::with_capacity(self.capacity));
-            self.current.resize(self.capacity, 0);
         }
+        // Zeroed just before the read, while the memory is about to be used anyway.
+        self.current.resize(self.read_size, 0);
         &mut self.current[..self.read_size]
     }
 

@@ -331,6 +331,9 @@ impl<R: Runtime> Session<R> {
 
 /// Pieces of a file read ahead and offered to the session in one call.
 const FILE_PIECES_PER_CALL: usize = 4;
+/// Pieces whose memory is kept for reuse: as many as can be on their way out at once
+/// (read ahead, in the session's message buffer, queued for the socket).
+const FILE_PIECES_KEPT: usize = 32;
 
 /// Feeds `remaining` bytes of `reader` into the streamed message `id`, waiting for room
 /// whenever the session takes less than offered.
@@ -343,7 +346,7 @@ async fn stream_file(
     // Pieces of one chunk's size are cut into chunks without being joined or copied, and
     // a few go in each call, as every call is a round trip to the driver.
     let piece = connection.call(|state, _| state.session.config().max_chunk_size).await?;
-    let mut buffer = ReadBuffer::new(piece, piece, 4 * FILE_PIECES_PER_CALL);
+    let mut buffer = ReadBuffer::new(piece, piece, FILE_PIECES_KEPT);
     let mut unsent: VecDeque<Bytes> = VecDeque::new();
     loop {
         while remaining > 0 && unsent.len() < FILE_PIECES_PER_CALL {

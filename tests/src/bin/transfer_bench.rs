@@ -200,7 +200,8 @@ fn receive(mode: &str, size: u64) {
         "tokio" => {
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
-            received = runtime.block_on(receive_async(Tokio, size));
+            // The work runs as a task on the runtime's workers, as in a tokio program.
+            received = runtime.block_on(runtime.spawn(receive_async(Tokio, size))).expect("receiver task");
         }
         _ => received = smol::block_on(receive_async(Smol, size)),
     }
@@ -259,7 +260,10 @@ fn send(mode: &str, address: &str, size: u64) {
         "tokio" => {
             let runtime =
                 tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
-            runtime.block_on(send_async(Tokio, address, size));
+            let address = address.to_owned();
+            runtime
+                .block_on(runtime.spawn(async move { send_async(Tokio, &address, size).await }))
+                .expect("sender task");
         }
         _ => smol::block_on(send_async(Smol, address, size)),
     }
