@@ -325,21 +325,27 @@ fn a_malformed_chunk_gets_400_and_lost_framing_ends_the_session() {
     assert!(bob.closed);
 }
 
-#[test]
-fn large_incoming_chunks_come_in_segments() {
-    // R4975-7.1.1-11: chunks of any size are accepted; the application sees segments of
-    // about `segment_size` with Byte-Ranges that add up.
+/// A 100,000-byte message sent in one chunk to a side with segments of 10,000 bytes,
+/// read in pieces of `split` bytes: the receiver's events and the body.
+fn one_chunk_received_in_segments(split: usize) -> (Vec<Event>, Bytes) {
     let (mut alice, mut bob) = configs();
     alice.max_chunk_size = 1 << 20;
     bob.segment_size = 10_000;
     let mut pair = Pair::new(alice, bob);
-    pair.split = 4096;
+    pair.split = split;
     pair.connect();
     pair.run();
     let body = pattern(100_000);
     pair.alice.session.send_message(pair.now, options("application/octet-stream"), body.clone()).unwrap();
     pair.run();
-    let events = pair.bob.take_events();
+    (pair.bob.take_events(), body)
+}
+
+#[test]
+fn large_incoming_chunks_come_in_segments() {
+    // R4975-7.1.1-11: chunks of any size are accepted; the application sees segments of
+    // about `segment_size` with Byte-Ranges that add up.
+    let (events, body) = one_chunk_received_in_segments(4096);
     let segments = incoming(&events);
     assert!(segments.len() >= 9, "{} segments", segments.len());
     let mut next = 1;
@@ -356,17 +362,7 @@ fn large_incoming_chunks_come_in_segments() {
 fn pieces_read_are_not_joined_past_the_segment_size() {
     // Reads of 6000 bytes against segments of 10,000: held bytes go out before a piece
     // that would take them past the size, so no segment is a joined copy above it.
-    let (mut alice, mut bob) = configs();
-    alice.max_chunk_size = 1 << 20;
-    bob.segment_size = 10_000;
-    let mut pair = Pair::new(alice, bob);
-    pair.split = 6000;
-    pair.connect();
-    pair.run();
-    let body = pattern(100_000);
-    pair.alice.session.send_message(pair.now, options("application/octet-stream"), body.clone()).unwrap();
-    pair.run();
-    let events = pair.bob.take_events();
+    let (events, body) = one_chunk_received_in_segments(6000);
     let segments = incoming(&events);
     assert!(segments.len() >= 16, "{} segments", segments.len());
     for segment in &segments {
