@@ -81,7 +81,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::chunk::{Chunk, ChunkError, Method};
+use crate::chunk::{Chunk, ChunkError, ContinuationFlag, Method};
 use crate::codec::{ChunkParseError, Decoder, DecoderLimits};
 use crate::header::{ContentType, Header, HeaderName, Headers, KeepAlive};
 use crate::ids::IdGenerator;
@@ -1085,6 +1085,13 @@ impl Session {
         if let Some(message) = self.messages.get_mut(&out.id) {
             message.open_transactions += 1;
             message.all_sent |= out.last;
+            if out.chunk.contflag == ContinuationFlag::End {
+                // The length is known now, also for a message streamed without a total,
+                // whose success REPORTs (per piece) may all say `*` for it.
+                let start = out.chunk.byte_range().map_or(1, |range| range.start);
+                let length = (start + out.chunk.data.len() as u64).saturating_sub(1);
+                message.reported.record_range(start, None, Some(length), true);
+            }
         }
         let transmit = self.transmit(&out.chunk, Some(TransactionKind::Message(out.id)));
         self.note_writable(out.id);
