@@ -88,3 +88,11 @@ fn a_seed_replays_to_the_same_trace() {
     }
     assert_ne!(passes(0).trace_hash, passes(1).trace_hash, "different seeds gave the same trace");
 }
+
+/// A message streamed without a total, reported piece by piece, was said `ReportMissing`
+/// although every byte was reported (core fix: the sender records the length when it cuts
+/// the last chunk).
+#[test]
+fn regression_seed_13() {
+    passes(13);
+}
