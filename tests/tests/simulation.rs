@@ -96,3 +96,11 @@ fn a_seed_replays_to_the_same_trace() {
 fn regression_seed_13() {
     passes(13);
 }
+
+/// A `Failure-Report: no` message whose chunks were transmitted but never written (the
+/// peer stopped reading) came out `Delivered` when the application closed the session
+/// (core fix: an orderly end answers only written requests by the timeout rule).
+#[test]
+fn regression_seed_319() {
+    passes(319);
+}

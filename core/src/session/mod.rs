@@ -1269,15 +1269,19 @@ impl Session {
                 self.events.push_back(Event::Incoming(rest));
             }
         }
-        // An orderly end answers requests by the timeout rule (200 for `partial`/`no`,
-        // which expect no response); a failure leaves every outcome unknown: 408.
+        // An orderly end answers written requests by the timeout rule (200 for
+        // `partial`/`no`, which expect no response); a request not written whole never
+        // reached the peer, and after a failure every outcome is unknown: 408.
         let orderly = reason.is_none();
         let closed = |transaction_id: String| {
             Chunk::response(transaction_id, 408, Some("Connection closed before a response".to_owned()))
         };
         for (transaction_id, transaction) in self.transactions.drain() {
-            let response =
-                if orderly { transaction.local_timeout_response(&transaction_id) } else { closed(transaction_id) };
+            let response = if orderly && transaction.is_written() {
+                transaction.local_timeout_response(&transaction_id)
+            } else {
+                closed(transaction_id)
+            };
             self.complete_transaction(transaction.kind, response, true);
         }
         for (chunk, kind) in std::mem::take(&mut self.requests) {

@@ -1355,3 +1355,29 @@ fn per_piece_reports_complete_a_message_streamed_without_a_total() {
     assert_eq!(done(&events), [(second, MessageOutcome::Delivered), (first, MessageOutcome::Delivered)]);
     assert_eq!(missing_reports(&events), [], "every byte of both messages was reported");
 }
+
+#[test]
+fn closing_fails_a_message_without_responses_that_was_never_written() {
+    // `Failure-Report: no` makes silence a success, but only for bytes that reached the
+    // socket: closed (or shut down past its timeout) before the write completed, the
+    // message failed (found by the simulation, seed 319).
+    for shutdown in [false, true] {
+        let mut pair = Pair::bound();
+        pair.alice.hold_writes = true;
+        let silent = with_header(options("text/plain"), HeaderName::FailureReport, "no");
+        let id = pair.alice.session.send_message(pair.now, silent, pattern(100)).unwrap();
+        pair.run();
+        if shutdown {
+            pair.alice.session.shutdown(pair.now);
+            pair.advance(Duration::from_secs(31));
+        } else {
+            pair.alice.session.close(pair.now);
+            pair.run();
+        }
+        let outcomes = done(&pair.alice.take_events());
+        assert!(
+            matches!(&outcomes[..], [(message, MessageOutcome::Failed(error))] if *message == id && error.code == 408),
+            "shutdown {shutdown}: {outcomes:?}"
+        );
+    }
+}

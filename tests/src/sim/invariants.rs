@@ -7,7 +7,7 @@
 //! arrived. The sender gets exactly one `MessageDone`: `Delivered` means the receiver
 //! has every byte (when the message asked for a failure response, the default: with
 //! `Failure-Report: partial` or `no` the spec makes silence a success, so those
-//! messages are checked for integrity only), `Aborted` only after an accepted
+//! messages only need to have been written to the socket whole), `Aborted` only after an accepted
 //! `abort_message` (and then the receiver never saw the `$`), `Failed` is an explicit
 //! failure. Success REPORTs cover only bytes the receiver has, and a delivered message
 //! that asked for them ends fully reported or with `ReportMissing`.
@@ -121,6 +121,9 @@ pub struct SentMessage {
     /// What success REPORTs said.
     pub reported: Ranges,
     pub report_missing: bool,
+    /// Where the sender's output stream ends after the message's `$` chunk, once it
+    /// was transmitted.
+    pub last_chunk_end: Option<u64>,
 }
 
 /// Every message of a run, with the checks on what happens to them.
@@ -164,6 +167,14 @@ impl Oracle {
         let id = message_id.ok_or_else(|| format!("{what} without Message-ID"))?;
         let index = *self.by_message_id.get(id).ok_or_else(|| format!("{what} for unknown message {id}"))?;
         Ok(&mut self.messages[index])
+    }
+
+    /// The sender transmitted the `$` chunk of `message_id`, ending at `end` in its
+    /// output stream.
+    pub fn last_chunk_sent(&mut self, message_id: &str, end: u64) {
+        if let Some(&index) = self.by_message_id.get(message_id) {
+            self.messages[index].last_chunk_end = Some(end);
+        }
     }
 
     /// The peer `receiver` got `chunk` (a chunk, a segment of one, or a whole message).
@@ -225,6 +236,7 @@ impl Oracle {
         outgoing: OutgoingId,
         message_id: &str,
         outcome: &MessageOutcome,
+        sender_written: u64,
     ) -> Result<(), Violation> {
         let index = *self
             .by_outgoing
@@ -248,6 +260,14 @@ impl Oracle {
                         "{id}: Delivered, but the receiver has {} of {} bytes and no `$`: lost silently",
                         message.received.len(),
                         message.body.len()
+                    ));
+                }
+                // Without failure responses silence means success, but only for bytes
+                // that were written.
+                if !message.failure_report.answered() && message.last_chunk_end.is_none_or(|end| end > sender_written) {
+                    return Err(format!(
+                        "{id}: Delivered, but its last chunk (ending at {:?}) was not written ({sender_written} B were)",
+                        message.last_chunk_end
                     ));
                 }
             }

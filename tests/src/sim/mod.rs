@@ -421,6 +421,7 @@ impl Sim {
                 let n = self.links[pair].take_ack(end);
                 if let Some(p) = self.peer_at(pair, end) {
                     self.log(format!("{} written {n} B", self.peers[p].name));
+                    self.peers[p].written += n;
                     self.input(p, Input::Written(n as usize));
                 }
                 Ok(())
@@ -671,7 +672,11 @@ impl Sim {
 
     fn transmit(&mut self, p: usize, transmit: &Transmit) {
         let now = self.now;
-        let peer = &self.peers[p];
+        let peer = &mut self.peers[p];
+        peer.transmitted += transmit.len() as u64;
+        if let Some(message_id) = last_chunk_of(transmit) {
+            self.oracle.last_chunk_sent(&message_id, peer.transmitted);
+        }
         let (pair, end) = (peer.pair, peer.end);
         let sent = peer.socket_open && self.links[pair].write(now, end, &transmit.parts, &mut self.rng);
         let line =
@@ -697,7 +702,8 @@ impl Sim {
             Event::Report { report, .. } => self.oracle.report(p, &report).map_err(|v| format!("{name}: {v}")),
             Event::MessageDone { message, message_id, outcome } => {
                 self.peers[p].script.streams.retain(|stream| stream.id != message);
-                self.oracle.done(p, message, &message_id, &outcome).map_err(|v| format!("{name}: {v}"))
+                let written = self.peers[p].written;
+                self.oracle.done(p, message, &message_id, &outcome, written).map_err(|v| format!("{name}: {v}"))
             }
             Event::Writable { message } => {
                 if self.oracle.find(p, message).is_none_or(|m| m.outcome.is_some()) {
@@ -816,11 +822,13 @@ impl Sim {
         let Some(session) = peer.session.as_mut() else { return Ok(()) };
         let result = session.send_message(now, options, plan.body.clone());
         let line = format!(
-            "{} send_message {} {} B {}: {result:?}",
+            "{} send_message {} {} B {} (failure reports {:?}, success report {}): {result:?}",
             peer.name,
             plan.message_id,
             plan.body.len(),
-            plan.content_type
+            plan.content_type,
+            plan.failure_report,
+            plan.success_report,
         );
         self.log(line);
         match result {
@@ -849,6 +857,7 @@ impl Sim {
             receiver_saw_abort: false,
             reported: invariants::Ranges::default(),
             report_missing: false,
+            last_chunk_end: None,
         });
     }
 
@@ -886,7 +895,10 @@ impl Sim {
                 ("send_file", session.send_file(now, &file))
             }
         };
-        let line = format!("{} {what} {} {len} B {}: {result:?}", peer.name, plan.message_id, plan.content_type);
+        let line = format!(
+            "{} {what} {} {len} B {} (failure reports {:?}, success report {}): {result:?}",
+            peer.name, plan.message_id, plan.content_type, plan.failure_report, plan.success_report
+        );
         self.log(line);
         match result {
             Ok(id) => {
@@ -973,6 +985,28 @@ impl Sim {
             Err(error) => Err(format!("{}: abort_message refused: {error}", self.peers[p].name)),
         }
     }
+}
+
+/// The Message-ID of the SEND in `transmit` when it is a message's last chunk (`$`).
+fn last_chunk_of(transmit: &Transmit) -> Option<String> {
+    const FIELD: &[u8] = b"\r\nMessage-ID: ";
+    let head = &transmit.parts[0];
+    let first_line = &head[..find(head, b"\r\n")?];
+    if !first_line.ends_with(b" SEND") {
+        return None;
+    }
+    let last = transmit.parts.iter().rev().find(|part| !part.is_empty())?;
+    if last.len() < 3 || last[last.len() - 3] != b'$' {
+        return None;
+    }
+    let headers = &head[..find(head, b"\r\n\r\n").unwrap_or(head.len())];
+    let value = &headers[find(headers, FIELD)? + FIELD.len()..];
+    let value = &value[..find(value, b"\r\n").unwrap_or(value.len())];
+    String::from_utf8(value.to_vec()).ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// How much one read takes: often a lot, sometimes a little, now and then one byte.

@@ -35,6 +35,9 @@ pub struct Peer {
     /// It said `Event::Closed`, `Output::Close`.
     pub saw_closed_event: bool,
     pub saw_close_output: bool,
+    /// Bytes its session transmitted, and those reported written to it.
+    pub transmitted: u64,
+    pub written: u64,
     pub script: Script,
 }
 
@@ -55,6 +58,8 @@ impl Peer {
             socket_open: false,
             saw_closed_event: false,
             saw_close_output: false,
+            transmitted: 0,
+            written: 0,
             script,
         }
     }
