@@ -121,6 +121,9 @@ pub struct SentMessage {
     /// What success REPORTs said.
     pub reported: Ranges,
     pub report_missing: bool,
+    /// Bytes of it the receiver's engine read off the wire, when it reassembles (it then
+    /// reports bytes it holds and has not delivered yet).
+    pub read_off_wire: Ranges,
     /// Where the sender's output stream ends after the message's `$` chunk, once it
     /// was transmitted.
     pub last_chunk_end: Option<u64>,
@@ -174,6 +177,13 @@ impl Oracle {
     pub fn last_chunk_sent(&mut self, message_id: &str, end: u64) {
         if let Some(&index) = self.by_message_id.get(message_id) {
             self.messages[index].last_chunk_end = Some(end);
+        }
+    }
+
+    /// A receiver that reassembles read bytes `start..end` of `message_id` off the wire.
+    pub fn read_off_wire(&mut self, message_id: &str, start: u64, end: u64) {
+        if let Some(&index) = self.by_message_id.get(message_id) {
+            self.messages[index].read_off_wire.cover(start, end);
         }
     }
 
@@ -298,7 +308,7 @@ impl Oracle {
         let range = report.byte_range().ok_or_else(|| format!("REPORT on {id} without Byte-Range"))?;
         let first = range.start.saturating_sub(1);
         let end = range.end.or(range.total).unwrap_or(first);
-        if !message.received.covers(first, end) {
+        if !message.received.covers(first, end) && !message.read_off_wire.covers(first, end) {
             return Err(format!("REPORT on {id} covers bytes {first}..{end}, the receiver has not all of them"));
         }
         message.reported.cover(first, end);
@@ -345,5 +355,32 @@ impl Oracle {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ranges;
+
+    #[test]
+    fn ranges_refuse_overlaps_and_merge_neighbours() {
+        let mut ranges = Ranges::default();
+        assert!(ranges.insert(10, 20));
+        assert!(ranges.insert(0, 10));
+        assert!(!ranges.insert(19, 21), "byte 19 is there already");
+        assert!(ranges.insert(20, 30));
+        assert!(ranges.covers(0, 30) && !ranges.covers(0, 31));
+        assert_eq!(ranges.len(), 30);
+        assert!(ranges.insert(5, 5), "an empty range adds nothing");
+    }
+
+    #[test]
+    fn cover_accepts_overlaps() {
+        let mut ranges = Ranges::default();
+        ranges.cover(0, 10);
+        ranges.cover(5, 15);
+        ranges.cover(20, 25);
+        assert!(ranges.covers(0, 15) && !ranges.covers(14, 21));
+        assert_eq!(ranges.len(), 20);
     }
 }

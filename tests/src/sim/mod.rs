@@ -486,6 +486,15 @@ impl Sim {
         }
     }
 
+    /// Hands bytes read to the peer's session (and to its wire reader, if it has one).
+    fn receive(&mut self, p: usize, data: Bytes) {
+        if let Some(wire) = self.peers[p].wire.as_mut() {
+            let oracle = &mut self.oracle;
+            wire.read(data.clone(), |message_id, start, end| oracle.read_off_wire(message_id, start, end));
+        }
+        self.input(p, Input::Received(data));
+    }
+
     fn create_session(&mut self, p: usize) {
         let now = self.now;
         let peer = &mut self.peers[p];
@@ -526,7 +535,7 @@ impl Sim {
     /// Bytes read at `end` of link `pair` go to its session or to the listener.
     fn deliver(&mut self, pair: usize, end: usize, data: Bytes) -> Result<(), Violation> {
         if end == CLIENT {
-            self.input(2 * pair, Input::Received(data));
+            self.receive(2 * pair, data);
             return Ok(());
         }
         match &mut self.listener.ends[pair] {
@@ -541,7 +550,7 @@ impl Sim {
             },
             ServerEnd::Peer(p) => {
                 let p = *p;
-                self.input(p, Input::Received(data));
+                self.receive(p, data);
                 Ok(())
             }
             ServerEnd::Nobody | ServerEnd::Rejected => Ok(()),
@@ -566,7 +575,7 @@ impl Sim {
                 self.input(p, Input::Connected);
                 self.drain_peer(p)?;
                 for piece in pending.into_received() {
-                    self.input(p, Input::Received(piece));
+                    self.receive(p, piece);
                     self.drain_peer(p)?;
                 }
             }
@@ -857,6 +866,7 @@ impl Sim {
             receiver_saw_abort: false,
             reported: invariants::Ranges::default(),
             report_missing: false,
+            read_off_wire: invariants::Ranges::default(),
             last_chunk_end: None,
         });
     }

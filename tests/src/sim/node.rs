@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use msrp_core::codec::{Decoded, Decoder, DecoderLimits};
 use msrp_core::connect::{PendingConnection, SessionRouter};
 use msrp_core::session::{ReassemblyLimits, Role, Session, SessionConfig};
-use msrp_core::{AcceptTypes, Uri};
+use msrp_core::{AcceptTypes, Method, Uri};
 
 use super::rng::SimRng;
 use super::script::Script;
@@ -39,6 +41,47 @@ pub struct Peer {
     pub transmitted: u64,
     pub written: u64,
     pub script: Script,
+    /// With reassembly: what its engine reads, decoded again to know which message bytes
+    /// it holds (its REPORTs may cover them before they are delivered).
+    pub wire: Option<WireReader>,
+}
+
+/// Decodes the bytes a session reads to learn which message bytes reached it.
+#[derive(Debug)]
+pub struct WireReader {
+    decoder: Decoder,
+    /// The SEND being read: its Message-ID and the offset of its next body byte.
+    current: Option<(String, u64)>,
+}
+
+impl WireReader {
+    fn new() -> Self {
+        Self { decoder: Decoder::new(DecoderLimits::default()), current: None }
+    }
+
+    /// Reads `data`; calls `seen(message_id, start, end)` for each body piece of a SEND.
+    pub fn read(&mut self, data: Bytes, mut seen: impl FnMut(&str, u64, u64)) {
+        self.decoder.feed(data);
+        while let Some(item) = self.decoder.poll() {
+            match item {
+                Ok(Decoded::Head(head)) => {
+                    self.current = (head.method() == Some(&Method::Send))
+                        .then(|| {
+                            head.message_id().map(|id| (id.to_owned(), head.byte_range().map_or(1, |r| r.start) - 1))
+                        })
+                        .flatten();
+                }
+                Ok(Decoded::Data(body)) => {
+                    if let Some((message_id, offset)) = &mut self.current {
+                        let end = *offset + body.len() as u64;
+                        seen(message_id, *offset, end);
+                        *offset = end;
+                    }
+                }
+                Ok(Decoded::End(_)) | Err(_) => self.current = None,
+            }
+        }
+    }
 }
 
 impl Peer {
@@ -46,11 +89,14 @@ impl Peer {
     pub fn new(rng: &mut SimRng, pair: usize, end: usize, local_uri: Uri, remote_uri: Uri, script: Script) -> Self {
         let role = if end == super::net::CLIENT { Role::Active } else { Role::Passive };
         let name = format!("{}{pair}", if role == Role::Active { 'c' } else { 's' });
+        let config = random_config(rng, role, local_uri.clone(), remote_uri);
+        let wire = config.reassembly.map(|_| WireReader::new());
         Self {
+            wire,
             name,
             pair,
             end,
-            config: random_config(rng, role, local_uri.clone(), remote_uri),
+            config,
             local_uri,
             id_seed: rng.next_u64(),
             session: None,
