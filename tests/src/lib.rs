@@ -1,11 +1,13 @@
 //! # msrp-tests
 //!
 //! Test-only crate: conformance tests of the protocol layer against the RFC vectors
-//! in `shared/vectors/`, and (as the stack grows) the deterministic simulation and
-//! the cross-runtime scenario suite.
+//! in `shared/vectors/`, the deterministic simulation of the whole stack ([`sim`]), and
+//! (as the stack grows) the cross-runtime scenario suite.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+
+pub mod sim;
 
 /// The `shared/` folder that sits beside the project checkout, or `MSRP_SHARED` when set.
 pub fn shared_dir() -> PathBuf {

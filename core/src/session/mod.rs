@@ -81,7 +81,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::chunk::{Chunk, ChunkError, Method};
+use crate::chunk::{Chunk, ChunkError, ContinuationFlag, Method};
 use crate::codec::{ChunkParseError, Decoder, DecoderLimits};
 use crate::header::{ContentType, Header, HeaderName, Headers, KeepAlive};
 use crate::ids::IdGenerator;
@@ -1093,6 +1093,13 @@ impl Session {
         if let Some(message) = self.messages.get_mut(&out.id) {
             message.open_transactions += 1;
             message.all_sent |= out.last;
+            if out.chunk.contflag == ContinuationFlag::End {
+                // The length is known now, also for a message streamed without a total,
+                // whose success REPORTs (per piece) may all say `*` for it.
+                let start = out.chunk.byte_range().map_or(1, |range| range.start);
+                let length = (start + out.chunk.data.len() as u64).saturating_sub(1);
+                message.reported.record_range(start, None, Some(length), true);
+            }
         }
         let transmit = self.transmit(&out.chunk, Some(TransactionKind::Message(out.id)));
         self.note_writable(out.id);
@@ -1270,15 +1277,19 @@ impl Session {
                 self.events.push_back(Event::Incoming(rest));
             }
         }
-        // An orderly end answers requests by the timeout rule (200 for `partial`/`no`,
-        // which expect no response); a failure leaves every outcome unknown: 408.
+        // An orderly end answers written requests by the timeout rule (200 for
+        // `partial`/`no`, which expect no response); a request not written whole never
+        // reached the peer, and after a failure every outcome is unknown: 408.
         let orderly = reason.is_none();
         let closed = |transaction_id: String| {
             Chunk::response(transaction_id, 408, Some("Connection closed before a response".to_owned()))
         };
         for (transaction_id, transaction) in self.transactions.drain() {
-            let response =
-                if orderly { transaction.local_timeout_response(&transaction_id) } else { closed(transaction_id) };
+            let response = if orderly && transaction.is_written() {
+                transaction.local_timeout_response(&transaction_id)
+            } else {
+                closed(transaction_id)
+            };
             self.complete_transaction(transaction.kind, response, true);
         }
         for (chunk, kind) in std::mem::take(&mut self.requests) {

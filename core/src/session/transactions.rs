@@ -47,6 +47,11 @@ impl Transaction {
             FailureReport::Partial | FailureReport::No => Chunk::response(transaction_id, 200, Some("OK".to_owned())),
         }
     }
+
+    /// Whether the request's last byte was written (its response timer runs).
+    pub(super) fn is_written(&self) -> bool {
+        self.deadline.is_some()
+    }
 }
 
 /// The live transactions of a session, by transaction id.

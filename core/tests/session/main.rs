@@ -1339,3 +1339,64 @@ fn raw_bytes_and_accept_types_set_after_binding() {
     let events = pair.alice.take_events();
     assert_eq!(done(&events), vec![(png, MessageOutcome::Failed(MsrpError::new(415, "Unsupported Media Type")))]);
 }
+
+#[test]
+fn per_piece_reports_complete_a_message_streamed_without_a_total() {
+    // R4975-7.1.3-1: a receiver that tracks too many messages reports each piece as it
+    // comes, with the total the chunks announced: `*` for a message streamed without one.
+    // The sender knows the length once it cut the last chunk, so those REPORTs complete it
+    // (found by the simulation, seed 13).
+    let (mut alice, mut bob) = configs();
+    alice.max_chunk_size = 10;
+    bob.max_tracked_reports = 1;
+    let mut pair = Pair::bound_with(alice, bob);
+    let streamed = || with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    let first = pair.alice.session.start_message(pair.now, streamed()).unwrap();
+    pair.alice.session.write_message(pair.now, first, pattern(10)).unwrap();
+    pair.run();
+    let second = pair.alice.session.start_message(pair.now, streamed()).unwrap();
+    pair.alice.session.write_message(pair.now, second, pattern(25)).unwrap();
+    pair.alice.session.finish_message(pair.now, second).unwrap();
+    pair.run();
+    pair.alice.session.finish_message(pair.now, first).unwrap();
+    pair.run();
+    pair.alice.session.close(pair.now);
+    pair.run();
+    let events = pair.alice.take_events();
+    let reports: Vec<ByteRange> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Report { message: Some(m), report } if *m == second => report.byte_range(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reports.iter().map(|range| range.total).collect::<Vec<_>>(), [None, None, None], "per piece, total `*`");
+    assert_eq!(done(&events), [(second, MessageOutcome::Delivered), (first, MessageOutcome::Delivered)]);
+    assert_eq!(missing_reports(&events), [], "every byte of both messages was reported");
+}
+
+#[test]
+fn closing_fails_a_message_without_responses_that_was_never_written() {
+    // `Failure-Report: no` makes silence a success, but only for bytes that reached the
+    // socket: closed (or shut down past its timeout) before the write completed, the
+    // message failed (found by the simulation, seed 319).
+    for shutdown in [false, true] {
+        let mut pair = Pair::bound();
+        pair.alice.hold_writes = true;
+        let silent = with_header(options("text/plain"), HeaderName::FailureReport, "no");
+        let id = pair.alice.session.send_message(pair.now, silent, pattern(100)).unwrap();
+        pair.run();
+        if shutdown {
+            pair.alice.session.shutdown(pair.now);
+            pair.advance(Duration::from_secs(31));
+        } else {
+            pair.alice.session.close(pair.now);
+            pair.run();
+        }
+        let outcomes = done(&pair.alice.take_events());
+        assert!(
+            matches!(&outcomes[..], [(message, MessageOutcome::Failed(error))] if *message == id && error.code == 408),
+            "shutdown {shutdown}: {outcomes:?}"
+        );
+    }
+}

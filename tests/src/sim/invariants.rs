@@ -1,0 +1,386 @@
+//! The oracle: what every message sent in a run must come to, checked as events arrive
+//! and once more at the end.
+//!
+//! For each message an application started, the simulation knows its bytes, its sender
+//! and its receiver. The receiver's `Incoming` chunks must be those bytes at the offsets
+//! their Byte-Range says, each byte at most once, and a `$` chunk only once all of them
+//! arrived. The sender gets exactly one `MessageDone`: `Delivered` means the receiver
+//! has every byte (when the message asked for a failure response, the default: with
+//! `Failure-Report: partial` or `no` the spec makes silence a success, so those
+//! messages only need to have been written to the socket whole), `Aborted` only after an accepted
+//! `abort_message` (and then the receiver never saw the `$`), `Failed` is an explicit
+//! failure. Success REPORTs cover only bytes the receiver has, and a delivered message
+//! that asked for them ends fully reported or with `ReportMissing`.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use msrp_core::outbox::OutgoingId;
+use msrp_core::session::MessageOutcome;
+use msrp_core::{Chunk, ContinuationFlag};
+
+/// Disjoint, sorted half-open byte ranges.
+#[derive(Debug, Clone, Default)]
+pub struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    /// Adds `[start, end)`; `false` when part of it was there already.
+    pub fn insert(&mut self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return true;
+        }
+        if self.0.iter().any(|&(a, b)| start < b && a < end) {
+            return false;
+        }
+        self.0.push((start, end));
+        self.0.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.0.len());
+        for &(a, b) in &self.0 {
+            match merged.last_mut() {
+                Some(last) if last.1 == a => last.1 = b,
+                _ => merged.push((a, b)),
+            }
+        }
+        self.0 = merged;
+        true
+    }
+
+    /// Adds `[start, end)`, overlaps allowed.
+    pub fn cover(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let mut pieces = std::mem::take(&mut self.0);
+        pieces.push((start, end));
+        pieces.sort_unstable();
+        for (a, b) in pieces {
+            match self.0.last_mut() {
+                Some(last) if last.1 >= a => last.1 = last.1.max(b),
+                _ => self.0.push((a, b)),
+            }
+        }
+    }
+
+    /// Whether `[start, end)` is covered.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        start >= end || self.0.iter().any(|&(a, b)| a <= start && end <= b)
+    }
+
+    /// Bytes covered.
+    pub fn len(&self) -> u64 {
+        self.0.iter().map(|(a, b)| b - a).sum()
+    }
+
+    /// Whether nothing is covered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// How a message asked for failure responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReportMode {
+    /// No header: like `yes`.
+    Absent,
+    /// `yes`.
+    Yes,
+    /// `partial`: only failures are answered.
+    Partial,
+    /// `no`: nothing is answered.
+    No,
+}
+
+impl FailureReportMode {
+    /// Whether the sender's `Delivered` is backed by a response from the receiver.
+    pub fn answered(self) -> bool {
+        matches!(self, Self::Absent | Self::Yes)
+    }
+}
+
+/// A message an application started.
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts about one message
+pub struct SentMessage {
+    /// The sending peer and its handle for the message.
+    pub sender: usize,
+    pub outgoing: OutgoingId,
+    /// The peer it is for.
+    pub receiver: usize,
+    pub message_id: String,
+    /// Every byte the application meant to send.
+    pub body: Bytes,
+    pub success_report: bool,
+    pub failure_report: FailureReportMode,
+    /// `abort_message` was accepted.
+    pub abort_accepted: bool,
+    pub outcome: Option<MessageOutcome>,
+    /// What the receiver got.
+    pub received: Ranges,
+    pub receiver_saw_end: bool,
+    pub receiver_saw_abort: bool,
+    /// What success REPORTs said.
+    pub reported: Ranges,
+    pub report_missing: bool,
+    /// Bytes of it the receiver's engine read off the wire, when it reassembles (it then
+    /// reports bytes it holds and has not delivered yet).
+    pub read_off_wire: Ranges,
+    /// Where the sender's output stream ends after the message's `$` chunk, once it
+    /// was transmitted.
+    pub last_chunk_end: Option<u64>,
+}
+
+/// Every message of a run, with the checks on what happens to them.
+#[derive(Debug, Default)]
+pub struct Oracle {
+    messages: Vec<SentMessage>,
+    by_message_id: BTreeMap<String, usize>,
+    by_outgoing: BTreeMap<(usize, OutgoingId), usize>,
+}
+
+/// A broken invariant, described for the failure report.
+pub type Violation = String;
+
+impl Oracle {
+    /// Records a message the sender's engine accepted.
+    pub fn register(&mut self, message: SentMessage) {
+        let index = self.messages.len();
+        self.by_message_id.insert(message.message_id.clone(), index);
+        self.by_outgoing.insert((message.sender, message.outgoing), index);
+        self.messages.push(message);
+    }
+
+    /// Every message.
+    pub fn messages(&self) -> &[SentMessage] {
+        &self.messages
+    }
+
+    /// The message `outgoing` of `sender`, if that peer started it.
+    pub fn find(&self, sender: usize, outgoing: OutgoingId) -> Option<&SentMessage> {
+        self.by_outgoing.get(&(sender, outgoing)).map(|&index| &self.messages[index])
+    }
+
+    /// `abort_message` was accepted for this message.
+    pub fn abort_accepted(&mut self, sender: usize, outgoing: OutgoingId) {
+        if let Some(&index) = self.by_outgoing.get(&(sender, outgoing)) {
+            self.messages[index].abort_accepted = true;
+        }
+    }
+
+    fn by_id(&mut self, message_id: Option<&str>, what: &str) -> Result<&mut SentMessage, Violation> {
+        let id = message_id.ok_or_else(|| format!("{what} without Message-ID"))?;
+        let index = *self.by_message_id.get(id).ok_or_else(|| format!("{what} for unknown message {id}"))?;
+        Ok(&mut self.messages[index])
+    }
+
+    /// The sender transmitted the `$` chunk of `message_id`, ending at `end` in its
+    /// output stream.
+    pub fn last_chunk_sent(&mut self, message_id: &str, end: u64) {
+        if let Some(&index) = self.by_message_id.get(message_id) {
+            self.messages[index].last_chunk_end = Some(end);
+        }
+    }
+
+    /// A receiver that reassembles read bytes `start..end` of `message_id` off the wire.
+    pub fn read_off_wire(&mut self, message_id: &str, start: u64, end: u64) {
+        if let Some(&index) = self.by_message_id.get(message_id) {
+            self.messages[index].read_off_wire.cover(start, end);
+        }
+    }
+
+    /// The peer `receiver` got `chunk` (a chunk, a segment of one, or a whole message).
+    pub fn incoming(&mut self, receiver: usize, chunk: &Chunk) -> Result<(), Violation> {
+        let message = self.by_id(chunk.message_id(), "Incoming")?;
+        let id = &message.message_id;
+        if message.receiver != receiver {
+            return Err(format!("{id} for peer {} arrived at peer {receiver}", message.receiver));
+        }
+        if message.receiver_saw_end || message.receiver_saw_abort {
+            return Err(format!("{id}: a chunk arrived after the message ended"));
+        }
+        let start = chunk.byte_range().map_or(1, |range| range.start);
+        let offset = start.checked_sub(1).ok_or_else(|| format!("{id}: Byte-Range starts at 0"))?;
+        let end = offset + chunk.data.len() as u64;
+        if end > message.body.len() as u64 {
+            return Err(format!("{id}: bytes {offset}..{end} past the body of {}", message.body.len()));
+        }
+        if message.body[offset as usize..end as usize] != chunk.data[..] {
+            return Err(format!("{id}: bytes {offset}..{end} differ from those sent"));
+        }
+        if !message.received.insert(offset, end) {
+            return Err(format!("{id}: bytes {offset}..{end} delivered twice"));
+        }
+        match chunk.contflag {
+            ContinuationFlag::End => {
+                if message.abort_accepted {
+                    return Err(format!("{id}: completed with `$` after the sender's abort was accepted"));
+                }
+                if message.received.len() != message.body.len() as u64 {
+                    return Err(format!(
+                        "{id}: `$` with {} of {} bytes received",
+                        message.received.len(),
+                        message.body.len()
+                    ));
+                }
+                message.receiver_saw_end = true;
+            }
+            ContinuationFlag::Abort => message.receiver_saw_abort = true,
+            ContinuationFlag::More => {}
+        }
+        Ok(())
+    }
+
+    /// With reassembly: the receiver heard that the message was aborted.
+    pub fn incoming_aborted(&mut self, receiver: usize, message_id: &str) -> Result<(), Violation> {
+        let message = self.by_id(Some(message_id), "IncomingAborted")?;
+        if message.receiver != receiver || message.receiver_saw_end {
+            return Err(format!("{message_id}: IncomingAborted at peer {receiver} is out of place"));
+        }
+        message.receiver_saw_abort = true;
+        Ok(())
+    }
+
+    /// The sender got its `MessageDone`.
+    pub fn done(
+        &mut self,
+        sender: usize,
+        outgoing: OutgoingId,
+        message_id: &str,
+        outcome: &MessageOutcome,
+        sender_written: u64,
+    ) -> Result<(), Violation> {
+        let index = *self
+            .by_outgoing
+            .get(&(sender, outgoing))
+            .ok_or_else(|| format!("MessageDone for {outgoing:?} that peer {sender} never started"))?;
+        let message = &mut self.messages[index];
+        let id = &message.message_id;
+        if id != message_id {
+            return Err(format!("MessageDone names {message_id}, the message is {id}"));
+        }
+        if let Some(earlier) = &message.outcome {
+            return Err(format!("{id}: a second MessageDone ({outcome:?} after {earlier:?})"));
+        }
+        match outcome {
+            MessageOutcome::Delivered => {
+                if message.abort_accepted {
+                    return Err(format!("{id}: Delivered after its abort was accepted"));
+                }
+                if message.failure_report.answered() && !message.receiver_saw_end {
+                    return Err(format!(
+                        "{id}: Delivered, but the receiver has {} of {} bytes and no `$`: lost silently",
+                        message.received.len(),
+                        message.body.len()
+                    ));
+                }
+                // Without failure responses silence means success, but only for bytes
+                // that were written.
+                if !message.failure_report.answered() && message.last_chunk_end.is_none_or(|end| end > sender_written) {
+                    return Err(format!(
+                        "{id}: Delivered, but its last chunk (ending at {:?}) was not written ({sender_written} B were)",
+                        message.last_chunk_end
+                    ));
+                }
+            }
+            MessageOutcome::Aborted if !message.abort_accepted => {
+                return Err(format!("{id}: Aborted, but the application never aborted it"));
+            }
+            MessageOutcome::Aborted | MessageOutcome::Failed(_) => {}
+        }
+        message.outcome = Some(outcome.clone());
+        Ok(())
+    }
+
+    /// The sender got a REPORT about one of its messages.
+    pub fn report(&mut self, sender: usize, report: &Chunk) -> Result<(), Violation> {
+        let message = self.by_id(report.message_id(), "REPORT")?;
+        let id = &message.message_id;
+        if message.sender != sender {
+            return Err(format!("REPORT on {id} reached peer {sender}, not its sender"));
+        }
+        let Some(status) = report.status() else { return Err(format!("REPORT on {id} without Status")) };
+        if status.code != 200 {
+            // Only the receiver's engine makes REPORTs here, and it reports successes.
+            return Err(format!("REPORT on {id} with status {}", status.code));
+        }
+        if !message.success_report {
+            return Err(format!("success REPORT on {id}, which did not ask for one"));
+        }
+        let range = report.byte_range().ok_or_else(|| format!("REPORT on {id} without Byte-Range"))?;
+        let first = range.start.saturating_sub(1);
+        let end = range.end.or(range.total).unwrap_or(first);
+        if !message.received.covers(first, end) && !message.read_off_wire.covers(first, end) {
+            return Err(format!("REPORT on {id} covers bytes {first}..{end}, the receiver has not all of them"));
+        }
+        message.reported.cover(first, end);
+        Ok(())
+    }
+
+    /// The sender's session closed before a success REPORT came.
+    pub fn report_missing(&mut self, sender: usize, outgoing: OutgoingId) -> Result<(), Violation> {
+        let index = *self
+            .by_outgoing
+            .get(&(sender, outgoing))
+            .ok_or_else(|| format!("ReportMissing for {outgoing:?} that peer {sender} never started"))?;
+        let message = &mut self.messages[index];
+        let id = &message.message_id;
+        if !message.success_report || message.outcome != Some(MessageOutcome::Delivered) {
+            return Err(format!("ReportMissing for {id}, which did not wait for a REPORT"));
+        }
+        if message.reported.covers(0, message.body.len() as u64) && !message.body.is_empty() {
+            return Err(format!("ReportMissing for {id}, which was fully reported"));
+        }
+        if message.report_missing {
+            return Err(format!("a second ReportMissing for {id}"));
+        }
+        message.report_missing = true;
+        Ok(())
+    }
+
+    /// Checks once every session ended: each message was decided, and each delivered one
+    /// that asked for REPORTs is fully reported or was said missing.
+    pub fn check_end(&self) -> Result<(), Violation> {
+        for message in &self.messages {
+            let id = &message.message_id;
+            let Some(outcome) = &message.outcome else {
+                return Err(format!("{id}: the run ended without its MessageDone"));
+            };
+            let len = message.body.len() as u64;
+            if *outcome == MessageOutcome::Delivered
+                && message.success_report
+                && len > 0
+                && !message.reported.covers(0, len)
+                && !message.report_missing
+            {
+                return Err(format!("{id}: delivered, never fully reported, and no ReportMissing"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ranges;
+
+    #[test]
+    fn ranges_refuse_overlaps_and_merge_neighbours() {
+        let mut ranges = Ranges::default();
+        assert!(ranges.insert(10, 20));
+        assert!(ranges.insert(0, 10));
+        assert!(!ranges.insert(19, 21), "byte 19 is there already");
+        assert!(ranges.insert(20, 30));
+        assert!(ranges.covers(0, 30) && !ranges.covers(0, 31));
+        assert_eq!(ranges.len(), 30);
+        assert!(ranges.insert(5, 5), "an empty range adds nothing");
+    }
+
+    #[test]
+    fn cover_accepts_overlaps() {
+        let mut ranges = Ranges::default();
+        ranges.cover(0, 10);
+        ranges.cover(5, 15);
+        ranges.cover(20, 25);
+        assert!(ranges.covers(0, 15) && !ranges.covers(14, 21));
+        assert_eq!(ranges.len(), 20);
+    }
+}
