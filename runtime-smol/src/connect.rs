@@ -2,11 +2,14 @@
 //! [`AcceptorDirect`] (inbound, passive), as msrplib's `msrplib.connect`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use msrp_core::connect::PendingConnection;
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, SessionError};
@@ -67,6 +70,15 @@ pub(crate) async fn bind_engine<R: Runtime>(
         .await?;
     bound.await.map_err(|_| connection.end_reason())??;
     Ok(Transport { runtime: runtime.clone(), connection, events, paths })
+}
+
+/// What an acceptor waits for.
+enum Arrival {
+    /// A new connection.
+    Connection(std::io::Result<BoxStream>),
+    /// A connection's first request, or `None` when it failed before one.
+    FirstRequest(Option<(BoxStream, Chunk, Vec<Bytes>)>),
+    Timeout,
 }
 
 /// Reads a new connection up to its first request's head: the head and every byte read
@@ -267,7 +279,9 @@ impl<R: Runtime> AcceptorDirect<R> {
     /// Waits for the peer to connect and bind with a SEND from `full_remote_path`
     /// (msrplib `complete`); gives up after the bind timeout. A connection whose first
     /// request comes from another path is answered 481 and closed, and the acceptor goes
-    /// on listening for the right peer.
+    /// on listening for the right peer; connections are read side by side, so one that
+    /// stays silent does not keep the peer out. The listener is used up: `prepare` again
+    /// for another session.
     pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
         if full_remote_path.is_empty() {
             return Err(Error::Connect("the remote path is empty".into()));
@@ -282,34 +296,54 @@ impl<R: Runtime> AcceptorDirect<R> {
     }
 
     async fn accept_bound(&mut self, remote_path: Option<Vec<Uri>>) -> Result<Transport<R>, Error> {
-        let (Some(listener), Some(local_path)) = (&mut self.listener, self.common.local_path.clone()) else {
+        let Some(local_path) = self.common.local_path.clone() else {
+            return Err(Error::Connect("prepare was not called".into()));
+        };
+        let Some(listener) = self.listener.take() else {
             return Err(Error::Connect("prepare was not called".into()));
         };
         let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
-        let deadline = self.runtime.now() + bind_timeout;
-        let tls = local_path.last().is_some_and(|uri| uri.use_tls);
-        if tls && self.common.tls_server.is_none() {
-            return Err(Error::Connect("msrps needs a TLS server setting".into()));
-        }
+        let mut timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
+        let tls = match (local_path.last().is_some_and(|uri| uri.use_tls), &self.common.tls_server) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => return Err(Error::Connect("msrps needs a TLS server setting".into())),
+        };
+        let mut accepted = Box::pin(futures::stream::unfold(listener, |mut listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        }));
+        // Connections on their way to a first request, side by side: one that stays
+        // silent does not keep the peer out.
+        let mut arrivals = FuturesUnordered::new();
         loop {
-            let runtime = &self.runtime;
-            let tls_server = &self.common.tls_server;
-            // One connection, up to its first request. A failing listener ends the wait; a
-            // peer that fails its handshake or leaves first is let go.
-            let arrival = async {
-                let (mut stream, _) = listener.accept().await?;
-                if let Some(tls) = tls_server.as_ref().filter(|_| tls) {
-                    let Ok(secured) = tls.accept(stream).await else { return Ok(None) };
-                    stream = secured;
+            let next = std::future::poll_fn(|cx| {
+                if let Poll::Ready(Some(first)) = arrivals.poll_next_unpin(cx) {
+                    return Poll::Ready(Arrival::FirstRequest(first));
                 }
-                Ok::<_, std::io::Error>(read_first_request(stream).await)
-            };
-            let timeout = runtime.sleep_until(deadline);
-            let (mut stream, head, received) = match futures::future::select(Box::pin(arrival), timeout).await {
-                futures::future::Either::Left((Ok(Some(first)), _)) => first,
-                futures::future::Either::Left((Ok(None), _)) => continue,
-                futures::future::Either::Left((Err(error), _)) => return Err(error.into()),
-                futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
+                if let Poll::Ready(Some(stream)) = accepted.poll_next_unpin(cx) {
+                    return Poll::Ready(Arrival::Connection(stream));
+                }
+                timeout.poll_unpin(cx).map(|()| Arrival::Timeout)
+            })
+            .await;
+            let (mut stream, head, received) = match next {
+                Arrival::Connection(Ok(stream)) => {
+                    let tls = tls.clone();
+                    arrivals.push(async move {
+                        // A peer that fails its handshake or leaves before its first request is let go.
+                        let stream = match tls {
+                            Some(tls) => tls.accept(stream).await.ok()?,
+                            None => stream,
+                        };
+                        read_first_request(stream).await
+                    });
+                    continue;
+                }
+                Arrival::Connection(Err(error)) => return Err(error.into()),
+                Arrival::FirstRequest(None) => continue,
+                Arrival::FirstRequest(Some(first)) => first,
+                Arrival::Timeout => return Err(SessionError::BindTimeout.into()),
             };
             let remote_path = match &remote_path {
                 Some(path) => path.clone(),
@@ -318,7 +352,7 @@ impl<R: Runtime> AcceptorDirect<R> {
                     _ => continue,
                 },
             };
-            let now = runtime.now();
+            let now = self.runtime.now();
             let mut engine = self.common.engine(Role::Passive, remote_path, local_path.clone(), now)?;
             engine.handle_input(now, Input::Connected);
             for data in received {
@@ -331,8 +365,7 @@ impl<R: Runtime> AcceptorDirect<R> {
                 let _ = stream.close().await;
                 continue;
             }
-            self.listener = None;
-            return bind_engine(runtime, engine, stream).await;
+            return bind_engine(&self.runtime, engine, stream).await;
         }
     }
 

@@ -383,11 +383,12 @@ pairs!(two_sessions_on_one_port:
 );
 
 /// An acceptor answers a stranger's first SEND with 481, closes that connection and
-/// goes on waiting for its peer.
+/// goes on waiting for its peer; a connection that stays silent does not hold it up.
 async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let mut acceptor = AcceptorDirect::new(b, None, false);
     let bob_path = acceptor.prepare(Some("msrp://127.0.0.1:0/bob;tcp".parse().unwrap())).await.unwrap();
     let (port, to) = (bob_path[0].port.unwrap(), bob_path[0].to_string());
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (answered, answer) = futures::channel::oneshot::channel();
     std::thread::spawn(move || answered.send(raw_exchange(port, &to)));
     let mut connector = ConnectorDirect::new(a, None, false);

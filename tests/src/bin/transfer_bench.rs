@@ -49,7 +49,10 @@ fn compare(size: u64) {
             runs.push(transfer(mode, size));
         }
     }
-    println!("{:<10} {:>10} {:>9} {:>16} {:>16}", "mode", "MiB/s", "vs raw", "sender RSS max", "receiver RSS max");
+    println!(
+        "{:<10} {:>10} {:>9} {:>13} {:>16} {:>16}",
+        "mode", "MiB/s", "vs raw", "range", "sender RSS max", "receiver RSS max"
+    );
     let median = |runs: &mut Vec<Run>| {
         runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         runs[runs.len() / 2].rate
@@ -57,9 +60,11 @@ fn compare(size: u64) {
     let base = median(&mut runs[0]);
     for (mode, runs) in MODES.iter().zip(&mut runs) {
         let rate = median(runs);
+        // Sorted by `median`: the slowest and fastest round.
+        let range = format!("{:.0}-{:.0}", runs[0].rate, runs[runs.len() - 1].rate);
         let sender = runs.iter().map(|run| run.sender_peak_kib).max().unwrap_or(0);
         let receiver = runs.iter().map(|run| run.receiver_peak_kib).max().unwrap_or(0);
-        println!("{mode:<10} {rate:>10.0} {:>8.2}x {sender:>12} KiB {receiver:>12} KiB", rate / base);
+        println!("{mode:<10} {rate:>10.0} {:>8.2}x {range:>13} {sender:>12} KiB {receiver:>12} KiB", rate / base);
     }
     for mode in ["tokio", "smol", "blocking"] {
         let (count, elapsed) = small_messages(mode, 20_000);
