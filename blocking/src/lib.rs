@@ -25,7 +25,7 @@
 //! let session = Session::new(transport, AcceptTypes::any(), None);
 //! let message = session.send_message("text/plain", Bytes::from_static(b"Hello world!"))?;
 //! println!("{:?}", message.outcome());
-//! session.shutdown();
+//! session.shutdown(true);
 //! # Ok::<_, msrp_blocking::Error>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -173,19 +173,21 @@ impl Transport {
         self.0.make_chunk(params)
     }
 
-    /// Queues a request (msrplib `write_chunk`).
-    pub fn write_chunk(&self, chunk: Chunk) -> Result<(), Error> {
-        block_on(self.0.write_chunk(chunk))
+    /// Queues a request (msrplib `write_chunk`); with `wait`, returns once it was written.
+    pub fn write_chunk(&self, chunk: Chunk, wait: bool) -> Result<(), Error> {
+        block_on(self.0.write_chunk(chunk, wait))
     }
 
-    /// Writes the response to `chunk` (msrplib `write_response`).
-    pub fn write_response(&self, chunk: &Chunk, code: u16, comment: Option<String>) -> Result<bool, Error> {
-        block_on(self.0.write_response(chunk, code, comment))
+    /// Writes the response to `chunk` (msrplib `write_response`); with `wait`, returns
+    /// once it was written.
+    pub fn write_response(&self, chunk: &Chunk, code: u16, comment: Option<String>, wait: bool) -> Result<bool, Error> {
+        block_on(self.0.write_response(chunk, code, comment, wait))
     }
 
-    /// Writes bytes as they are (msrplib `write`).
-    pub fn write(&self, data: Bytes) -> Result<(), Error> {
-        block_on(self.0.write(data))
+    /// Writes bytes as they are (msrplib `write`); with `sync`, returns once they were
+    /// written.
+    pub fn write(&self, data: Bytes, sync: bool) -> Result<(), Error> {
+        block_on(self.0.write(data, sync))
     }
 
     /// The next chunk received (msrplib `read_chunk`).
@@ -275,9 +277,10 @@ impl Session {
         block_on(self.0.abort(id))
     }
 
-    /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`).
-    pub fn shutdown(&self) {
-        block_on(self.0.shutdown());
+    /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`);
+    /// with `sync`, returns once the session ended, else once the shutdown began.
+    pub fn shutdown(&self, sync: bool) {
+        block_on(self.0.shutdown(sync));
     }
 
     /// The next incoming chunk; the session's end as an error.

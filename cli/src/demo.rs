@@ -108,7 +108,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     }
 
     let (file_ok, seconds) = file(&mut alice, &mut bob, &out, &mut tally).await;
-    alice.session.shutdown().await;
+    alice.session.shutdown(true).await;
     // Bob hears the end.
     let _ = bob.next_message().await;
 

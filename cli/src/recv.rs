@@ -75,13 +75,13 @@ async fn receive<R: msrp_smol::Runtime>(
                 if matches!(arrival, Arrival::Complete(_)) {
                     received += 1;
                     if count.is_some_and(|count| received >= count) {
-                        session.shutdown().await;
+                        session.shutdown(true).await;
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
             }
             Incoming::Failed(text) => {
-                session.shutdown().await;
+                session.shutdown(true).await;
                 return Err(Failure::fatal(format!("cannot save a message: {text}")));
             }
             Incoming::Incomplete(message_id, size) => print_incomplete(out, &message_id, size),

@@ -121,7 +121,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
         all_delivered &= sent.delivered;
         print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
     }
-    session.shutdown().await;
+    session.shutdown(true).await;
     let _ = printer.await;
     Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -47,6 +47,12 @@ pub(crate) struct DriverState {
     pub(crate) bound: Vec<oneshot::Sender<Result<(), SessionError>>>,
     /// Waiting for the end.
     pub(crate) closed: Vec<oneshot::Sender<()>>,
+    /// Waiting until what was queued is written: the byte count to reach (set at the end
+    /// of the turn that queued it).
+    pub(crate) flushes: Vec<(Option<u64>, oneshot::Sender<()>)>,
+    /// Bytes the session transmitted, and of them written, since the start.
+    transmitted: u64,
+    written: u64,
     /// Events for the application, in order.
     events: VecDeque<Event>,
     /// Why the session ended, once it did.
@@ -54,6 +60,19 @@ pub(crate) struct DriverState {
 }
 
 impl DriverState {
+    /// Gives waiters of this turn their target (everything transmitted so far) and lets
+    /// go of those whose bytes are written.
+    fn settle_flushes(&mut self) {
+        for (target, waiter) in std::mem::take(&mut self.flushes) {
+            let target = target.unwrap_or(self.transmitted);
+            if target > self.written {
+                self.flushes.push((Some(target), waiter));
+            } else {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
     fn dispatch(&mut self, event: Event) {
         match event {
             Event::Bound => {
@@ -115,6 +134,29 @@ impl Connection {
         result.await.map_err(|_| self.end_reason())
     }
 
+    /// Runs `work` on the driver; with `wait`, returns only once everything queued until
+    /// then (what `work` queued included) was written to the connection.
+    pub(crate) async fn call_then_written<T: Send + 'static, E: Send + 'static>(
+        &self,
+        wait: bool,
+        work: impl FnOnce(&mut DriverState, Instant) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, SessionError> {
+        let (done, written) = oneshot::channel();
+        let result = self
+            .call(move |state, now| {
+                let result = work(state, now);
+                if wait && result.is_ok() {
+                    state.flushes.push((None, done));
+                }
+                result
+            })
+            .await?;
+        if wait && result.is_ok() {
+            written.await.map_err(|_| self.end_reason())?;
+        }
+        Ok(result)
+    }
+
     /// Why the session ended (connection closed when it ended cleanly).
     pub(crate) fn end_reason(&self) -> SessionError {
         self.ended.lock().ok().and_then(|reason| reason.clone()).unwrap_or(SessionError::ConnectionClosed)
@@ -139,6 +181,9 @@ pub(crate) fn start<R: Runtime>(
         writable: HashMap::new(),
         bound: Vec::new(),
         closed: Vec::new(),
+        flushes: Vec::new(),
+        transmitted: 0,
+        written: 0,
         events: VecDeque::new(),
         end: None,
     };
@@ -272,12 +317,14 @@ async fn drive<R: Runtime>(
         while let Some(output) = state.session.poll_output(now) {
             match output {
                 Output::Transmit(transmit) => {
+                    state.transmitted += transmit.parts.iter().map(|part| part.len() as u64).sum::<u64>();
                     socket.queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
                 }
                 Output::Event(event) => state.dispatch(event),
                 Output::Close => socket.closing = true,
             }
         }
+        state.settle_flushes();
         if !events_open {
             state.events.clear();
         }
@@ -327,7 +374,10 @@ async fn drive<R: Runtime>(
         .await;
         let now = runtime.now();
         match wake {
-            Wake::Written(n) => state.session.handle_input(now, Input::Written(n)),
+            Wake::Written(n) => {
+                state.written += n as u64;
+                state.session.handle_input(now, Input::Written(n));
+            }
             Wake::WriteFailed => state.session.handle_input(now, Input::Closed),
             Wake::Call(Some(call)) => call(&mut state, now),
             Wake::Call(None) => {

@@ -25,7 +25,7 @@
 //!     let session = Session::new(transport, AcceptTypes::any(), None);
 //!     let message = session.send_message("text/plain", Bytes::from_static(b"Hello world!")).await?;
 //!     println!("{:?}", message.outcome().await);
-//!     session.shutdown().await;
+//!     session.shutdown(true).await;
 //!     Ok::<_, msrp_smol::Error>(())
 //! })?;
 //! # Ok::<_, msrp_smol::Error>(())

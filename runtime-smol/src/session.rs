@@ -14,7 +14,7 @@ use msrp_core::outbox::{MessageOptions, OutgoingId};
 use msrp_core::session::{Event, MessageOutcome, SendError, SessionError, TransactionError, transaction_result};
 use msrp_core::{AcceptTypes, Chunk, ChunkParams, MsrpError, Uri};
 
-use crate::driver::Connection;
+use crate::driver::{Connection, DriverState};
 use crate::runtime::{ReadBuffer, Runtime};
 
 /// What went wrong in a call on a [`Transport`] or [`Session`].
@@ -71,23 +71,31 @@ impl<R: Runtime> Transport<R> {
         self.paths.make_chunk(params)
     }
 
-    /// Queues a request for writing (msrplib `write_chunk`); its response is not waited
-    /// for (see [`Session::deliver_chunk`]).
-    pub async fn write_chunk(&self, chunk: Chunk) -> Result<(), Error> {
-        self.connection.call(move |state, now| state.session.send_chunk(now, chunk).map(drop)).await??;
+    /// Queues a request for writing (msrplib `write_chunk`); with `wait`, returns once it
+    /// was written. Its response is not waited for (see [`Session::deliver_chunk`]).
+    pub async fn write_chunk(&self, chunk: Chunk, wait: bool) -> Result<(), Error> {
+        self.connection.call_then_written(wait, move |state, now| state.session.send_chunk(now, chunk)).await??;
         Ok(())
     }
 
     /// Writes the response to `chunk` (msrplib `write_response`); `false` when the rules
-    /// allow none.
-    pub async fn write_response(&self, chunk: &Chunk, code: u16, comment: Option<String>) -> Result<bool, Error> {
+    /// allow none. With `wait`, returns once it was written.
+    pub async fn write_response(
+        &self,
+        chunk: &Chunk,
+        code: u16,
+        comment: Option<String>,
+        wait: bool,
+    ) -> Result<bool, Error> {
         let request = chunk.clone();
-        Ok(self.connection.call(move |state, now| state.session.send_response(now, &request, code, comment)).await??)
+        let work = move |state: &mut DriverState, now| state.session.send_response(now, &request, code, comment);
+        Ok(self.connection.call_then_written(wait, work).await??)
     }
 
-    /// Writes bytes as they are (msrplib `write`).
-    pub async fn write(&self, data: Bytes) -> Result<(), Error> {
-        self.connection.call(move |state, now| state.session.send_raw(now, data)).await??;
+    /// Writes bytes as they are (msrplib `write`); with `sync`, returns once they were
+    /// written.
+    pub async fn write(&self, data: Bytes, sync: bool) -> Result<(), Error> {
+        self.connection.call_then_written(sync, move |state, now| state.session.send_raw(now, data)).await??;
         Ok(())
     }
 
@@ -296,9 +304,9 @@ impl<R: Runtime> Session<R> {
         Ok(OutgoingMessage { id, message_id, outcome })
     }
 
-    /// Sends what is queued, waits for the responses, then closes (msrplib
-    /// `shutdown(sync=True)`); returns once the session ended.
-    pub async fn shutdown(&self) {
+    /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`);
+    /// with `sync`, returns once the session ended, else once the shutdown began.
+    pub async fn shutdown(&self, sync: bool) {
         let (waiter, closed) = oneshot::channel();
         let asked = self
             .connection
@@ -307,7 +315,7 @@ impl<R: Runtime> Session<R> {
                 state.session.shutdown(now);
             })
             .await;
-        if asked.is_ok() {
+        if sync && asked.is_ok() {
             let _ = closed.await;
         }
     }

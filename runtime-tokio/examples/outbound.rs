@@ -34,6 +34,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(chunk) => println!("Got data: {}", String::from_utf8_lossy(&chunk.data)),
         Err(error) => println!("Error: {error}"),
     }
-    session.shutdown().await;
+    session.shutdown(true).await;
     Ok(())
 }

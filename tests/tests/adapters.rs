@@ -70,7 +70,7 @@ async fn messages_both_ways<A: Runtime, B: Runtime>(a: A, b: B) {
     let reply = bob.send_message("text/plain", Bytes::from_static(b"Hello Alice")).await.unwrap();
     assert_eq!(&alice.receive_chunk().await.unwrap().data[..], b"Hello Alice");
     assert_eq!(reply.outcome().await, MessageOutcome::Delivered);
-    alice.shutdown().await;
+    alice.shutdown(true).await;
     assert!(bob.receive_chunk().await.is_err(), "Bob learns the session ended");
 }
 
@@ -152,7 +152,7 @@ async fn file_from_reader<A: Runtime, B: Runtime>(
     assert_eq!(received, size);
     assert_eq!(hasher.finalize(), expected);
     assert_eq!(message.outcome().await, MessageOutcome::Delivered);
-    alice.shutdown().await;
+    alice.shutdown(true).await;
 }
 
 async fn file_256_mib<A: Runtime, B: Runtime>(a: A, b: B) {
@@ -382,6 +382,39 @@ pairs!(two_sessions_on_one_port:
     smol_tokio => (Smol, Tokio),
 );
 
+/// msrplib's transport calls: a request written and waited for, read on the far side
+/// and answered; raw bytes written in sync; a shutdown that does not wait.
+async fn transport_calls<A: Runtime, B: Runtime>(a: A, b: B) {
+    use msrp_core::ChunkParams;
+    use msrp_core::header::HeaderName;
+    let mut acceptor = AcceptorDirect::new(b, None, false);
+    let bob_path = acceptor.prepare(Some("msrp://127.0.0.1:0/bob;tcp".parse().unwrap())).await.unwrap();
+    let mut connector = ConnectorDirect::new(a, None, false);
+    let alice_path = connector.prepare(None);
+    let (alice, bob) = futures::join!(connector.complete(bob_path), acceptor.complete(alice_path));
+    let (mut alice, mut bob) = (alice.unwrap(), bob.unwrap());
+    let mut by_hand = |text: &'static [u8]| {
+        let mut chunk = alice.make_chunk(ChunkParams { data: Bytes::from_static(text), ..ChunkParams::default() });
+        chunk.headers.set(HeaderName::ContentType, "text/plain");
+        chunk
+    };
+    let (first, second) = (by_hand(b"written and waited for"), by_hand(b"as raw bytes"));
+    alice.write_chunk(first, true).await.unwrap();
+    let received = bob.read_chunk(None).await.unwrap();
+    assert_eq!(&received.data[..], b"written and waited for");
+    assert!(bob.write_response(&received, 200, Some("OK".into()), true).await.unwrap());
+    alice.write(second.encode(), true).await.unwrap();
+    assert_eq!(&bob.read_chunk(None).await.unwrap().data[..], b"as raw bytes");
+    let alice = Session::new(alice, AcceptTypes::any(), None);
+    alice.shutdown(false).await;
+    assert!(bob.read_chunk(None).await.is_err(), "Bob learns the session ended");
+}
+
+pairs!(transport_calls:
+    tokio_threads => (Tokio, Threads),
+    threads_smol => (Threads, Smol),
+);
+
 /// An acceptor answers a stranger's first SEND with 481, closes that connection and
 /// goes on waiting for its peer; a connection that stays silent does not hold it up.
 async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
@@ -403,7 +436,7 @@ async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let alice = Session::new(outbound.unwrap(), AcceptTypes::any(), None);
     alice.send_message("text/plain", Bytes::from_static(b"it is me")).await.unwrap();
     assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"it is me");
-    alice.shutdown().await;
+    alice.shutdown(true).await;
 }
 
 pairs!(acceptor_waits_past_a_stranger:
@@ -425,7 +458,7 @@ async fn acceptor_binds_any_peer<A: Runtime, B: Runtime>(a: A, b: B) {
     let alice = Session::new(outbound.unwrap(), AcceptTypes::any(), None);
     bob.send_message("text/plain", Bytes::from_static(b"welcome")).await.unwrap();
     assert_eq!(&alice.receive_chunk().await.unwrap().data[..], b"welcome");
-    alice.shutdown().await;
+    alice.shutdown(true).await;
 }
 
 pairs!(acceptor_binds_any_peer:
@@ -503,7 +536,7 @@ async fn tls<A: Runtime, B: Runtime>(a: A, b: B) {
     let (alice, bob) = (alice.unwrap(), bob.unwrap().unwrap());
     alice.send_message("text/plain", Bytes::from_static(b"over TLS")).await.unwrap();
     assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"over TLS");
-    alice.shutdown().await;
+    alice.shutdown(true).await;
     // A self-signed peer pinned by its SDP fingerprint.
     let own = TlsServer::from_pem(certificates.self_signed_pem.as_bytes(), certificates.self_signed_key_pem.as_bytes())
         .unwrap();
@@ -512,7 +545,7 @@ async fn tls<A: Runtime, B: Runtime>(a: A, b: B) {
     let (alice, bob) = (alice.unwrap(), bob.unwrap().unwrap());
     bob.send_message("text/plain", Bytes::from_static(b"pinned")).await.unwrap();
     assert_eq!(&alice.receive_chunk().await.unwrap().data[..], b"pinned");
-    alice.shutdown().await;
+    alice.shutdown(true).await;
     // The wrong fingerprint, and a CA that did not sign the certificate: no MSRP at all,
     // and Bob goes on waiting for a peer that passes.
     let mut wrong = certificates.self_signed_fingerprint;
@@ -549,6 +582,6 @@ fn smol_adapter_runs_under_async_std() {
         let message = alice.send_message("text/plain", Bytes::from_static(b"async-std")).await.unwrap();
         assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"async-std");
         assert_eq!(message.outcome().await, MessageOutcome::Delivered);
-        async_std::task::spawn(async move { alice.shutdown().await }).await;
+        async_std::task::spawn(async move { alice.shutdown(true).await }).await;
     });
 }

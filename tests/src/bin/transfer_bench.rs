@@ -260,7 +260,7 @@ fn send(mode: &str, address: &str, size: u64) {
                 msrp_blocking::Session::new(connector.complete(remote).expect("bind"), AcceptTypes::any(), None);
             let file = msrp_blocking::OutgoingFile { reader: Box::new(Pattern::new(size)), file: outgoing(size) };
             assert_eq!(session.send_file(file).expect("send").outcome(), MessageOutcome::Delivered);
-            session.shutdown();
+            session.shutdown(true);
         }
         "tokio" => {
             let runtime =
@@ -285,7 +285,7 @@ async fn send_async<R: Runtime>(runtime: R, address: &str, size: u64) {
     );
     let file = OutgoingFile { reader: Box::new(Pattern::new(size)), file: outgoing(size) };
     assert_eq!(session.send_file(file).await.expect("send").outcome().await, MessageOutcome::Delivered);
-    session.shutdown().await;
+    session.shutdown(true).await;
 }
 
 /// Sends `count` pipelined 1 KiB messages between two sessions of one process and waits
