@@ -60,6 +60,26 @@ pub(crate) struct DriverState {
 }
 
 impl DriverState {
+    /// Runs due timers and drains the session: transmits for the socket, events for whoever
+    /// waits.
+    fn run_session(&mut self, socket: &mut Socket, now: Instant) {
+        // Check the clock before trusting a timer (style.md §6.1).
+        if self.session.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            self.session.handle_timeout(now);
+        }
+        while let Some(output) = self.session.poll_output(now) {
+            match output {
+                Output::Transmit(transmit) => {
+                    self.transmitted += transmit.parts.iter().map(|part| part.len() as u64).sum::<u64>();
+                    socket.queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
+                }
+                Output::Event(event) => self.dispatch(event),
+                Output::Close => socket.closing = true,
+            }
+        }
+        self.settle_flushes();
+    }
+
     /// Gives waiters of this turn their target (everything transmitted so far) and lets
     /// go of those whose bytes are written.
     fn settle_flushes(&mut self) {
@@ -309,22 +329,7 @@ async fn drive<R: Runtime>(
     let mut events_open = true;
     let mut timer: Option<(Instant, crate::runtime::BoxFuture<'static, ()>)> = None;
     loop {
-        let now = runtime.now();
-        // Check the clock before trusting a timer (style.md §6.1).
-        if state.session.poll_timeout().is_some_and(|deadline| deadline <= now) {
-            state.session.handle_timeout(now);
-        }
-        while let Some(output) = state.session.poll_output(now) {
-            match output {
-                Output::Transmit(transmit) => {
-                    state.transmitted += transmit.parts.iter().map(|part| part.len() as u64).sum::<u64>();
-                    socket.queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
-                }
-                Output::Event(event) => state.dispatch(event),
-                Output::Close => socket.closing = true,
-            }
-        }
-        state.settle_flushes();
+        state.run_session(&mut socket, runtime.now());
         if !events_open {
             state.events.clear();
         }
