@@ -583,3 +583,26 @@ fn chunk_size_over_16_mib_is_refused() {
     assert_eq!(status.code(), Some(2));
     assert!(stderr.contains("16777217 is not from 1 to 16777216 (16 MiB)"), "{stderr}");
 }
+
+/// After `--count`, recv ends the session but still prints every message that arrives
+/// while it closes: whatever the sender saw answered with 200 is printed by recv.
+#[test]
+fn recv_prints_what_arrives_after_its_count() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any", "--count", "1"]);
+    let path = recv.path();
+    let (_, stdout, _) = run(&["send", "--remote-path", &path, "--text", "one", "--text", "two", "--text", "three"]);
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    let delivered: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("sent ") && line.contains("→ 200"))
+        .filter_map(|line| line.split(' ').find_map(|word| word.strip_prefix("id=")))
+        .collect();
+    assert!(!delivered.is_empty(), "{stdout}");
+    for message_id in delivered {
+        assert!(
+            lines.iter().any(|line| line.starts_with(&format!("message id={message_id} "))),
+            "{message_id}: {lines:?}"
+        );
+    }
+}
