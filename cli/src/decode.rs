@@ -4,7 +4,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use msrp_core::{Decoded, Decoder, DecoderLimits};
+use msrp_tokio::core::{Decoded, Decoder, DecoderLimits};
 
 /// Prints one line per chunk (transaction id, method or status, body size, flag) and
 /// every error; fails when there was one.

@@ -1,7 +1,8 @@
 //! `msrp demo`: Alice and Bob, two MSRP sessions on 127.0.0.1 in one process on the tokio
 //! adapter. Bob listens (`AcceptorDirect`), Alice connects and binds (`ConnectorDirect`);
-//! they chat both ways, then Alice streams a generated 256 MiB file to Bob. Every message
-//! asks for a success REPORT, and both ends hash what they send and receive.
+//! they chat both ways, then Alice streams a generated 256 MiB file (another size with
+//! the hidden `--size`, for tests) to Bob. Every message asks for a success REPORT, and
+//! both ends hash what they send and receive.
 
 use std::io;
 use std::pin::Pin;
@@ -12,44 +13,43 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::io::AsyncRead;
-use msrp_core::Uri;
-use msrp_core::header::{HeaderName, Headers};
-use msrp_smol::{AcceptTypes, OutgoingFile, Session};
-use msrp_tokio::{AcceptorDirect, ConnectorDirect, Tokio};
+use msrp_tokio::core::Uri;
+use msrp_tokio::core::header::{HeaderName, Headers};
+use msrp_tokio::{AcceptTypes, AcceptorDirect, ConnectorDirect, OutgoingFile, Session, Tokio};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::events::{self, Incoming, Reports};
 use crate::failure::{Failure, describe};
-use crate::inbox::{Arrival, Inbox, Received};
+use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::output::{Output, hex};
 use crate::recv::path_text;
 use crate::send::{Counted, Sent, send_text, settle};
 
 /// The size of the generated file.
-const FILE_SIZE: u64 = 256 << 20;
+pub(crate) const FILE_SIZE: u64 = 256 << 20;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Who says what, in order: `true` when Alice speaks.
 const CHAT: [(bool, &str); 4] = [
     (true, "Hello Bob, can you hear me?"),
     (false, "Loud and clear, Alice. Over MSRP, no less."),
-    (true, "Sending you 256 MiB of test data now."),
+    (true, "Sending you a file of test data now."),
     (false, "Ready when you are; I will check its SHA-256."),
 ];
 
 /// One side of the demo.
 struct Peer {
     name: &'static str,
-    session: Arc<Session<Tokio>>,
+    session: Arc<Session>,
     incoming: mpsc::Receiver<Incoming>,
     reports: Reports,
 }
 
 impl Peer {
-    fn new(name: &'static str, session: Session<Tokio>) -> Self {
+    fn new(name: &'static str, session: Session) -> Self {
         let session = Arc::new(session);
-        let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None));
+        let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None, Limits::default()));
         Self { name, session, incoming, reports }
     }
 
@@ -59,6 +59,9 @@ impl Peer {
             Some(Incoming::Arrival(Arrival::Complete(message))) => Ok(message),
             Some(Incoming::Arrival(Arrival::Aborted { message_id, .. })) => {
                 Err(format!("{} saw message {message_id} aborted", self.name))
+            }
+            Some(Incoming::Arrival(Arrival::Skipped { message_id, reason })) => {
+                Err(format!("{} skipped message {message_id}: {reason}", self.name))
             }
             Some(Incoming::Failed(text)) => Err(text),
             Some(Incoming::Incomplete(message_id, size)) => {
@@ -82,7 +85,8 @@ struct Tally {
     problems: Vec<String>,
 }
 
-pub(crate) async fn run() -> Result<ExitCode, Failure> {
+/// Runs the demo with a generated file of `file_size` bytes.
+pub(crate) async fn run(file_size: u64) -> Result<ExitCode, Failure> {
     let out = Output::new(false);
     let started = Instant::now();
     let mut acceptor = AcceptorDirect::new(Tokio, None, false);
@@ -107,14 +111,19 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
         chat(from, to, text, &mut tally).await;
     }
 
-    let (file_ok, seconds) = file(&mut alice, &mut bob, &out, &mut tally).await;
+    let (file_ok, seconds) = file(&mut alice, &mut bob, file_size, &out, &mut tally).await;
     alice.session.shutdown(true).await;
     // Bob hears the end.
     let _ = bob.next_message().await;
 
     println!("--");
+    let confirmed = if tally.delivered == tally.messages {
+        "each confirmed by a success REPORT"
+    } else {
+        "the others not confirmed by a success REPORT"
+    };
     println!(
-        "messages:     {} of {} delivered ({} chat, 1 file), each confirmed by a success REPORT",
+        "messages:     {} of {} delivered ({} chat, 1 file), {confirmed}",
         tally.delivered,
         tally.messages,
         CHAT.len()
@@ -122,7 +131,7 @@ pub(crate) async fn run() -> Result<ExitCode, Failure> {
     println!("bytes:        {} ({:.0} MiB)", tally.bytes, tally.bytes as f64 / MIB);
     println!(
         "throughput:   {:.0} MiB/s for the file ({:.2} s over 127.0.0.1)",
-        FILE_SIZE as f64 / MIB / seconds.max(1e-9),
+        file_size as f64 / MIB / seconds.max(1e-9),
         seconds
     );
     println!("verification: {}", if file_ok { "SHA-256 equal at both ends" } else { "FAILED" });
@@ -165,21 +174,21 @@ async fn chat(from: &mut Peer, to: &mut Peer, text: &str, tally: &mut Tally) {
 
 /// The file: generated as it is read, hashed on both sides. Returns whether it arrived
 /// intact and the seconds it took.
-async fn file(alice: &mut Peer, bob: &mut Peer, out: &Output, tally: &mut Tally) -> (bool, f64) {
+async fn file(alice: &mut Peer, bob: &mut Peer, size: u64, out: &Output, tally: &mut Tally) -> (bool, f64) {
     tally.messages += 1;
     let digest = Arc::new(Mutex::new(None));
-    let generator = Generated { position: 0, hasher: Sha256::new(), digest: Arc::clone(&digest) };
-    let bar = out.bytes_bar(FILE_SIZE, "Alice → Bob");
+    let generator = Generated { size, position: 0, hasher: Sha256::new(), digest: Arc::clone(&digest) };
+    let bar = out.bytes_bar(size, "Alice → Bob");
     let mut headers = Headers::new();
     headers.set(HeaderName::SuccessReport, "yes");
-    headers.set(HeaderName::ContentDisposition, "attachment; filename=\"demo-256MiB.bin\"");
+    headers.set(HeaderName::ContentDisposition, "attachment; filename=\"demo.bin\"");
     let file = OutgoingFile {
         reader: Box::new(Counted { inner: generator, bar: bar.clone() }),
-        file: msrp_core::session::OutgoingFile {
-            size: FILE_SIZE,
+        file: msrp_tokio::core::session::OutgoingFile {
+            size,
             content_type: Some("application/octet-stream".to_owned()),
             headers,
-            ..msrp_core::session::OutgoingFile::default()
+            ..msrp_tokio::core::session::OutgoingFile::default()
         },
     };
     let started = Instant::now();
@@ -194,9 +203,9 @@ async fn file(alice: &mut Peer, bob: &mut Peer, out: &Output, tally: &mut Tally)
     let message_id = message.message_id.clone();
     let (received, outcome) = tokio::join!(bob.next_message(), message.outcome());
     let seconds = started.elapsed().as_secs_f64();
-    let sent = settle(&alice.reports, message_id, outcome, FILE_SIZE, true).await;
+    let sent = settle(&alice.reports, message_id, outcome, size, true).await;
     bar.finish_and_clear();
-    println!("Alice → Bob   {} MiB file: {}", FILE_SIZE >> 20, outcome_text(&sent));
+    println!("Alice → Bob   {} file: {}", size_text(size), outcome_text(&sent));
     let sent_digest = *digest.lock().unwrap_or_else(PoisonError::into_inner);
     let received = match received {
         Ok(received) => received,
@@ -208,14 +217,19 @@ async fn file(alice: &mut Peer, bob: &mut Peer, out: &Output, tally: &mut Tally)
     let show = |digest: Option<[u8; 32]>| digest.map_or_else(|| "none".to_owned(), |digest| hex(&digest));
     println!("  SHA-256 sent     {}", show(sent_digest));
     println!("  SHA-256 received {} ({} bytes)", show(received.sha256), received.size);
-    let intact = sent_digest.is_some() && sent_digest == received.sha256 && received.size == FILE_SIZE;
+    let intact = sent_digest.is_some() && sent_digest == received.sha256 && received.size == size;
     if sent.delivered {
         tally.delivered += 1;
-        tally.bytes += FILE_SIZE;
+        tally.bytes += size;
     } else {
         tally.problems.push(format!("the file was not delivered: {}", outcome_text(&sent)));
     }
     (intact, seconds)
+}
+
+/// `256 MiB` for whole MiB, else bytes.
+fn size_text(size: u64) -> String {
+    if size % (1 << 20) == 0 { format!("{} MiB", size >> 20) } else { format!("{size}-byte") }
 }
 
 fn outcome_text(sent: &Sent) -> String {
@@ -229,6 +243,7 @@ fn outcome_text(sent: &Sent) -> String {
 /// The generated file: 8 bytes of `SplitMix64` per 8-byte word, the same on every run;
 /// hashed as it is read, the digest published at its end.
 struct Generated {
+    size: u64,
     position: u64,
     hasher: Sha256,
     digest: Arc<Mutex<Option<[u8; 32]>>>,
@@ -259,11 +274,11 @@ fn fill(position: u64, buffer: &mut [u8]) {
 impl AsyncRead for Generated {
     fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let n = (FILE_SIZE - this.position).min(buffer.len() as u64) as usize;
+        let n = (this.size - this.position).min(buffer.len() as u64) as usize;
         fill(this.position, &mut buffer[..n]);
         this.hasher.update(&buffer[..n]);
         this.position += n as u64;
-        if this.position == FILE_SIZE && n > 0 {
+        if this.position == this.size && n > 0 {
             let digest: [u8; 32] = std::mem::take(&mut this.hasher).finalize().into();
             *this.digest.lock().unwrap_or_else(PoisonError::into_inner) = Some(digest);
         }

@@ -1,23 +1,27 @@
-//! One task per session reads its events: incoming chunks go through an [`Inbox`] and
-//! whole messages come out of a channel; REPORTs about our messages are kept in a book
-//! that senders wait on.
+//! One task per session reads its events: incoming chunks go to a writer thread that runs
+//! them through an [`Inbox`] (file writes and hashing stay off the async workers), and
+//! whole messages come out of a channel; REPORTs about our own messages are kept in a
+//! book that senders wait on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use msrp_core::session::{Event, SessionError};
-use msrp_smol::Session;
-use msrp_smol::runtime::Runtime;
+use msrp_tokio::Session;
+use msrp_tokio::core::Chunk;
+use msrp_tokio::core::reassembly::{Coverage, MAX_FRAGMENTS};
+use msrp_tokio::core::session::{Event, SessionError};
 use tokio::sync::{mpsc, watch};
 
 use crate::inbox::{Arrival, Inbox};
 
-/// What the reading task reports, in order; `Ended` is last.
+/// What the reading task reports, in order; `Ended` is last. A channel that closes
+/// without `Ended` means the reading task died.
 #[derive(Debug)]
 pub(crate) enum Incoming {
     Arrival(Arrival),
-    /// Writing a received message failed (its folder, the disk).
+    /// Writing a received message failed (its folder, the disk); the message is dropped
+    /// and its partial file removed.
     Failed(String),
     /// The session ended in the middle of this message (Message-ID, bytes received);
     /// its partial file is removed.
@@ -39,38 +43,33 @@ pub(crate) enum ReportOutcome {
 
 #[derive(Default)]
 struct ReportState {
-    /// Byte ranges (first, last; from 1) reported with 200, merged.
-    covered: Vec<(u64, u64)>,
+    /// Byte positions reported with 200.
+    covered: Coverage,
     failure: Option<(u16, String)>,
     missing: bool,
 }
 
 impl ReportState {
-    fn cover(&mut self, first: u64, last: u64) {
-        self.covered.push((first, last));
-        self.covered.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.covered.len());
-        for &(first, last) in &self.covered {
-            match merged.last_mut() {
-                Some(previous) if first <= previous.1.saturating_add(1) => previous.1 = previous.1.max(last),
-                _ => merged.push((first, last)),
-            }
-        }
-        self.covered = merged;
+    /// Bytes of a `size`-byte message the success REPORTs covered (positions past its end
+    /// do not count).
+    fn bytes(&self, size: u64) -> u64 {
+        self.covered.ranges().filter(|&(first, _)| first <= size).map(|(first, last)| last.min(size) - first + 1).sum()
     }
 
-    fn bytes(&self) -> u64 {
-        self.covered.iter().map(|(first, last)| last - first + 1).sum()
+    /// Whether success REPORTs covered every byte of a `size`-byte message.
+    fn complete(&self, size: u64) -> bool {
+        size == 0 || self.covered.ranges().next().is_some_and(|(first, last)| first == 1 && last >= size)
     }
 }
 
 #[derive(Default)]
 struct Book {
+    /// Only REPORTs about messages this session sent, until their sender settles them.
     reports: HashMap<String, ReportState>,
     ended: bool,
 }
 
-/// The REPORTs received on a session, by Message-ID.
+/// The REPORTs received on a session about its own messages, by Message-ID.
 #[derive(Clone)]
 pub(crate) struct Reports {
     book: Arc<Mutex<Book>>,
@@ -89,11 +88,11 @@ impl Reports {
             {
                 let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
                 let state = book.reports.get(message_id);
-                let bytes = state.map_or(0, ReportState::bytes);
+                let bytes = state.map_or(0, |state| state.bytes(size));
                 if let Some((code, reason)) = state.and_then(|state| state.failure.clone()) {
                     return (ReportOutcome::Failed(code, reason), bytes);
                 }
-                if bytes >= size {
+                if state.is_some_and(|state| state.complete(size)) {
                     return (ReportOutcome::Complete, bytes);
                 }
                 if book.ended || state.is_some_and(|state| state.missing) {
@@ -102,20 +101,29 @@ impl Reports {
             }
             let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
             if !matches!(woke, Ok(Ok(()))) {
-                return (ReportOutcome::Missing, self.bytes(message_id));
+                let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
+                return (ReportOutcome::Missing, book.reports.get(message_id).map_or(0, |state| state.bytes(size)));
             }
         }
     }
 
-    fn bytes(&self, message_id: &str) -> u64 {
-        let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
-        book.reports.get(message_id).map_or(0, ReportState::bytes)
+    /// Drops what is kept about `message_id`: its sender has settled it.
+    pub(crate) fn forget(&self, message_id: &str) {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner).reports.remove(message_id);
     }
 }
 
+/// Work for the writer thread.
+enum Work {
+    Chunk(Chunk),
+    End(Option<SessionError>),
+}
+
 /// Starts reading `session`'s events; received messages go through `inbox`.
-pub(crate) fn spawn<R: Runtime>(session: Arc<Session<R>>, mut inbox: Inbox) -> (mpsc::Receiver<Incoming>, Reports) {
+pub(crate) fn spawn(session: Arc<Session>, inbox: Inbox) -> (mpsc::Receiver<Incoming>, Reports) {
     let (sender, receiver) = mpsc::channel(64);
+    let (work, chunks) = mpsc::channel(64);
+    tokio::task::spawn_blocking(move || write(inbox, chunks, &sender));
     let (notify, changed) = watch::channel(0_u64);
     let book = Arc::new(Mutex::new(Book::default()));
     let reports = Reports { book: Arc::clone(&book), changed };
@@ -127,17 +135,12 @@ pub(crate) fn spawn<R: Runtime>(session: Arc<Session<R>>, mut inbox: Inbox) -> (
         let mut end = Some(SessionError::ConnectionClosed);
         while let Some(event) = session.next_event().await {
             match event {
-                Event::Incoming(chunk) => match inbox.on_chunk(&chunk) {
-                    Ok(Some(arrival)) => {
-                        // The reader may have gone (the command is ending): keep draining.
-                        let _ = sender.send(Incoming::Arrival(arrival)).await;
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        let _ = sender.send(Incoming::Failed(error.to_string())).await;
-                    }
-                },
-                Event::Report { report, .. } => {
+                Event::Incoming(chunk) => {
+                    // The writer only stops when the command is ending: keep draining.
+                    let _ = work.send(Work::Chunk(chunk)).await;
+                }
+                // REPORTs about messages that are not ours are of no interest.
+                Event::Report { message: Some(_), report } => {
                     let (Some(message_id), Some(status)) = (report.message_id(), report.status()) else { continue };
                     let range = report.byte_range();
                     record(&|book| {
@@ -145,8 +148,10 @@ pub(crate) fn spawn<R: Runtime>(session: Arc<Session<R>>, mut inbox: Inbox) -> (
                         if status.code == 200 {
                             if let Some(range) = range {
                                 let last = range.end.or(range.total).unwrap_or(range.start);
-                                if last >= range.start {
-                                    state.cover(range.start, last);
+                                // A peer scattering REPORTs in tiny pieces is not followed
+                                // further: what they cover stays incomplete.
+                                if state.covered.fragments() < MAX_FRAGMENTS {
+                                    state.covered.record_range(range.start.max(1), Some(last), None, false);
                                 }
                             }
                         } else if state.failure.is_none() {
@@ -165,10 +170,59 @@ pub(crate) fn spawn<R: Runtime>(session: Arc<Session<R>>, mut inbox: Inbox) -> (
             }
         }
         record(&|book| book.ended = true);
-        for (message_id, size) in inbox.abandon() {
-            let _ = sender.send(Incoming::Incomplete(message_id, size)).await;
-        }
-        let _ = sender.send(Incoming::Ended(end)).await;
+        let _ = work.send(Work::End(end)).await;
     });
     (receiver, reports)
+}
+
+/// The writer thread: runs the chunks through `inbox` in order; at the end, reports the
+/// messages left incomplete (their files removed), then `Ended`.
+fn write(mut inbox: Inbox, mut chunks: mpsc::Receiver<Work>, sender: &mpsc::Sender<Incoming>) {
+    // A send fails only when the command stopped listening: keep going to the end anyway,
+    // so that partial files are removed.
+    while let Some(work) = chunks.blocking_recv() {
+        match work {
+            Work::Chunk(chunk) => match inbox.on_chunk(&chunk) {
+                Ok(Some(arrival)) => {
+                    let _ = sender.blocking_send(Incoming::Arrival(arrival));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = sender.blocking_send(Incoming::Failed(error.to_string()));
+                }
+            },
+            Work::End(end) => {
+                for (message_id, size) in inbox.abandon() {
+                    let _ = sender.blocking_send(Incoming::Incomplete(message_id, size));
+                }
+                let _ = sender.blocking_send(Incoming::Ended(end));
+                return;
+            }
+        }
+    }
+    // The reading task died: no `Ended`, but no partial file left either.
+    for (message_id, size) in inbox.abandon() {
+        let _ = sender.blocking_send(Incoming::Incomplete(message_id, size));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_count_only_the_bytes_of_the_message() {
+        let mut state = ReportState::default();
+        state.covered.record_range(5, Some(1000), None, false);
+        assert!(!state.complete(100), "bytes 5-1000 of a 100-byte message are not all of it");
+        assert_eq!(state.bytes(100), 96);
+        state.covered.record_range(1, Some(4), None, false);
+        assert!(state.complete(100));
+        assert_eq!(state.bytes(100), 100);
+        let mut gaps = ReportState::default();
+        gaps.covered.record_range(51, Some(100), None, false);
+        gaps.covered.record_range(1, Some(49), None, false);
+        assert!(!gaps.complete(100));
+        assert_eq!(gaps.bytes(100), 99);
+    }
 }

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use msrp_core::session::SessionError;
-use msrp_core::{Uri, UriError};
-use msrp_smol::Error;
+use msrp_tokio::Error;
+use msrp_tokio::core::session::SessionError;
+use msrp_tokio::core::{Uri, UriError};
 
 /// Why the command stops: printed as `msrp: <text>`.
 #[derive(Debug)]
@@ -45,11 +45,29 @@ pub(crate) fn parse_uri(text: &str) -> Result<Uri, Failure> {
 
 /// Parses a path (URIs separated by spaces), or says which URI is wrong and why.
 pub(crate) fn parse_path(text: &str) -> Result<Vec<Uri>, Failure> {
-    let path = text.split_whitespace().map(parse_uri).collect::<Result<Vec<_>, _>>()?;
-    if path.is_empty() {
-        return Err(Failure::usage(format!("invalid path {text:?}: it holds no URI")));
+    Uri::parse_path(text.trim()).map_err(|error| match &error {
+        UriError::EmptyPath(_) => Failure::usage(format!("invalid path {text:?}: it holds no URI")),
+        UriError::NotAscii(uri)
+        | UriError::BadScheme(uri)
+        | UriError::BadUser(uri)
+        | UriError::BadHost(uri)
+        | UriError::BadPort(uri)
+        | UriError::IpWithoutPort(uri)
+        | UriError::Password(uri)
+        | UriError::BadSessionId(uri)
+        | UriError::BadTransport(uri)
+        | UriError::BadParameter(uri) => Failure::usage(format!("invalid URI {uri:?}: {}", uri_reason(&error))),
+        other => Failure::usage(format!("invalid path {text:?}: {other}")),
+    })
+}
+
+/// Where a URI points, as `host:port` (`[v6]:port`; the host alone without a port).
+pub(crate) fn address(uri: &Uri) -> String {
+    let host = if uri.host.contains(':') { format!("[{}]", uri.host) } else { uri.host.clone() };
+    match uri.port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
     }
-    Ok(path)
 }
 
 fn uri_reason(error: &UriError) -> String {
@@ -63,6 +81,7 @@ fn uri_reason(error: &UriError) -> String {
         UriError::Password(_) => "it carries a password".to_owned(),
         UriError::BadSessionId(_) => "the session id is invalid".to_owned(),
         UriError::BadTransport(_) => "it has no valid transport parameter (e.g. ;tcp)".to_owned(),
+        UriError::BadParameter(_) => "a parameter is invalid".to_owned(),
         other => other.to_string(),
     }
 }
@@ -105,7 +124,7 @@ pub(crate) fn tidy(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use msrp_core::MsrpError;
+    use msrp_tokio::core::MsrpError;
 
     #[test]
     fn errors_read_as_one_plain_line() {
@@ -131,5 +150,13 @@ mod tests {
         );
         assert_eq!(error.code, 2);
         assert!(parse_path("  ").is_err());
+        assert_eq!(parse_path(" msrp://h.example.com/a;tcp\tmsrp://h.example.com/b;tcp ").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn addresses_bracket_ipv6_and_leave_out_a_missing_port() {
+        assert_eq!(address(&parse_uri("msrp://[::1]:2855/a;tcp").unwrap()), "[::1]:2855");
+        assert_eq!(address(&parse_uri("msrp://127.0.0.1:9/a;tcp").unwrap()), "127.0.0.1:9");
+        assert_eq!(address(&parse_uri("msrp://relay.example.com;tcp").unwrap()), "relay.example.com");
     }
 }

@@ -5,15 +5,18 @@
 //! - `msrp recv --local-uri URI (--remote-path "URI …" | --accept-any)`: listens, prints
 //!   its full local path (what the other side puts in SDP), lets the peer bind, then prints
 //!   one line per received message (Message-ID, content type, size, SHA-256, and the file
-//!   when `--out DIR` saves bodies, streamed to disk). Ends after `--count N` messages or
-//!   when the peer ends the session.
+//!   when `--out DIR` saves bodies, streamed to disk). A message counts once every byte
+//!   of it has arrived; what a peer can make recv hold is bounded (`--max-size`, 16
+//!   messages in progress at once). Ends after `--count N` messages (printing what still
+//!   arrives while the session closes) or when the peer ends the session; exits 1 when a
+//!   message was left incomplete by the peer.
 //! - `msrp send --remote-path "URI …" (--text TEXT | --file PATH)…`: connects, binds,
 //!   sends each item in order (files streamed, with a progress bar), and prints one line
 //!   per message with its outcome; exits 0 only if every message was delivered.
 //! - `msrp demo`: a receiver and a sender on 127.0.0.1 in one process: chat both ways
 //!   and a generated 256 MiB file checked with SHA-256 at both ends, then a short report.
 //! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one line
-//!   per chunk, or the first error with its position.
+//!   per chunk and one per error (with its position), going on after each error.
 //!
 //! With `--json`, `recv` and `send` print one JSON object per line. Errors a person can
 //! act on (a bad URI, a refused connection, a 481, a TLS failure) print one line starting
@@ -35,6 +38,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::failure::Failure;
+use crate::inbox::Limits;
 
 /// Send and receive MSRP (RFC 4975) messages and files.
 #[derive(Debug, Parser)]
@@ -54,7 +58,7 @@ enum Command {
     #[command(group(ArgGroup::new("trust").args(["ca", "fingerprint"])))]
     Send(SendArgs),
     /// Exchange chat messages and a 256 MiB file between two sessions on 127.0.0.1.
-    Demo,
+    Demo(DemoArgs),
     /// Print the chunks of MSRP bytes read from standard input.
     Decode,
 }
@@ -75,6 +79,10 @@ pub(crate) struct RecvArgs {
     /// Save every message's body in this folder (streamed to disk).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
+    /// Skip (and say so) any message larger than this many bytes; its partial file is
+    /// removed.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::MAX_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_size: u64,
     /// Exit after this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
@@ -114,8 +122,8 @@ pub(crate) struct SendArgs {
     /// Ask for success REPORTs and wait for them.
     #[arg(long)]
     pub(crate) success_report: bool,
-    /// Largest chunk body in bytes.
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    /// Largest chunk body in bytes (at most 16 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = chunk_size)]
     pub(crate) chunk_size: Option<u64>,
     /// CA certificates (PEM) to verify an `msrps://` peer with.
     #[arg(long, value_name = "FILE")]
@@ -126,6 +134,27 @@ pub(crate) struct SendArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Arguments of `msrp demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// The size of the generated file in bytes (for tests).
+    #[arg(long, hide = true, default_value_t = demo::FILE_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) size: u64,
+}
+
+/// The largest `--chunk-size`.
+const MAX_CHUNK_SIZE: u64 = 16 << 20;
+
+/// Parses `--chunk-size`: 1 byte to 16 MiB.
+fn chunk_size(text: &str) -> Result<u64, String> {
+    let size: u64 = text.parse().map_err(|_| format!("{text:?} is not a number of bytes"))?;
+    if (1..=MAX_CHUNK_SIZE).contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!("{size} is not from 1 to {MAX_CHUNK_SIZE} (16 MiB)"))
+    }
 }
 
 /// One item of `msrp send`, in command-line order.
@@ -144,11 +173,11 @@ fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Recv(args) => args.json,
         Command::Send(args) => args.json,
-        Command::Demo | Command::Decode => false,
+        Command::Demo(_) | Command::Decode => false,
     };
     let result = match cli.command {
         Command::Decode => Ok(decode::run()),
-        Command::Demo => runtime().and_then(|runtime| runtime.block_on(demo::run())),
+        Command::Demo(args) => runtime().and_then(|runtime| runtime.block_on(demo::run(args.size))),
         Command::Recv(args) => runtime().and_then(|runtime| runtime.block_on(recv::run(args))),
         Command::Send(args) => {
             let items = matches.subcommand_matches("send").map(|send| items_in_order(&args, send)).unwrap_or_default();
@@ -175,4 +204,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .map_err(|error| Failure::fatal(format!("cannot start the async runtime: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_is_capped_at_16_mib() {
+        assert_eq!(chunk_size("100000"), Ok(100_000));
+        assert_eq!(chunk_size("16777216"), Ok(16 << 20));
+        assert_eq!(chunk_size("16777217"), Err("16777217 is not from 1 to 16777216 (16 MiB)".to_owned()));
+        assert!(chunk_size("0").is_err());
+        assert!(chunk_size("1G").is_err());
+    }
 }

@@ -17,10 +17,10 @@ impl Output {
     /// Human lines, or JSON lines when `json`. Progress bars show only for people, and
     /// only when standard error is a terminal.
     pub(crate) fn new(json: bool) -> Self {
-        let target = if json || !std::io::stderr().is_terminal() {
-            ProgressDrawTarget::hidden()
-        } else {
+        let target = if shows_bars(json, std::io::stderr().is_terminal()) {
             ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
         };
         Self { json, bars: MultiProgress::with_draw_target(target) }
     }
@@ -45,6 +45,11 @@ impl Output {
         bar.set_message(label.to_owned());
         bar
     }
+}
+
+/// Whether progress bars are drawn: for people (not with `--json`), on a terminal.
+fn shows_bars(json: bool, stderr_is_terminal: bool) -> bool {
+    !json && stderr_is_terminal
 }
 
 /// `{"event": name, …fields}` on one line, "event" first.
@@ -81,5 +86,13 @@ mod tests {
         assert_eq!(parsed["text"], "a \"quote\"\n");
         assert_eq!(json_line("ended", Value::Null), r#"{"event":"ended"}"#);
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+    }
+
+    #[test]
+    fn progress_bars_only_for_people_on_a_terminal() {
+        assert!(shows_bars(false, true));
+        assert!(!shows_bars(true, true), "never in JSON mode, even on a terminal");
+        assert!(!shows_bars(false, false));
+        assert!(!shows_bars(true, false));
     }
 }

@@ -1,4 +1,10 @@
 //! `msrp recv`: listen, bind, print what arrives.
+//!
+//! The session engine answers every chunk (200) and sends the success REPORTs a sender
+//! asked for as the chunks arrive, before this command writes them to disk: a message
+//! that cannot be saved (a full disk, a folder gone) has already been confirmed to the
+//! sender. recv then prints `msrp: cannot save a message: …`, ends the session, and
+//! exits 1.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -6,22 +12,22 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use msrp_core::Uri;
-use msrp_core::session::{Role, SessionConfig, SessionError};
-use msrp_smol::{AcceptTypes, AcceptorDirect, Session, TlsServer};
-use msrp_tokio::Tokio;
+use msrp_tokio::core::Uri;
+use msrp_tokio::core::header::{Header, ToPath};
+use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
+use msrp_tokio::{AcceptTypes, AcceptorDirect, Session, TlsServer, Tokio};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::RecvArgs;
 use crate::events::{self, Incoming};
-use crate::failure::{Failure, describe, parse_path, parse_uri, tidy};
-use crate::inbox::{Arrival, Inbox, Received};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
+use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::output::{Output, hex};
 
 /// A path as SDP writes it: URIs separated by spaces.
 pub(crate) fn path_text(path: &[Uri]) -> String {
-    path.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    ToPath(path.to_vec()).encode()
 }
 
 pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
@@ -41,9 +47,9 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     if let Some(tls) = tls {
         acceptor.set_tls(tls);
     }
-    let where_ = format!("{}:{}", local.host, local.port.unwrap_or_default());
+    let where_ = address(&local);
     let local_path = acceptor.prepare(Some(local)).await.map_err(|error| match error {
-        msrp_smol::Error::Connect(text) => Failure::fatal(format!("cannot listen on {where_}: {}", tidy(&text))),
+        msrp_tokio::Error::Connect(text) => Failure::fatal(format!("cannot listen on {where_}: {}", tidy(&text))),
         other => Failure::fatal(format!("cannot listen on {where_}: {other}")),
     })?;
     let path = path_text(&local_path);
@@ -56,53 +62,96 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let remote_text = path_text(transport.remote_path());
     out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
-    let (incoming, _reports) = events::spawn(Arc::clone(&session), Inbox::new(args.out.clone()));
+    let limits = Limits { max_size: args.max_size, max_open: Limits::MAX_OPEN };
+    let (incoming, _reports) = events::spawn(Arc::clone(&session), Inbox::new(args.out.clone(), limits));
     receive(&session, incoming, args.count, &out).await
 }
 
-/// Prints what arrives until `count` messages did (then shuts down) or the session ends.
-async fn receive<R: msrp_smol::Runtime>(
-    session: &Session<R>,
+/// Why recv ended the session itself.
+enum Stop {
+    /// `--count` messages arrived.
+    Count,
+    /// A message could not be saved.
+    SaveFailed(String),
+}
+
+/// Prints what arrives until the session ends. After `count` messages, or when a message
+/// cannot be saved, it shuts the session down and goes on printing what still arrives
+/// until the end, so that nothing answered 200 goes unmentioned and no partial file is
+/// left behind.
+async fn receive(
+    session: &Session,
     mut incoming: mpsc::Receiver<Incoming>,
     count: Option<u64>,
     out: &Output,
 ) -> Result<ExitCode, Failure> {
     let mut received = 0_u64;
-    while let Some(event) = incoming.recv().await {
+    let mut incomplete = 0_u64;
+    let mut stop = None;
+    loop {
+        let Some(event) = incoming.recv().await else {
+            // The reading task died without saying how the session ended.
+            return Err(Failure::fatal("the session's event task stopped unexpectedly"));
+        };
         match event {
             Incoming::Arrival(arrival) => {
                 print_arrival(out, &arrival);
                 if matches!(arrival, Arrival::Complete(_)) {
                     received += 1;
-                    if count.is_some_and(|count| received >= count) {
+                    if stop.is_none() && count.is_some_and(|count| received >= count) {
+                        stop = Some(Stop::Count);
                         session.shutdown(true).await;
-                        return Ok(ExitCode::SUCCESS);
                     }
                 }
             }
             Incoming::Failed(text) => {
-                session.shutdown(true).await;
-                return Err(Failure::fatal(format!("cannot save a message: {text}")));
+                if stop.is_none() {
+                    // Reported as the command's error once the session is down.
+                    stop = Some(Stop::SaveFailed(text));
+                    session.shutdown(true).await;
+                } else {
+                    print_save_failed(out, &text);
+                }
             }
-            Incoming::Incomplete(message_id, size) => print_incomplete(out, &message_id, size),
-            Incoming::Ended(None | Some(SessionError::ConnectionClosed)) => {
-                out.event("ended", json!({ "messages": received }), || {
-                    format!(
-                        "session ended by the peer after {received} message{}",
-                        if received == 1 { "" } else { "s" }
-                    )
-                });
-                return match count {
-                    Some(count) if received < count => {
-                        Err(Failure::fatal(format!("the session ended after {received} of {count} messages")))
-                    }
-                    _ => Ok(ExitCode::SUCCESS),
-                };
+            Incoming::Incomplete(message_id, size) => {
+                print_incomplete(out, &message_id, size);
+                incomplete += 1;
             }
-            Incoming::Ended(Some(reason)) => return Err(Failure::fatal(format!("the session failed: {reason}"))),
+            Incoming::Ended(reason) => return ended(reason, stop, received, incomplete, count, out),
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit once the session ended.
+fn ended(
+    reason: Option<SessionError>,
+    stop: Option<Stop>,
+    received: u64,
+    incomplete: u64,
+    count: Option<u64>,
+    out: &Output,
+) -> Result<ExitCode, Failure> {
+    match (stop, reason) {
+        (Some(Stop::SaveFailed(text)), _) => Err(Failure::fatal(format!("cannot save a message: {text}"))),
+        // Messages cut short by our own shutdown came after the ones asked for.
+        (Some(Stop::Count), _) => Ok(ExitCode::SUCCESS),
+        (None, None | Some(SessionError::ConnectionClosed)) => {
+            out.event("ended", json!({ "messages": received, "incomplete": incomplete }), || {
+                format!("session ended by the peer after {received} message{}", if received == 1 { "" } else { "s" })
+            });
+            match count {
+                Some(count) if received < count => {
+                    Err(Failure::fatal(format!("the session ended after {received} of {count} messages")))
+                }
+                _ if incomplete > 0 => Err(Failure::fatal(format!(
+                    "the session ended with {incomplete} message{} incomplete",
+                    if incomplete == 1 { "" } else { "s" }
+                ))),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        (None, Some(reason)) => Err(Failure::fatal(format!("the session failed: {reason}"))),
+    }
 }
 
 /// The certificate for an `msrps` local URI.
@@ -142,7 +191,17 @@ pub(crate) fn print_arrival(out: &Output, arrival: &Arrival) {
                 format!("aborted id={message_id} after {size} bytes")
             });
         }
+        Arrival::Skipped { message_id, reason } => {
+            out.event("skipped", json!({ "message_id": message_id, "reason": reason }), || {
+                format!("skipped id={message_id}: {reason}; its chunks are ignored")
+            });
+        }
     }
+}
+
+/// A message that could not be saved (it is dropped).
+pub(crate) fn print_save_failed(out: &Output, text: &str) {
+    out.event("save_failed", json!({ "message": text }), || format!("cannot save a message: {text}"));
 }
 
 fn print_received(out: &Output, message: &Received) {

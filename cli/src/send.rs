@@ -12,21 +12,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::io::AsyncRead;
 use indicatif::ProgressBar;
-use msrp_core::header::{ContentType, Header, HeaderName, Headers};
-use msrp_core::outbox::MessageOptions;
-use msrp_core::session::{MessageOutcome, Role, SessionConfig};
-use msrp_smol::tls::parse_fingerprint;
-use msrp_smol::{AcceptTypes, OutgoingFile, Runtime, Session, TlsClient};
-use msrp_tokio::{ConnectorDirect, Tokio};
+use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
+use msrp_tokio::core::outbox::MessageOptions;
+use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig};
+use msrp_tokio::tls::parse_fingerprint;
+use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
-use crate::failure::{Failure, describe, parse_path, parse_uri, tidy};
-use crate::inbox::Inbox;
+use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
+use crate::inbox::{Inbox, Limits};
 use crate::output::Output;
-use crate::recv::{path_text, print_arrival, print_incomplete, read_file};
+use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed, read_file};
 use crate::{Item, SendArgs};
 
 /// How long to wait for the success REPORTs of a delivered message.
@@ -35,7 +34,8 @@ pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(30);
 /// How one message went.
 #[derive(Debug, Clone)]
 pub(crate) struct Sent {
-    pub(crate) message_id: String,
+    /// `None` when the message could not even be started.
+    pub(crate) message_id: Option<String>,
     /// The response code (200 when delivered), or a failure REPORT's; `None` when the
     /// message was aborted.
     pub(crate) code: Option<u16>,
@@ -66,11 +66,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     }
     let first = &remote[0];
     let tls = client_tls(&args, first.use_tls)?;
-    let peer = match first.port {
-        Some(port) if first.host.contains(':') => format!("[{}]:{port}", first.host),
-        Some(port) => format!("{}:{port}", first.host),
-        None => first.host.clone(),
-    };
+    let peer = address(first);
     let mut connector = ConnectorDirect::new(Tokio, None, false);
     if let Some(chunk_size) = args.chunk_size {
         let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
@@ -86,7 +82,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     let remote_text = path_text(transport.remote_path());
     out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
-    let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None));
+    let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None, Limits::default()));
     let printer = tokio::spawn(print_incoming(incoming, out.clone()));
     let mut all_delivered = true;
     for (index, item) in items.into_iter().enumerate() {
@@ -114,9 +110,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
                 }
                 settle(&reports, message_id, outcome, size, args.success_report).await
             }
-            Err(text) => {
-                Sent { message_id: String::new(), code: None, reason: text, bytes_reported: None, delivered: false }
-            }
+            Err(text) => Sent { message_id: None, code: None, reason: text, bytes_reported: None, delivered: false },
         };
         all_delivered &= sent.delivered;
         print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
@@ -126,7 +120,8 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Reads a message's outcome and, when they were asked for, its success REPORTs.
+/// Reads a message's outcome and, when they were asked for, its success REPORTs; what
+/// the book kept about the message is dropped.
 pub(crate) async fn settle(
     reports: &Reports,
     message_id: String,
@@ -134,26 +129,41 @@ pub(crate) async fn settle(
     size: u64,
     success_report: bool,
 ) -> Sent {
+    let sent = outcome_of(reports, message_id.clone(), outcome, size, success_report).await;
+    reports.forget(&message_id);
+    sent
+}
+
+async fn outcome_of(
+    reports: &Reports,
+    message_id: String,
+    outcome: MessageOutcome,
+    size: u64,
+    success_report: bool,
+) -> Sent {
+    let message_id = Some(message_id);
     match outcome {
-        MessageOutcome::Delivered if success_report => match reports.wait(&message_id, size, REPORT_PATIENCE).await {
-            (ReportOutcome::Complete, bytes) => Sent {
-                message_id,
-                code: Some(200),
-                reason: "OK".to_owned(),
-                bytes_reported: Some(bytes),
-                delivered: true,
-            },
-            (ReportOutcome::Failed(code, reason), bytes) => {
-                Sent { message_id, code: Some(code), reason, bytes_reported: Some(bytes), delivered: false }
+        MessageOutcome::Delivered if success_report => {
+            match reports.wait(message_id.as_deref().unwrap_or_default(), size, REPORT_PATIENCE).await {
+                (ReportOutcome::Complete, bytes) => Sent {
+                    message_id,
+                    code: Some(200),
+                    reason: "OK".to_owned(),
+                    bytes_reported: Some(bytes),
+                    delivered: true,
+                },
+                (ReportOutcome::Failed(code, reason), bytes) => {
+                    Sent { message_id, code: Some(code), reason, bytes_reported: Some(bytes), delivered: false }
+                }
+                (ReportOutcome::Missing, bytes) => Sent {
+                    message_id,
+                    code: Some(200),
+                    reason: format!("OK, but success REPORTs covered {bytes} of {size} bytes"),
+                    bytes_reported: Some(bytes),
+                    delivered: false,
+                },
             }
-            (ReportOutcome::Missing, bytes) => Sent {
-                message_id,
-                code: Some(200),
-                reason: format!("OK, but success REPORTs covered {bytes} of {size} bytes"),
-                bytes_reported: Some(bytes),
-                delivered: false,
-            },
-        },
+        }
         MessageOutcome::Delivered => {
             Sent { message_id, code: Some(200), reason: "OK".to_owned(), bytes_reported: None, delivered: true }
         }
@@ -188,7 +198,8 @@ fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: 
         let code = sent.code.map_or_else(|| "-".to_owned(), |code| code.to_string());
         let mut line = format!(
             "{status} {number} id={} type={content_type} size={size} → {code} {}",
-            sent.message_id, sent.reason
+            sent.message_id.as_deref().unwrap_or("-"),
+            sent.reason
         );
         if let Some(bytes) = sent.bytes_reported {
             let _ = write!(line, " (reported {bytes} bytes)");
@@ -206,7 +217,7 @@ async fn print_incoming(mut incoming: mpsc::Receiver<Incoming>, out: Output) {
         match event {
             Incoming::Arrival(arrival) => print_arrival(&out, &arrival),
             Incoming::Incomplete(message_id, size) => print_incomplete(&out, &message_id, size),
-            Incoming::Failed(_) => {}
+            Incoming::Failed(text) => print_save_failed(&out, &text),
             Incoming::Ended(_) => return,
         }
     }
@@ -223,25 +234,26 @@ fn headers(content_type: &str, success_report: bool) -> Headers {
 }
 
 /// Starts sending a text message.
-pub(crate) async fn send_text<R: Runtime>(
-    session: &Session<R>,
+pub(crate) async fn send_text(
+    session: &Session,
     content_type: &str,
     text: Bytes,
     success_report: bool,
-) -> Result<msrp_smol::OutgoingMessage, String> {
+) -> Result<OutgoingMessage, String> {
     let options = MessageOptions { headers: headers(content_type, success_report), ..MessageOptions::default() };
     session.send_message_with(options, text).await.map_err(|error| error.to_string())
 }
 
-/// Starts streaming a file from disk; `bar` counts the bytes the session takes.
-async fn send_file<R: Runtime>(
-    session: &Session<R>,
+/// Starts streaming a file from disk; `bar` counts the bytes read from it, which run a
+/// little ahead of what is on the wire.
+async fn send_file(
+    session: &Session,
     path: &Path,
     size: u64,
     content_type: &str,
     success_report: bool,
     bar: ProgressBar,
-) -> Result<msrp_smol::OutgoingMessage, String> {
+) -> Result<OutgoingMessage, String> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|error| format!("cannot open {}: {}", path.display(), tidy(&error.to_string())))?;
@@ -250,7 +262,7 @@ async fn send_file<R: Runtime>(
     headers.set(HeaderName::ContentDisposition, format!("attachment; filename=\"{name}\""));
     let file = OutgoingFile {
         reader: Box::new(Counted { inner: file.compat(), bar }),
-        file: msrp_core::session::OutgoingFile {
+        file: msrp_tokio::core::session::OutgoingFile {
             size,
             content_type: Some(content_type.to_owned()),
             position: 0,
@@ -311,7 +323,7 @@ fn client_tls(args: &SendArgs, use_tls: bool) -> Result<Option<TlsClient>, Failu
     })
 }
 
-/// A reader that moves a progress bar.
+/// A reader that moves a progress bar by the bytes read through it.
 pub(crate) struct Counted<T> {
     pub(crate) inner: T,
     pub(crate) bar: ProgressBar,

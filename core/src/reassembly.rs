@@ -56,7 +56,7 @@ struct Partial {
 /// Which byte positions of one message have arrived, and its length once known. The
 /// session engine keeps one per message it owes a success REPORT for.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Coverage {
+pub struct Coverage {
     /// Byte positions present, as sorted, disjoint, non-adjacent `[first, last]` pairs (1-based).
     present: Vec<(u64, u64)>,
     /// The message length, once the `$` chunk (or a Byte-Range total) said it.
@@ -133,7 +133,7 @@ impl Coverage {
     /// Records the body of a received SEND chunk (its positions come from the bytes
     /// received, RFC 4975 §7.3.1) and returns the message length once every byte of it
     /// has arrived.
-    pub(crate) fn record(&mut self, chunk: &Chunk) -> Option<u64> {
+    pub fn record(&mut self, chunk: &Chunk) -> Option<u64> {
         let range = chunk.byte_range();
         let start = range.map_or(1, |range| range.start);
         let len = chunk.data.len() as u64;
@@ -145,13 +145,7 @@ impl Coverage {
     /// Records positions `first..=last` (none when `last` is `None`) of a message whose
     /// length is `length` when known; `is_final` says that length is certain (the `$`
     /// chunk) rather than announced. Returns the length once every byte is present.
-    pub(crate) fn record_range(
-        &mut self,
-        first: u64,
-        last: Option<u64>,
-        length: Option<u64>,
-        is_final: bool,
-    ) -> Option<u64> {
+    pub fn record_range(&mut self, first: u64, last: Option<u64>, length: Option<u64>, is_final: bool) -> Option<u64> {
         if let Some(last) = last.filter(|&last| last >= first) {
             self.mark(first, last);
         }
@@ -162,19 +156,19 @@ impl Coverage {
     }
 
     /// Whether every byte of a message of known length is present.
-    pub(crate) fn is_complete(&self) -> bool {
+    pub fn is_complete(&self) -> bool {
         self.length.is_some_and(|length| {
             length == 0 || self.present.first().is_some_and(|&(first, last)| first == 1 && last >= length)
         })
     }
 
     /// How many separate pieces have arrived.
-    pub(crate) fn fragments(&self) -> usize {
+    pub fn fragments(&self) -> usize {
         self.present.len()
     }
 
     /// The pieces present, as `(first, last)` positions (1-based, inclusive).
-    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.present.iter().copied()
     }
 
