@@ -19,7 +19,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{Sink, SinkExt, StreamExt};
 use msrp_smol::CONNECT_TIMEOUT;
-use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, ReadBuffer, Runtime};
+use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, MAX_WRITE_PARTS, ReadBuffer, Runtime};
 
 /// Bytes asked for per socket read.
 const READ_SIZE: usize = 256 * 1024;
@@ -33,8 +33,6 @@ const READ_BUFFERS_KEPT: usize = READ_QUEUE + msrp_smol::EVENT_QUEUE + 8;
 const READ_QUEUE: usize = 4;
 /// Writes queued for the writer thread before a write waits: a few chunks' parts.
 const WRITE_QUEUE: usize = 16;
-/// Most queued writes given to one system call.
-const MAX_WRITE_PARTS: usize = 64;
 /// Most bytes one copying write hands to the writer thread.
 const WRITE_PIECE: usize = 120 * 1024;
 
@@ -255,8 +253,17 @@ impl ByteStream for ThreadStream {
         self.poll_next_read(cx)
     }
 
-    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
-        self.poll_queue_write(cx, data.clone())
+    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, parts: &[Bytes]) -> Poll<io::Result<usize>> {
+        // Every part the queue has room for goes as it is.
+        let mut taken = 0;
+        for part in parts {
+            match self.poll_queue_write(cx, part.clone()) {
+                Poll::Ready(Ok(n)) => taken += n,
+                Poll::Ready(Err(error)) if taken == 0 => return Poll::Ready(Err(error)),
+                Poll::Ready(Err(_)) | Poll::Pending => break,
+            }
+        }
+        if taken == 0 { Poll::Pending } else { Poll::Ready(Ok(taken)) }
     }
 }
 

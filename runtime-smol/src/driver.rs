@@ -266,12 +266,18 @@ impl Socket {
 
     /// Writes what it can without waiting; an error ends the write side.
     fn poll_write_queue(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        while let Some(front) = self.queue.front_mut() {
-            match self.stream.poll_write_bytes(cx, front) {
+        while !self.queue.is_empty() {
+            match self.stream.poll_write_bytes(cx, self.queue.make_contiguous()) {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
-                    let _ = front.split_to(n);
-                    if front.is_empty() {
+                    let mut left = n;
+                    while let Some(front) = self.queue.front_mut() {
+                        let taken = left.min(front.len());
+                        let _ = front.split_to(taken);
+                        left -= taken;
+                        if !front.is_empty() {
+                            break;
+                        }
                         self.queue.pop_front();
                     }
                     self.written += n;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,12 +31,17 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
         read.map_ok(|n| buffer.take(n))
     }
 
-    /// Writes from the front of `data`; returns how many bytes were taken. Same
-    /// contract as [`AsyncWrite::poll_write`].
-    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
-        Pin::new(self).poll_write(cx, data)
+    /// Writes from the front of `parts`, in order, as one write where the stream can (a
+    /// chunk's head, body and end-line leave in one segment, not three); returns how many
+    /// bytes were taken. Same contract as [`AsyncWrite::poll_write_vectored`].
+    fn poll_write_bytes(&mut self, cx: &mut Context<'_>, parts: &[Bytes]) -> Poll<io::Result<usize>> {
+        let slices: Vec<IoSlice<'_>> = parts.iter().take(MAX_WRITE_PARTS).map(|part| IoSlice::new(part)).collect();
+        Pin::new(self).poll_write_vectored(cx, &slices)
     }
 }
+
+/// Most parts given to one vectored write.
+pub const MAX_WRITE_PARTS: usize = 64;
 
 /// Any `futures-io` stream as a [`ByteStream`].
 pub struct IoStream<T>(pub T);
@@ -52,6 +57,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for IoStream<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for IoStream<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -179,6 +192,23 @@ impl ReadBuffer {
 
     /// Where the next read goes: `read_size` initialized bytes.
     pub fn room(&mut self) -> &mut [u8] {
+        self.make_room();
+        // Zeroed just before the read, while the memory is about to be used anyway.
+        self.current.resize(self.read_size, 0);
+        &mut self.current[..self.read_size]
+    }
+
+    /// For a stream that reads into memory not initialized yet (tokio's `ReadBuf`): the
+    /// buffer to append one read to, with room for at least `read_size` bytes. What was
+    /// appended is then taken with [`ReadBuffer::take`].
+    pub fn spare(&mut self) -> &mut BytesMut {
+        self.make_room();
+        self.current.clear();
+        &mut self.current
+    }
+
+    /// Makes sure `current` can take a read, from a reusable allocation if one is free.
+    fn make_room(&mut self) {
         if self.current.capacity() < self.read_size {
             let used = std::mem::take(&mut self.current);
             if self.allocated {
@@ -197,12 +227,9 @@ impl ReadBuffer {
             }
             self.current = next.unwrap_or_else(|| BytesMut::with_capacity(self.capacity));
         }
-        // Zeroed just before the read, while the memory is about to be used anyway.
-        self.current.resize(self.read_size, 0);
-        &mut self.current[..self.read_size]
     }
 
-    /// The first `n` bytes of the room, read into.
+    /// The first `n` bytes of the room (or of the spare buffer), read into.
     pub fn take(&mut self, n: usize) -> Bytes {
         if n < self.read_size / 2 {
             // Short reads: the stream is not busy, so earlier allocations are let go
@@ -242,6 +269,18 @@ mod tests {
         for (i, piece) in pieces.iter().enumerate() {
             assert!(piece.iter().all(|&byte| usize::from(byte) == i), "piece {i} kept its bytes");
         }
+    }
+
+    #[test]
+    fn reads_appended_to_the_spare_buffer_are_taken_the_same_way() {
+        let mut buffer = ReadBuffer::new(100, 200, 2);
+        let spare = buffer.spare();
+        assert!(spare.is_empty() && spare.capacity() >= 100);
+        spare.extend_from_slice(&[7; 60]);
+        let piece = buffer.take(60);
+        assert_eq!(&piece[..], &[7; 60][..]);
+        let zeroed = read(&mut buffer, 40, 8);
+        assert_eq!(&zeroed[..], &[8; 40][..], "the room after an appended read is the room");
     }
 
     #[test]

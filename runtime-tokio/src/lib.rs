@@ -35,8 +35,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use msrp_smol::runtime::{BoxFuture, BoxStream, IoStream, Listener};
-use tokio_util::compat::TokioAsyncReadCompatExt;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, ReadBuffer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
@@ -86,7 +91,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;
-            Ok(Box::new(IoStream(stream.compat())) as BoxStream)
+            Ok(Box::new(TokioStream(stream)) as BoxStream)
         })
     }
 
@@ -109,7 +114,48 @@ impl Listener for TokioListener {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
             stream.set_nodelay(true)?;
-            Ok((Box::new(IoStream(stream.compat())) as BoxStream, peer))
+            Ok((Box::new(TokioStream(stream)) as BoxStream, peer))
         })
+    }
+}
+
+/// A tokio TCP connection as the MSRP layer's byte stream: reads land in memory that is
+/// not zeroed first, and a chunk's parts leave in one vectored write.
+struct TokioStream(tokio::net::TcpStream);
+
+impl ByteStream for TokioStream {
+    fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
+        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buffer.spare()))?;
+        Poll::Ready(Ok(buffer.take(read)))
+    }
+}
+
+impl futures::io::AsyncRead for TokioStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut read = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut read))?;
+        Poll::Ready(Ok(read.filled().len()))
+    }
+}
+
+impl futures::io::AsyncWrite for TokioStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

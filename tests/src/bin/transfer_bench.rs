@@ -18,7 +18,9 @@ use msrp_smol::{AcceptTypes, AcceptorDirect, ConnectorDirect, OutgoingFile, Sess
 use msrp_tokio::Tokio;
 
 const SENDER: &str = "msrp://127.0.0.1:2855/bench-sender;tcp";
-const MODES: [&str; 4] = ["raw-tcp", "tokio", "smol", "blocking"];
+/// `tokio` runs each side on a current-thread runtime (one thread per process, like the
+/// raw TCP side); `tokio-mt` on a multi-thread runtime with two workers.
+const MODES: [&str; 5] = ["raw-tcp", "tokio", "tokio-mt", "smol", "blocking"];
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -38,11 +40,12 @@ fn parse_size(text: &str) -> u64 {
 
 /// Runs every mode as a pair of processes and prints throughput and peak RSS.
 fn compare(size: u64) {
-    // The machine's speed drifts between seconds, so the modes take turns, five rounds,
-    // and each is reported by its median.
-    const ROUNDS: usize = 5;
+    // The machine's speed drifts between seconds (raw TCP most), so the modes take turns
+    // for nine rounds. Each is reported by its median rate, that median over raw TCP's,
+    // and the median of its ratios to the raw TCP run of the same round.
+    const ROUNDS: usize = 9;
     println!("{} MiB over 127.0.0.1, one message, sender and receiver in separate processes", size >> 20);
-    println!("{ROUNDS} rounds, the modes taking turns; medians, and the ratio of medians to raw TCP");
+    println!("{ROUNDS} rounds, the modes taking turns");
     let mut runs: Vec<Vec<Run>> = MODES.iter().map(|_| Vec::new()).collect();
     for _ in 0..ROUNDS {
         for (mode, runs) in MODES.iter().zip(&mut runs) {
@@ -50,23 +53,30 @@ fn compare(size: u64) {
         }
     }
     println!(
-        "{:<10} {:>10} {:>9} {:>13} {:>16} {:>16}",
-        "mode", "MiB/s", "vs raw", "range", "sender RSS max", "receiver RSS max"
+        "{:<10} {:>8} {:>8} {:>11} {:>13} {:>16} {:>16}",
+        "mode", "MiB/s", "vs raw", "per round", "range", "sender RSS max", "receiver RSS max"
     );
-    let median = |runs: &mut Vec<Run>| {
-        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-        runs[runs.len() / 2].rate
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
     };
-    let base = median(&mut runs[0]);
-    for (mode, runs) in MODES.iter().zip(&mut runs) {
-        let rate = median(runs);
-        // Sorted by `median`: the slowest and fastest round.
-        let range = format!("{:.0}-{:.0}", runs[0].rate, runs[runs.len() - 1].rate);
+    let raw: Vec<f64> = runs[0].iter().map(|run| run.rate).collect();
+    let base = median(raw.clone());
+    for (mode, runs) in MODES.iter().zip(&runs) {
+        let rates: Vec<f64> = runs.iter().map(|run| run.rate).collect();
+        let rate = median(rates.clone());
+        let per_round = median(rates.iter().zip(&raw).map(|(rate, raw)| rate / raw).collect());
+        let slowest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let fastest = rates.iter().copied().fold(0.0, f64::max);
+        let range = format!("{slowest:.0}-{fastest:.0}");
         let sender = runs.iter().map(|run| run.sender_peak_kib).max().unwrap_or(0);
         let receiver = runs.iter().map(|run| run.receiver_peak_kib).max().unwrap_or(0);
-        println!("{mode:<10} {rate:>10.0} {:>8.2}x {range:>13} {sender:>12} KiB {receiver:>12} KiB", rate / base);
+        println!(
+            "{mode:<10} {rate:>8.0} {:>7.2}x {per_round:>10.2}x {range:>13} {sender:>12} KiB {receiver:>12} KiB",
+            rate / base
+        );
     }
-    for mode in ["tokio", "smol", "blocking"] {
+    for mode in ["tokio-mt", "smol", "blocking"] {
         let (count, elapsed) = small_messages(mode, 20_000);
         println!(
             "{mode:<10} {:>10.0} small messages/s (1 KiB text/plain, Failure-Report yes, pipelined)",
@@ -202,9 +212,8 @@ fn receive(mode: &str, size: u64) {
             // Stay until the sender, answered, ends the session.
             while session.receive_chunk().is_ok() {}
         }
-        "tokio" => {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+        "tokio" | "tokio-mt" => {
+            let runtime = tokio_runtime(mode);
             // The work runs as a task on the runtime's workers, as in a tokio program.
             received = runtime.block_on(runtime.spawn(receive_async(Tokio, size))).expect("receiver task");
         }
@@ -228,6 +237,18 @@ async fn receive_async<R: Runtime>(runtime: R, size: u64) -> u64 {
     // Stay until the sender, answered, ends the session.
     while session.receive_chunk().await.is_ok() {}
     received
+}
+
+fn tokio_runtime(mode: &str) -> tokio::runtime::Runtime {
+    let mut builder = match mode {
+        "tokio-mt" => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().expect("tokio")
 }
 
 fn sender_path() -> Vec<Uri> {
@@ -262,9 +283,8 @@ fn send(mode: &str, address: &str, size: u64) {
             assert_eq!(session.send_file(file).expect("send").outcome(), MessageOutcome::Delivered);
             session.shutdown(true);
         }
-        "tokio" => {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+        "tokio" | "tokio-mt" => {
+            let runtime = tokio_runtime(mode);
             let address = address.to_owned();
             runtime
                 .block_on(runtime.spawn(async move { send_async(Tokio, &address, size).await }))
@@ -293,11 +313,7 @@ async fn send_async<R: Runtime>(runtime: R, address: &str, size: u64) {
 fn small_messages(mode: &str, count: usize) -> (usize, Duration) {
     let run = |a, b| async move { small_messages_on(a, b, count).await };
     let elapsed = match mode {
-        "tokio" => {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
-            runtime.block_on(small_messages_on(Tokio, Tokio, count))
-        }
+        "tokio-mt" => tokio_runtime(mode).block_on(small_messages_on(Tokio, Tokio, count)),
         "smol" => smol::block_on(small_messages_on(Smol, Smol, count)),
         _ => futures::executor::block_on(run(msrp_blocking::Threads, msrp_blocking::Threads)),
     };
