@@ -181,8 +181,9 @@ pub struct ReadBuffer {
 }
 
 impl ReadBuffer {
-    /// Reads of up to `read_size` bytes, from allocations of `capacity` bytes. While
-    /// reads come in full, up to `keep` earlier allocations are kept, to be reused once
+    /// Reads of up to `read_size` bytes, from allocations of `capacity` bytes. While the
+    /// stream is busy (no read under a sixteenth of `read_size`), up to `keep` earlier
+    /// allocations are kept, to be reused once
     /// every piece of one was dropped (pieces can stay in use for a while: queued as
     /// events, or a file's chunks on their way out).
     pub fn new(read_size: usize, capacity: usize, keep: usize) -> Self {
@@ -231,9 +232,10 @@ impl ReadBuffer {
 
     /// The first `n` bytes of the room (or of the spare buffer), read into.
     pub fn take(&mut self, n: usize) -> Bytes {
-        if n < self.read_size / 2 {
-            // Short reads: the stream is not busy, so earlier allocations are let go
-            // (an idle connection holds one buffer, not a pool).
+        if n < self.read_size / 16 {
+            // A small read: the stream is not busy, so earlier allocations are let go (an
+            // idle connection holds one buffer, not a pool). Reads during a transfer are
+            // rarely this small, even when the reader is ahead of the writer.
             self.retired.clear();
         }
         self.current.split_to(n.min(self.current.len())).freeze()
@@ -287,8 +289,8 @@ mod tests {
     fn short_reads_let_earlier_allocations_go() {
         let mut buffer = ReadBuffer::new(100, 100, 4);
         let _pieces = [read(&mut buffer, 100, 1), read(&mut buffer, 100, 2)];
-        assert_eq!(buffer.retired.len(), 1, "kept while reads come in full");
-        let _short = read(&mut buffer, 10, 3);
+        assert_eq!(buffer.retired.len(), 1, "kept while the stream is busy");
+        let _small = read(&mut buffer, 5, 3);
         assert!(buffer.retired.is_empty(), "an idle stream holds one allocation");
     }
 }

@@ -337,8 +337,6 @@ impl<R: Runtime> Session<R> {
     }
 }
 
-/// Pieces of a file read ahead and offered to the session in one call.
-const FILE_PIECES_PER_CALL: usize = 4;
 /// Pieces whose memory is kept for reuse: as many as can be on their way out at once
 /// (read ahead, in the session's message buffer, queued for the socket).
 const FILE_PIECES_KEPT: usize = 32;
@@ -352,12 +350,17 @@ async fn stream_file(
     mut remaining: u64,
 ) -> Result<(), Error> {
     // Pieces of one chunk's size are cut into chunks without being joined or copied, and
-    // a few go in each call, as every call is a round trip to the driver.
-    let piece = connection.call(|state, _| state.session.config().max_chunk_size).await?;
+    // a message buffer's worth goes in each call, as every call is a round trip to the
+    // driver. A small file gets a piece of its own size.
+    let (chunk_size, message_buffer) = connection
+        .call(|state, _| (state.session.config().max_chunk_size, state.session.config().message_buffer))
+        .await?;
+    let piece = chunk_size.min(usize::try_from(remaining).unwrap_or(usize::MAX)).max(1);
+    let pieces_per_call = (message_buffer / piece).max(1);
     let mut buffer = ReadBuffer::new(piece, piece, FILE_PIECES_KEPT);
     let mut unsent: VecDeque<Bytes> = VecDeque::new();
     loop {
-        while remaining > 0 && unsent.len() < FILE_PIECES_PER_CALL {
+        while remaining > 0 && unsent.len() < pieces_per_call {
             let room = buffer.room();
             let want = room.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
             // Whole pieces, even from a reader that returns less than asked.

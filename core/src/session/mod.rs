@@ -126,7 +126,7 @@ pub struct SessionConfig {
     pub use_sessmatch: bool,
     /// Media types accepted in incoming SENDs; others get 415.
     pub accept_types: AcceptTypes,
-    /// Largest body of an outgoing SEND chunk (64 KiB).
+    /// Largest body of an outgoing SEND chunk (256 KiB).
     pub max_chunk_size: usize,
     /// Incoming chunks are delivered in segments of about this many bytes (64 KiB): a
     /// segment goes out once it holds this many, or earlier when the next piece read would
@@ -144,9 +144,10 @@ pub struct SessionConfig {
     /// Longest a shutdown waits for queued messages and responses (30 s).
     pub shutdown_timeout: Duration,
     /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
-    /// more chunks of messages are cut (1 MiB).
+    /// more chunks of messages are cut (256 KiB: the socket's own buffer keeps the link
+    /// busy, and the less waits here, the more of it is still in cache when written).
     pub write_high_watermark: usize,
-    /// Bytes a streamed message may hold before `write_message` takes less (256 KiB).
+    /// Bytes a streamed message may hold before `write_message` takes less (512 KiB).
     pub message_buffer: usize,
     /// Most incoming messages tracked at once for their success REPORT (1024); past it a
     /// REPORT is sent per chunk instead (RFC 4975 §7.1.3 allows both).
@@ -173,8 +174,8 @@ impl SessionConfig {
             bind_timeout: BIND_TIMEOUT,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
             shutdown_timeout: RESPONSE_TIMEOUT,
-            write_high_watermark: 1024 * 1024,
-            message_buffer: 1024 * 1024,
+            write_high_watermark: 256 * 1024,
+            message_buffer: 512 * 1024,
             max_tracked_reports: 1024,
             max_queued_events: 1024,
             decoder_limits: DecoderLimits::default(),
