@@ -150,7 +150,7 @@ impl Common {
         local_path: Vec<Uri>,
         now: Instant,
     ) -> Result<Engine, Error> {
-        let mut config = self.config.take().unwrap_or_else(|| SessionConfig::new(role, Vec::new(), Vec::new()));
+        let mut config = self.config.clone().unwrap_or_else(|| SessionConfig::new(role, Vec::new(), Vec::new()));
         config.use_sessmatch = self.use_sessmatch;
         new_engine(config, role, (local_path, remote_path), &mut self.ids, self.logger.take(), now)
     }

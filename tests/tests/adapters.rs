@@ -419,6 +419,10 @@ pairs!(transport_calls:
 /// goes on waiting for its peer; a connection that stays silent does not hold it up.
 async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let mut acceptor = AcceptorDirect::new(b, None, false);
+    // Bob's settings, which must survive the stranger: whole messages of 100 bytes at most.
+    let mut bob_config = config();
+    bob_config.reassembly = Some(msrp_core::session::ReassemblyLimits { max_message_size: 100, max_open_messages: 4 });
+    acceptor.set_config(bob_config);
     let bob_path = acceptor.prepare(Some("msrp://127.0.0.1:0/bob;tcp".parse().unwrap())).await.unwrap();
     let (port, to) = (bob_path[0].port.unwrap(), bob_path[0].to_string());
     let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -436,6 +440,8 @@ async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let alice = Session::new(outbound.unwrap(), AcceptTypes::any(), None);
     alice.send_message("text/plain", Bytes::from_static(b"it is me")).await.unwrap();
     assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"it is me");
+    let too_big = alice.send_message("text/plain", Bytes::from(vec![b'x'; 1000])).await.unwrap();
+    assert!(matches!(too_big.outcome().await, MessageOutcome::Failed(error) if error.code == 413));
     alice.shutdown(true).await;
 }
 
