@@ -27,7 +27,7 @@ use msrp_core::session::{Event, Input, MessageOutcome, Output, RequestId, Sessio
 use crate::runtime::{BoxStream, ReadBuffer, Runtime};
 
 /// Bytes asked for per socket read.
-const READ_SIZE: usize = 60 * 1024;
+const READ_SIZE: usize = 120 * 1024;
 /// Application events held for a slow reader before the connection stops reading.
 pub const EVENT_QUEUE: usize = 64;
 
@@ -243,9 +243,9 @@ struct Socket {
     buffer: ReadBuffer,
 }
 
-/// Bytes allocated at once for reading: two reads' worth, under glibc's threshold for
-/// mapping fresh pages.
-const READ_BUFFER: usize = 120 * 1024;
+/// Bytes allocated at once for reading: two reads' worth (allocations are reused, so
+/// their size is not bound to glibc's threshold for mapping fresh pages).
+const READ_BUFFER: usize = 2 * READ_SIZE;
 /// Earlier read buffers kept for reuse during a transfer: as many as the segments in
 /// the event queue may still hold pieces of.
 const READ_BUFFERS_KEPT: usize = EVENT_QUEUE;

@@ -12,7 +12,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::buf::Limit;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncWrite};
 
 /// A boxed future that can move between threads.
@@ -199,13 +200,13 @@ impl ReadBuffer {
         &mut self.current[..self.read_size]
     }
 
-    /// For a stream that reads into memory not initialized yet (tokio's `ReadBuf`): the
-    /// buffer to append one read to, with room for at least `read_size` bytes. What was
-    /// appended is then taken with [`ReadBuffer::take`].
-    pub fn spare(&mut self) -> &mut BytesMut {
+    /// For a stream that reads into memory not initialized yet (tokio's `ReadBuf`): where
+    /// to append one read of up to `read_size` bytes. What was appended is then taken with
+    /// [`ReadBuffer::take`].
+    pub fn spare(&mut self) -> Limit<&mut BytesMut> {
         self.make_room();
         self.current.clear();
-        &mut self.current
+        (&mut self.current).limit(self.read_size)
     }
 
     /// Makes sure `current` can take a read, from a reusable allocation if one is free.
@@ -245,6 +246,7 @@ impl ReadBuffer {
 #[cfg(test)]
 mod tests {
     use super::ReadBuffer;
+    use bytes::BufMut;
 
     /// Reads `n` bytes of `fill` into the buffer's room.
     fn read(buffer: &mut ReadBuffer, n: usize, fill: u8) -> bytes::Bytes {
@@ -276,9 +278,9 @@ mod tests {
     #[test]
     fn reads_appended_to_the_spare_buffer_are_taken_the_same_way() {
         let mut buffer = ReadBuffer::new(100, 200, 2);
-        let spare = buffer.spare();
-        assert!(spare.is_empty() && spare.capacity() >= 100);
-        spare.extend_from_slice(&[7; 60]);
+        let mut spare = buffer.spare();
+        assert_eq!(spare.remaining_mut(), 100, "one read's worth");
+        spare.put_slice(&[7; 60]);
         let piece = buffer.take(60);
         assert_eq!(&piece[..], &[7; 60][..]);
         let zeroed = read(&mut buffer, 40, 8);

@@ -125,7 +125,7 @@ struct TokioStream(tokio::net::TcpStream);
 
 impl ByteStream for TokioStream {
     fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
-        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buffer.spare()))?;
+        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, &mut buffer.spare()))?;
         Poll::Ready(Ok(buffer.take(read)))
     }
 }
