@@ -6,8 +6,9 @@
 //!
 //! Underneath is the same connection driver as the async adapters (`msrp-smol`'s),
 //! run by the [`Threads`] runtime: every connection has a driver thread that owns the
-//! [`msrp_core`] session, two pump threads and a reader and a writer thread on the socket;
-//! one timer thread serves every deadline. Each blocking call here waits for its async
+//! [`msrp_core`] session, and a reader and a writer thread on the socket that hand it
+//! whole buffers; a file being sent is fed from a thread of its own; one timer thread
+//! serves every deadline. Each blocking call here waits for its async
 //! counterpart with `futures::executor::block_on`.
 //!
 //! ## Run loop
