@@ -103,6 +103,13 @@ impl Reassembler {
             }
             return Ok(Reassembled::Complete { message_id: Some(message_id.to_owned()), data: chunk.data.clone() });
         }
+        if len == 0 && !whole && !self.open.contains_key(message_id) {
+            // A bodiless chunk past byte 1 of a message not being gathered adds nothing:
+            // typically the `$` of a streamed message that was complete (and delivered)
+            // as soon as its announced bytes came. Opening an entry for it would hold a
+            // message that is over open for good, and count it against `max_open`.
+            return Ok(Reassembled::Incomplete);
+        }
         let announced = range.and_then(|range| range.total);
         if last > self.max_size || announced.is_some_and(|total| total > self.max_size) {
             self.open.remove(message_id);
@@ -229,6 +236,19 @@ mod tests {
                 data: Bytes::from_static(b"abcdefghIJKL")
             })
         );
+    }
+
+    #[test]
+    fn an_empty_last_chunk_after_the_message_completed_opens_nothing() {
+        // A streamed message with a known total is complete once its bytes are in; its
+        // bodiless `$` chunk comes after and must not reopen it (found by simulation).
+        let mut reassembler = Reassembler::new(100, 1);
+        let done = reassembler.add(&chunk("m1x2y3z4", 1, Some(5), b"hello", More));
+        assert!(matches!(done, Ok(Reassembled::Complete { .. })));
+        assert_eq!(reassembler.add(&chunk("m1x2y3z4", 6, Some(5), b"", End)), Ok(Reassembled::Incomplete));
+        assert_eq!(reassembler.open_messages(), 0);
+        let next = reassembler.add(&chunk("n1x2y3z4", 1, Some(4), b"abcd", More));
+        assert!(matches!(next, Ok(Reassembled::Complete { .. })), "the slot is free: {next:?}");
     }
 
     #[test]

@@ -445,6 +445,8 @@ struct Outgoing {
     wants_report: bool,
     /// What success REPORTs covered so far.
     reported: Coverage,
+    /// A success REPORT came (an empty message's coverage is complete without one).
+    report_seen: bool,
 }
 
 /// A delivered message still waiting for its success REPORT.
@@ -974,6 +976,7 @@ impl Session {
                 failed: None,
                 wants_report,
                 reported: Coverage::default(),
+                report_seen: false,
             },
         );
     }
@@ -1222,7 +1225,8 @@ impl Session {
             return;
         };
         let Some(message) = self.messages.remove(&id) else { return };
-        if message.wants_report && outcome == MessageOutcome::Delivered && !message.reported.is_complete() {
+        let reported = message.report_seen && message.reported.is_complete();
+        if message.wants_report && outcome == MessageOutcome::Delivered && !reported {
             self.await_report(AwaitedReport { message_id: message.message_id.clone(), id, reported: message.reported });
         }
         self.events.push_back(Event::MessageDone { message: id, message_id: message.message_id, outcome });

@@ -312,6 +312,7 @@ impl Session {
             if let Some(id) = open {
                 if let Some(outgoing) = self.messages.get_mut(&id) {
                     outgoing.reported.record_range(range.start, last, range.total, true);
+                    outgoing.report_seen = true;
                 }
             } else if let Some(at) = awaited {
                 let awaited = &mut self.awaiting_reports[at];

@@ -462,6 +462,42 @@ fn one_success_report_covers_a_chunked_message_after_its_last_chunk() {
 }
 
 #[test]
+fn the_success_report_of_an_empty_message_names_it() {
+    // An empty message asking for a success REPORT gets one (Byte-Range 1-0/0) after its
+    // 200; the sender must still know which message it is about (it used to forget an
+    // empty message on `Delivered`, its coverage being complete without any REPORT).
+    let mut pair = Pair::bound();
+    let wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    let id = pair.alice.session.send_message(pair.now, wanted, Bytes::new()).unwrap();
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    let report = events.iter().find_map(|event| match event {
+        Event::Report { message, report } => Some((*message, report.byte_range())),
+        _ => None,
+    });
+    assert_eq!(report, Some((Some(id), Some(ByteRange::new(1, Some(0), Some(0))))));
+    pair.alice.session.close(pair.now);
+    pair.run();
+    assert!(missing_reports(&pair.alice.take_events()).is_empty(), "the REPORT came");
+}
+
+#[test]
+fn an_empty_message_whose_success_report_never_comes_is_reported_missing() {
+    let mut pair = Pair::bound();
+    pair.bob.deaf = true;
+    let mut lost = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+    lost.headers.set(HeaderName::FailureReport, "no");
+    let id = pair.alice.session.send_message(pair.now, lost, Bytes::new()).unwrap();
+    pair.advance(Duration::from_secs(31));
+    pair.alice.session.close(pair.now);
+    pair.run();
+    let events = pair.alice.take_events();
+    assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)]);
+    assert_eq!(missing_reports(&events), vec![id]);
+}
+
+#[test]
 fn a_missing_success_report_is_told_when_the_session_ends() {
     // R4975-7.1.1-6: the peer swallows the message, so no REPORT comes.
     let mut pair = Pair::bound();
@@ -1191,6 +1227,31 @@ fn a_refused_message_frees_its_reassembly_slot() {
     let messages = incoming(&bob.events);
     assert_eq!(messages.len(), 1);
     assert_eq!(&messages[0].data[..], b"abcabc");
+}
+
+#[test]
+fn a_streamed_message_ended_by_an_empty_last_chunk_frees_its_reassembly_slot() {
+    // A message with a known total is whole once its bytes are in; the sender's `$`
+    // chunk, sent when the application finishes, carries no bytes. It used to reopen the
+    // message in the reassembler, so the next message got 413 "Too many messages in
+    // progress" (found by the simulation).
+    let mut config = configs().1;
+    config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
+    let mut bob = Solo::with_config(config);
+    let send = |tid: &str, message: &str, range: &str, body: &str, flag: char| {
+        let content_type = if body.is_empty() { String::new() } else { "Content-Type: text/plain\n".to_owned() };
+        let body = if body.is_empty() { String::new() } else { format!("\n{body}\n") };
+        format!(
+            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\n{content_type}{body}-------{tid}{flag}\n"
+        )
+    };
+    bob.feed(&send("first001", "first-message", "1-3/3", "abc", '+'));
+    bob.feed(&send("first002", "first-message", "4-3/3", "", '$'));
+    bob.feed(&send("next0001", "next-message", "1-3/6", "def", '+'));
+    bob.feed(&send("next0002", "next-message", "4-6/6", "ghi", '$'));
+    assert_eq!(responses(&bob.take_sent()), vec![200, 200, 200, 200]);
+    let messages: Vec<&[u8]> = incoming(&bob.events).iter().map(|chunk| &chunk.data[..]).collect();
+    assert_eq!(messages, vec![&b"abc"[..], &b"defghi"[..]]);
 }
 
 #[test]
