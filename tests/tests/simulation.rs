@@ -41,6 +41,9 @@ fn seeds() {
     let next = AtomicU64::new(first);
     let failures: Mutex<Vec<SimFailure>> = Mutex::new(Vec::new());
     let totals = Mutex::new((0u64, 0usize, 0usize, 0usize, 0u64));
+    // Pairs whose every message had to be delivered; faults that cut a stream, and the
+    // sessions that then found a frame cut off; strangers refused by the router.
+    let coverage = Mutex::new((0u64, 0u64, 0u64, 0u64));
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -57,6 +60,11 @@ fn seeds() {
                             totals.2 += summary.delivered;
                             totals.3 += summary.failed + summary.aborted;
                             totals.4 += summary.bytes_received;
+                            let mut coverage = coverage.lock().expect("no thread panics holding it");
+                            coverage.0 += summary.clean_pairs as u64;
+                            coverage.1 += summary.truncations;
+                            coverage.2 += summary.cut_frames;
+                            coverage.3 += summary.strangers;
                         }
                         Err(failure) => failures.lock().expect("no thread panics holding it").push(failure),
                     }
@@ -65,9 +73,12 @@ fn seeds() {
         }
     });
     let (steps, messages, delivered, not_delivered, bytes) = *totals.lock().expect("threads are done");
+    let (clean, truncations, cut_frames, strangers) = *coverage.lock().expect("threads are done");
     eprintln!(
         "simulation: seeds {first}..{} in {:.1?} on {threads} thread(s): {steps} steps, {messages} messages \
-         ({delivered} delivered, {not_delivered} failed or aborted), {bytes} B received",
+         ({delivered} delivered, {not_delivered} failed or aborted), {bytes} B received; {clean} pair(s) had to \
+         deliver everything; {truncations} reset(s) or half-close(s), {cut_frames} frame(s) cut off; \
+         {strangers} stranger(s) refused",
         first + count,
         started.elapsed()
     );

@@ -8,16 +8,23 @@
 //! has every byte (when the message asked for a failure response, the default: with
 //! `Failure-Report: partial` or `no` the spec makes silence a success, so those
 //! messages only need to have been written to the socket whole), `Aborted` only after an accepted
-//! `abort_message` (and then the receiver never saw the `$`), `Failed` is an explicit
-//! failure. Success REPORTs cover only bytes the receiver has, and a delivered message
-//! that asked for them ends fully reported or with `ReportMissing`.
+//! `abort_message` (and then the receiver never saw the `$`), and `Failed` only for a
+//! reason the world of the seed justifies ([`Context`]): 408 when the link had a fault,
+//! a session of the pair ended or was ending while the message was pending; 413 when the
+//! receiver reassembles and the message is over its size limit or other messages of the
+//! sender were open with it; 415 when the receiver does not accept the message's type.
+//! Success REPORTs cover only bytes the receiver has, have a Byte-Range with an end (a
+//! total, when given, is the body's length), and a delivered message that asked for them
+//! ends fully reported or with `ReportMissing`.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use msrp_core::outbox::OutgoingId;
-use msrp_core::session::MessageOutcome;
+use msrp_core::session::{MessageOutcome, ReassemblyLimits};
 use msrp_core::{Chunk, ContinuationFlag};
+
+use super::script::MessagePlan;
 
 /// Disjoint, sorted half-open byte ranges.
 #[derive(Debug, Clone, Default)]
@@ -107,6 +114,7 @@ pub struct SentMessage {
     /// The peer it is for.
     pub receiver: usize,
     pub message_id: String,
+    pub content_type: &'static str,
     /// Every byte the application meant to send.
     pub body: Bytes,
     pub success_report: bool,
@@ -120,6 +128,8 @@ pub struct SentMessage {
     pub receiver_saw_abort: bool,
     /// What success REPORTs said.
     pub reported: Ranges,
+    /// A success REPORT came (the only trace of one for an empty message).
+    pub report_seen: bool,
     pub report_missing: bool,
     /// Bytes of it the receiver's engine read off the wire, when it reassembles (it then
     /// reports bytes it holds and has not delivered yet).
@@ -127,6 +137,67 @@ pub struct SentMessage {
     /// Where the sender's output stream ends after the message's `$` chunk, once it
     /// was transmitted.
     pub last_chunk_end: Option<u64>,
+    /// Most other messages of the same sender that were open together with it (what a
+    /// reassembling receiver's `max_open_messages` counts; see [`SentMessage::may_be_open`]).
+    pub overlap: usize,
+}
+
+impl SentMessage {
+    /// A message of `plan` the engine of `sender` accepted as `outgoing`, for `receiver`.
+    pub fn new(sender: usize, outgoing: OutgoingId, receiver: usize, plan: &MessagePlan) -> Self {
+        Self {
+            sender,
+            outgoing,
+            receiver,
+            message_id: plan.message_id.clone(),
+            content_type: plan.content_type,
+            body: plan.body.clone(),
+            success_report: plan.success_report,
+            failure_report: plan.failure_report,
+            abort_accepted: false,
+            outcome: None,
+            received: Ranges::default(),
+            receiver_saw_end: false,
+            receiver_saw_abort: false,
+            reported: Ranges::default(),
+            report_seen: false,
+            report_missing: false,
+            read_off_wire: Ranges::default(),
+            last_chunk_end: None,
+            overlap: 0,
+        }
+    }
+}
+
+impl SentMessage {
+    /// Whether a reassembling receiver may hold part of it: it has not seen its end or
+    /// abort, and did not refuse it with 413. (A message that failed otherwise may stay
+    /// open there until the session ends, so this over-counts, never under-counts.)
+    fn may_be_open(&self) -> bool {
+        !self.receiver_saw_end
+            && !self.receiver_saw_abort
+            && !matches!(&self.outcome, Some(MessageOutcome::Failed(error)) if error.code == 413)
+    }
+}
+
+/// What the world of the seed says about a message when its sender hears how it ended:
+/// the facts that can justify a failure (never derived from the outcome itself).
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::struct_excessive_bools)] // independent facts about the world
+pub struct Context {
+    /// The pair's link had a fault (refused, unanswered or late connect, reset,
+    /// half-close, a reader that stopped).
+    pub link_fault: bool,
+    /// The pair's link is slow by plan (a reader with a gap between reads, or reads of
+    /// a few bytes): a response can take longer than a short response timeout.
+    pub slow: bool,
+    /// An application of the pair called `shutdown` or `close`, or a session of the
+    /// pair is closed.
+    pub ended: bool,
+    /// The receiver's reassembly limits, if it reassembles.
+    pub receiver_reassembly: Option<ReassemblyLimits>,
+    /// The receiver accepts the message's Content-Type.
+    pub receiver_accepts: bool,
 }
 
 /// Every message of a run, with the checks on what happens to them.
@@ -142,8 +213,14 @@ pub type Violation = String;
 
 impl Oracle {
     /// Records a message the sender's engine accepted.
-    pub fn register(&mut self, message: SentMessage) {
+    pub fn register(&mut self, mut message: SentMessage) {
         let index = self.messages.len();
+        let sender = message.sender;
+        let open_now = self.messages.iter().filter(|other| other.sender == sender && other.may_be_open()).count();
+        for other in self.messages.iter_mut().filter(|other| other.sender == sender && other.may_be_open()) {
+            other.overlap = other.overlap.max(open_now);
+        }
+        message.overlap = open_now;
         self.by_message_id.insert(message.message_id.clone(), index);
         self.by_outgoing.insert((message.sender, message.outgoing), index);
         self.messages.push(message);
@@ -152,6 +229,11 @@ impl Oracle {
     /// Every message.
     pub fn messages(&self) -> &[SentMessage] {
         &self.messages
+    }
+
+    /// The Content-Type of the message `message_id`.
+    pub fn content_type(&self, message_id: &str) -> Option<&'static str> {
+        self.by_message_id.get(message_id).map(|&index| self.messages[index].content_type)
     }
 
     /// The message `outgoing` of `sender`, if that peer started it.
@@ -247,6 +329,7 @@ impl Oracle {
         message_id: &str,
         outcome: &MessageOutcome,
         sender_written: u64,
+        context: &Context,
     ) -> Result<(), Violation> {
         let index = *self
             .by_outgoing
@@ -284,18 +367,54 @@ impl Oracle {
             MessageOutcome::Aborted if !message.abort_accepted => {
                 return Err(format!("{id}: Aborted, but the application never aborted it"));
             }
-            MessageOutcome::Aborted | MessageOutcome::Failed(_) => {}
+            MessageOutcome::Aborted if message.receiver_saw_end => {
+                return Err(format!("{id}: Aborted, but the receiver already has it whole (`$`)"));
+            }
+            MessageOutcome::Aborted => {}
+            MessageOutcome::Failed(error) => {
+                let len = message.body.len() as u64;
+                let justified = match error.code {
+                    408 => context.link_fault || context.slow || context.ended,
+                    413 => context.receiver_reassembly.is_some_and(|limits| {
+                        len > limits.max_message_size || message.overlap + 1 > limits.max_open_messages
+                    }),
+                    415 => !context.receiver_accepts,
+                    _ => false,
+                };
+                if !justified {
+                    return Err(format!(
+                        "{id}: Failed({} {}) without a cause in the world of the seed ({len} B, {}, {context:?}, \
+                         {} other message(s) open with it)",
+                        error.code, error.comment, message.content_type, message.overlap
+                    ));
+                }
+            }
         }
         message.outcome = Some(outcome.clone());
         Ok(())
     }
 
     /// The sender got a REPORT about one of its messages.
-    pub fn report(&mut self, sender: usize, report: &Chunk) -> Result<(), Violation> {
+    pub fn report(&mut self, sender: usize, about: Option<OutgoingId>, report: &Chunk) -> Result<(), Violation> {
         let message = self.by_id(report.message_id(), "REPORT")?;
         let id = &message.message_id;
         if message.sender != sender {
             return Err(format!("REPORT on {id} reached peer {sender}, not its sender"));
+        }
+        // The engine names the message while it is undecided or delivered and still
+        // awaiting its REPORT; it forgets a message that failed or was aborted (and one
+        // given up with `ReportMissing`), so a late REPORT on it names none.
+        let len = message.body.len() as u64;
+        let awaited = match &message.outcome {
+            None => true,
+            Some(MessageOutcome::Delivered) => {
+                let fully_reported = message.report_seen && message.reported.covers(0, len);
+                !message.report_missing && !fully_reported
+            }
+            Some(_) => false,
+        };
+        if about != Some(message.outgoing) && (awaited || about.is_some()) {
+            return Err(format!("REPORT on {id} names {about:?}, the message is {:?}", message.outgoing));
         }
         let Some(status) = report.status() else { return Err(format!("REPORT on {id} without Status")) };
         if status.code != 200 {
@@ -306,12 +425,21 @@ impl Oracle {
             return Err(format!("success REPORT on {id}, which did not ask for one"));
         }
         let range = report.byte_range().ok_or_else(|| format!("REPORT on {id} without Byte-Range"))?;
-        let first = range.start.saturating_sub(1);
-        let end = range.end.or(range.total).unwrap_or(first);
+        // The receiver's engine always says where a reported piece ends; the total, when
+        // it says one, is the message's length.
+        let Some(end) = range.end else { return Err(format!("REPORT on {id} with Byte-Range {range:?}: no end")) };
+        if range.total.is_some_and(|total| total != len) {
+            return Err(format!("REPORT on {id} with Byte-Range {range:?}, the message has {len} B"));
+        }
+        if range.start == 0 || end > len || end + 1 < range.start {
+            return Err(format!("REPORT on {id} with Byte-Range {range:?} outside the message of {len} B"));
+        }
+        let first = range.start - 1;
         if !message.received.covers(first, end) && !message.read_off_wire.covers(first, end) {
             return Err(format!("REPORT on {id} covers bytes {first}..{end}, the receiver has not all of them"));
         }
         message.reported.cover(first, end);
+        message.report_seen = true;
         Ok(())
     }
 
@@ -326,7 +454,7 @@ impl Oracle {
         if !message.success_report || message.outcome != Some(MessageOutcome::Delivered) {
             return Err(format!("ReportMissing for {id}, which did not wait for a REPORT"));
         }
-        if message.reported.covers(0, message.body.len() as u64) && !message.body.is_empty() {
+        if message.reported.covers(0, message.body.len() as u64) && message.report_seen {
             return Err(format!("ReportMissing for {id}, which was fully reported"));
         }
         if message.report_missing {
@@ -345,12 +473,8 @@ impl Oracle {
                 return Err(format!("{id}: the run ended without its MessageDone"));
             };
             let len = message.body.len() as u64;
-            if *outcome == MessageOutcome::Delivered
-                && message.success_report
-                && len > 0
-                && !message.reported.covers(0, len)
-                && !message.report_missing
-            {
+            let reported = message.report_seen && message.reported.covers(0, len);
+            if *outcome == MessageOutcome::Delivered && message.success_report && !reported && !message.report_missing {
                 return Err(format!("{id}: delivered, never fully reported, and no ReportMissing"));
             }
         }

@@ -13,16 +13,36 @@
 //! stream, a write acknowledgement, a fault, a session or router timeout, a script
 //! action) the earliest is taken (ties broken by the seeded RNG), the clock jumps to it,
 //! it is fed to its engine, and then every engine is drained (`poll_output` until
-//! `None`), which is the run loop the core documents. After every step the invariants of
-//! [`invariants`] and those below are checked:
+//! `None`), which is the run loop the core documents. Reads are only scheduled for an
+//! engine whose `wants_read()` is true (that is how the harness honours it, not a check).
+//! After every step the invariants of [`invariants`] and those below are checked:
 //! - after `handle_timeout(now)`, `poll_timeout()` is `None` or later than `now`, and the
-//!   clock cannot stand still for long (no busy loop);
-//! - no event after `Event::Closed`, no output after `Output::Close`;
-//! - `unwritten()` stays under twice the write high watermark plus one chunk and the
-//!   replies to one read (what `wants_read` and the watermark promise);
-//! - bytes are only read for an engine whose `wants_read()` is true;
+//!   clock cannot stand still for long: at most [`MAX_TIMER_STEPS_PER_INSTANT`] timer
+//!   steps at one instant (same-instant reads are legitimate: a 1-byte reader);
+//! - no event after `Event::Closed`; no output at all after `Output::Close`; no transmit
+//!   after `Event::Closed`, after the engine was told `Input::Closed`, or before it was
+//!   told `Input::Connected`; a session that is closed said `Output::Close` unless it was
+//!   told `Input::Closed`; `Event::Closed` comes only with `is_closed()`;
+//! - `Event::Closed` has a reason the world justifies: `None` only after the
+//!   application's `shutdown`/`close`; a connection closed or keepalive 408 only with a
+//!   link fault or the other side ended; a truncated frame (`Parse(Truncated)`) only
+//!   after a reset or half-close; bind timeout or refusal only with a connect fault;
+//!   never `Failed`, never another parse error;
+//! - `unwritten()` equals the bytes the harness took in transmits minus those it reported
+//!   written, and stays under `2 × write_high_watermark + max_chunk_size + 4 KiB +
+//!   4 × MAX_READ` (a watermark's worth of message data and one of replies, the chunk being
+//!   cut, a head, and the replies to the reads of one step);
+//! - `tracked_reports()` is at most `max_tracked_reports` messages and
+//!   `MAX_REPORT_FRAGMENTS` pieces each; `pending_transactions()` is at most the
+//!   requests the session transmitted and 0 once it is closed; a connection waiting for
+//!   its first request holds at most one head line limit's worth of headers plus a read;
+//! - strangers: now and then a connection whose first request names an unknown URI gets
+//!   481 from the router, and one naming a URI bound to another connection gets 506;
 //! - the run ends: within a step and virtual-time budget nothing is due any more, every
-//!   session is closed, and every message got its outcome.
+//!   session is closed, and every message got its outcome; on a pair with no fault that
+//!   fired, no slow link, no abort, no receiver limits or type filters, and no
+//!   application ending while a message of the pair was undecided, every message is
+//!   `Delivered`.
 //!
 //! Each step writes a line to the [`Trace`]; its FNV-1a hash is compared across runs of
 //! the same seed. On failure, the seed, the replay command and the last lines of the
@@ -39,26 +59,31 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use msrp_core::codec::DecoderLimits;
+use msrp_core::codec::{DecoderLimits, ParseErrorKind};
 use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
-use msrp_core::outbox::{MessageOptions, OutboxError, OutgoingId};
-use msrp_core::session::{Event, Input, MessageOutcome, OutgoingFile, Output, SendError, Session, Transmit};
-use msrp_core::{Chunk, ContinuationFlag, IdGenerator, Uri};
+use msrp_core::session::{Event, Input, MAX_REPORT_FRAGMENTS, MessageOutcome, Output, Session, SessionError, Transmit};
+use msrp_core::{Chunk, ContinuationFlag, HeaderName, IdGenerator, Method, Uri};
 
-use self::invariants::{Oracle, SentMessage, Violation};
-use self::net::{CLIENT, ConnectOutcome, Link, LinkPlan, LinkState, MAX_READ, SERVER, TimedFault};
+use self::invariants::{Context, Oracle, Violation};
+use self::net::{CLIENT, ConnectOutcome, Link, LinkPlan, LinkState, MAX_READ, SERVER, TimedFault, WriteResult};
 use self::node::{Listener, Peer, ServerEnd};
 use self::rng::SimRng;
-use self::script::{Ending, Script, Stream, piece_len, plan_message};
+use self::script::Script;
 
 /// Steps after which a run counts as stuck.
 const MAX_STEPS: u64 = 5_000_000;
 /// Virtual time after which a run counts as stuck (every script ends well before).
 const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(3_600);
-/// Steps at one instant after which the clock counts as stuck (a busy loop).
-const MAX_STEPS_PER_INSTANT: u64 = 200_000;
+/// Timer steps at one instant after which the clock counts as stuck (a busy loop: an
+/// engine whose timeout is due again and again without time passing).
+const MAX_TIMER_STEPS_PER_INSTANT: u64 = 1_000;
 /// Outputs of one drain after which an engine counts as looping.
 const MAX_OUTPUTS_PER_DRAIN: usize = 1_000_000;
+/// Rounds over every engine in one step after which the engines count as ping-ponging
+/// (a round only repeats when one engine's outputs gave another an input).
+const MAX_DRAIN_ROUNDS: usize = 1_000;
+/// Connection ids of strangers, apart from those of the pairs.
+const STRANGER_CONNECTION: u64 = 1_000;
 /// Trace lines kept for the failure report.
 const RECENT_LINES: usize = 200;
 
@@ -109,6 +134,14 @@ pub struct RunSummary {
     pub aborted: usize,
     /// Message bytes the receivers got.
     pub bytes_received: u64,
+    /// Pairs where no fault fired, no abort, no receiver limit, and no ending cut a
+    /// message off: every message of theirs had to be delivered.
+    pub clean_pairs: usize,
+    /// Resets and half-closes that fired, and sessions that then found a frame cut off.
+    pub truncations: u64,
+    pub cut_frames: u64,
+    /// Strangers the router refused.
+    pub strangers: u64,
 }
 
 /// A run that broke an invariant, got stuck, or panicked.
@@ -124,7 +157,11 @@ pub struct SimFailure {
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "simulation seed {} failed: {}", self.seed, self.reason)?;
-        writeln!(f, "replay: MSRP_SIM_SEED={} cargo test -p msrp-tests --test simulation", self.seed)?;
+        writeln!(
+            f,
+            "replay: MSRP_SIM_SEED={} cargo test -p msrp-tests --test simulation seeds -- --nocapture",
+            self.seed
+        )?;
         writeln!(f, "(add MSRP_SIM_TRACE=1 to print the whole trace)")?;
         writeln!(f, "last {} of {} trace lines:", self.recent.len(), self.trace_lines)?;
         for line in &self.recent {
@@ -141,10 +178,11 @@ pub fn run_seed(seed: u64) -> Result<RunSummary, SimFailure> {
 
 /// Runs the simulation of `seed`, printing the trace as it goes when `echo`.
 pub fn run_seed_with(seed: u64, echo: bool) -> Result<RunSummary, SimFailure> {
-    let mut sim = Sim::new(seed, echo);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    let mut sim: Option<Sim> = None;
+    // The world is drawn inside the guard too, so a panic there reports its seed.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.insert(Sim::new(seed, echo)).run()));
     let reason = match result {
-        Ok(Ok(())) => return Ok(sim.summary()),
+        Ok(Ok(())) => return Ok(sim.as_ref().map(Sim::summary).expect("the run made its world")),
         Ok(Err(violation)) => violation,
         Err(panic) => {
             let text = panic
@@ -155,7 +193,9 @@ pub fn run_seed_with(seed: u64, echo: bool) -> Result<RunSummary, SimFailure> {
             format!("panic: {text}")
         }
     };
-    Err(SimFailure { seed, reason, recent: sim.trace.recent.iter().cloned().collect(), trace_lines: sim.trace.lines })
+    let (recent, trace_lines) =
+        sim.map_or((Vec::new(), 0), |sim| (sim.trace.recent.iter().cloned().collect(), sim.trace.lines));
+    Err(SimFailure { seed, reason, recent, trace_lines })
 }
 
 /// Something due at an instant.
@@ -177,6 +217,35 @@ enum Due {
     Router,
     /// A peer's script action.
     Script(usize),
+    /// A stranger's connection sends its first request.
+    Stranger(usize),
+}
+
+/// What happened to a pair that can justify a failure (see [`Context`]).
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(clippy::struct_excessive_bools)] // independent facts about one pair
+struct PairWorld {
+    /// A fault of the link fired (or its connect was refused, never answered, or late).
+    link_fault: bool,
+    /// The link is slow by plan (see [`Context::slow`]).
+    slow: bool,
+    /// A reset or half-close cut the byte stream.
+    truncated: bool,
+    /// An application of the pair called `shutdown` or `close`, or a session closed.
+    ended: bool,
+    /// That happened while a message of the pair was undecided, or a message started
+    /// after it.
+    cut: bool,
+}
+
+/// A connection that is not one of the pairs': its first request names a URI nobody
+/// prepared (481) or the URI of a pair whose session is bound (506).
+#[derive(Debug, Clone, Copy)]
+struct Stranger {
+    at: Instant,
+    /// The pair whose server URI it names, or `None` for an unknown URI.
+    target: Option<usize>,
+    done: bool,
 }
 
 /// The simulated world. See the [module docs](self).
@@ -193,8 +262,15 @@ pub struct Sim {
     oracle: Oracle,
     trace: Trace,
     steps: u64,
-    steps_at_instant: u64,
+    timer_steps_at_instant: u64,
     bytes_received: u64,
+    worlds: Vec<PairWorld>,
+    /// Whether the router has bound each pair's server URI (the harness's own account).
+    bound: Vec<bool>,
+    strangers: Vec<Stranger>,
+    strangers_refused: u64,
+    truncations: u64,
+    cut_frames: u64,
 }
 
 impl Sim {
@@ -211,6 +287,9 @@ impl Sim {
         let mut peers = Vec::new();
         let mut links = Vec::new();
         let mut ends = Vec::new();
+        let mut worlds = Vec::new();
+        // What a message weighs on average, to place resets within the traffic of the seed.
+        let mean_message = if light { 3_000 } else { 40_000 };
         for pair in 0..pairs {
             let client_uri: Uri = format!("msrp://10.0.1.{pair}:50000/client{pair}x;tcp").parse().expect("valid URI");
             let server_uri: Uri = format!("msrp://10.0.0.1:2855/server{pair}x;tcp").parse().expect("valid URI");
@@ -219,13 +298,27 @@ impl Sim {
             let script = Script::random(&mut rng, max_message);
             peers.push(Peer::new(&mut rng, pair, SERVER, server_uri.clone(), client_uri, script));
             router.prepare(epoch, server_uri);
-            let mut plan = LinkPlan::random(&mut rng);
+            let traffic =
+                [2 * pair, 2 * pair + 1].map(|p| 1_000 + u64::from(peers[p].script.actions_left + 1) * mean_message);
+            let mut plan = LinkPlan::random(&mut rng, traffic);
             if light && rng.chance(20) {
                 // Reads of a few bytes at most: every header and end-line arrives in pieces.
                 plan.max_read = rng.pick(&[1, 7, 16]);
             }
+            // A connect that fails or comes after a bind timeout is a fault from the start.
+            let slow = plan.connect_delay >= bind_timeout.min(peers[2 * pair].config.bind_timeout);
+            let link_fault = plan.connect != ConnectOutcome::Accept || slow;
+            let slow = plan.read_gap.iter().any(|gap| !gap.is_zero()) || plan.max_read < MAX_READ;
+            worlds.push(PairWorld { link_fault, slow, ..PairWorld::default() });
             links.push(Link::new(plan, epoch));
             ends.push(ServerEnd::Nobody);
+        }
+        let mut strangers = Vec::new();
+        for _ in 0..rng.below(3) {
+            if rng.chance(30) {
+                let target = rng.chance(60).then(|| rng.index(pairs));
+                strangers.push(Stranger { at: epoch + rng.millis(0, 20_000), target, done: false });
+            }
         }
         let mut sim = Self {
             seed,
@@ -238,8 +331,14 @@ impl Sim {
             oracle: Oracle::default(),
             trace: Trace::new(echo),
             steps: 0,
-            steps_at_instant: 0,
+            timer_steps_at_instant: 0,
             bytes_received: 0,
+            worlds,
+            bound: vec![false; pairs],
+            strangers,
+            strangers_refused: 0,
+            truncations: 0,
+            cut_frames: 0,
         };
         sim.log(format!("seed {seed}: {pairs} pair(s), messages up to {max_message} B"));
         for pair in 0..pairs {
@@ -295,7 +394,27 @@ impl Sim {
             failed: count(|outcome| matches!(outcome, MessageOutcome::Failed(_))),
             aborted: count(|outcome| *outcome == MessageOutcome::Aborted),
             bytes_received: self.bytes_received,
+            clean_pairs: (0..self.worlds.len()).filter(|&pair| self.clean(pair)).count(),
+            truncations: self.truncations,
+            cut_frames: self.cut_frames,
+            strangers: self.strangers_refused,
         }
+    }
+
+    /// Whether nothing in the world of `pair` excuses a message of it that was not
+    /// delivered.
+    fn clean(&self, pair: usize) -> bool {
+        let world = &self.worlds[pair];
+        let strict = |p: usize| {
+            let config = &self.peers[p].config;
+            config.reassembly.is_none() && script::CONTENT_TYPES.iter().all(|ty| config.accept_types.accepts(ty))
+        };
+        !world.link_fault
+            && !world.slow
+            && !world.cut
+            && strict(2 * pair)
+            && strict(2 * pair + 1)
+            && self.oracle.messages().iter().all(|m| self.peers[m.sender].pair != pair || !m.abort_accepted)
     }
 
     /// Steps until nothing is due, then checks the end state.
@@ -313,24 +432,41 @@ impl Sim {
                 }
             }
         }
-        self.oracle.check_end()
+        if let Some(stranger) = self.strangers.iter().find(|stranger| !stranger.done) {
+            return Err(format!("the stranger due at {:?} never came", stranger.at - self.epoch));
+        }
+        self.oracle.check_end()?;
+        let undelivered =
+            self.oracle.messages().iter().find(|m| {
+                m.outcome.as_ref() != Some(&MessageOutcome::Delivered) && self.clean(self.peers[m.sender].pair)
+            });
+        if let Some(message) = undelivered {
+            return Err(format!(
+                "{}: {:?} on a pair where nothing excuses it (no fault fired, no slow link, no abort, no \
+                 receiver limits or type filter, no ending while a message was undecided)",
+                message.message_id, message.outcome
+            ));
+        }
+        Ok(())
     }
 
     /// Performs the earliest thing due, drains every engine and checks the invariants;
     /// `false` when nothing is due any more.
     pub fn step(&mut self) -> Result<bool, Violation> {
-        let due = self.due();
+        let due = self.collect_due();
         let Some(at) = due.iter().map(|(at, _)| *at).min() else { return Ok(false) };
         let ties: Vec<Due> = due.into_iter().filter(|(time, _)| *time == at).map(|(_, due)| due).collect();
         let next = ties[self.rng.index(ties.len())];
         if at > self.now {
             self.now = at;
-            self.steps_at_instant = 0;
+            self.timer_steps_at_instant = 0;
         }
         self.steps += 1;
-        self.steps_at_instant += 1;
-        if self.steps_at_instant > MAX_STEPS_PER_INSTANT {
-            return Err(format!("busy loop: {MAX_STEPS_PER_INSTANT} steps without the clock moving"));
+        if matches!(next, Due::Timer(_) | Due::Router) {
+            self.timer_steps_at_instant += 1;
+            if self.timer_steps_at_instant > MAX_TIMER_STEPS_PER_INSTANT {
+                return Err(format!("busy loop: {MAX_TIMER_STEPS_PER_INSTANT} timer steps without the clock moving"));
+            }
         }
         self.perform(next)?;
         self.drain_all()?;
@@ -349,7 +485,9 @@ impl Sim {
         }
     }
 
-    fn due(&mut self) -> Vec<(Instant, Due)> {
+    /// Everything due, with when. Not a pure query: asking a link when its write
+    /// acknowledgement is due arms that acknowledgement once bytes fit in its buffer.
+    fn collect_due(&mut self) -> Vec<(Instant, Due)> {
         let mut due = Vec::new();
         let now = self.now;
         for pair in 0..self.links.len() {
@@ -389,16 +527,18 @@ impl Sim {
         if let Some(at) = self.listener.router.poll_timeout() {
             due.push((at, Due::Router));
         }
+        for (i, stranger) in self.strangers.iter().enumerate() {
+            if !stranger.done {
+                due.push((stranger.at, Due::Stranger(i)));
+            }
+        }
         due
     }
 
     fn perform(&mut self, due: Due) -> Result<(), Violation> {
         let now = self.now;
         match due {
-            Due::Connect(pair) => {
-                self.connect(pair);
-                Ok(())
-            }
+            Due::Connect(pair) => self.connect(pair),
             Due::Read(pair, end) => {
                 let max = read_size(&mut self.rng, self.links[pair].plan.max_read);
                 let (data, reset) = self.links[pair].read(now, end, max);
@@ -407,6 +547,9 @@ impl Sim {
                     self.deliver(pair, end, data)?;
                 }
                 if reset {
+                    self.worlds[pair].link_fault = true;
+                    self.worlds[pair].truncated = true;
+                    self.truncations += 1;
                     self.reset(pair);
                 }
                 Ok(())
@@ -429,16 +572,22 @@ impl Sim {
             Due::Fault(pair) => {
                 let link = &mut self.links[pair];
                 link.fault_at = None;
-                match link.plan.timed_fault {
-                    Some((_, TimedFault::HalfClose(end))) => {
+                // `fault_at` is only set from a planned fault.
+                let Some((_, fault)) = link.plan.timed_fault else {
+                    return Err(format!("link{pair}: a fault fired that was not planned"));
+                };
+                self.worlds[pair].link_fault = true;
+                match fault {
+                    TimedFault::HalfClose(end) => {
                         link.shut_write(now, end);
+                        self.worlds[pair].truncated = true;
+                        self.truncations += 1;
                         self.log(format!("link{pair} fault: {} half-closes", end_name(end)));
                     }
-                    Some((_, TimedFault::StopReading(end))) => {
+                    TimedFault::StopReading(end) => {
                         link.pipes[1 - end].reader_stopped = true;
                         self.log(format!("link{pair} fault: {} stops reading", end_name(end)));
                     }
-                    None => {}
                 }
                 Ok(())
             }
@@ -458,14 +607,58 @@ impl Sim {
             }
             Due::Router => {
                 for uri in self.listener.router.handle_timeout(now) {
-                    let found = self.peers.iter().position(|peer| peer.end == SERVER && peer.local_uri == uri);
-                    let p = found.ok_or_else(|| format!("the router expired {uri}, which nobody prepared"))?;
-                    self.peers[p].expired = true;
+                    let p = self.server_peer(&uri)?;
                     self.log(format!("router: {} expired without a connection", self.peers[p].name));
                 }
                 Ok(())
             }
             Due::Script(p) => self.script_action(p),
+            Due::Stranger(i) => self.stranger(i),
+        }
+    }
+
+    /// The server-side peer whose URI is `uri`.
+    fn server_peer(&self, uri: &Uri) -> Result<usize, Violation> {
+        self.peers
+            .iter()
+            .position(|peer| peer.end == SERVER && peer.local_uri == *uri)
+            .ok_or_else(|| format!("the router named {uri}, which nobody prepared"))
+    }
+
+    /// A stranger's first request reaches the router, which must refuse it.
+    fn stranger(&mut self, i: usize) -> Result<(), Violation> {
+        let Stranger { target, .. } = self.strangers[i];
+        self.strangers[i].done = true;
+        let uri = match target {
+            Some(pair) => self.peers[2 * pair + 1].local_uri.clone(),
+            None => format!("msrp://10.0.0.1:2855/nobody{i}x;tcp").parse().expect("valid URI"),
+        };
+        let expected = match target {
+            Some(pair) if self.bound[pair] => 506,
+            // Not bound yet: the stranger would take it; it comes another time.
+            Some(_) if self.listener.router.is_waiting(&uri) => {
+                self.log(format!("stranger{i}: {uri} is not bound yet; stays away"));
+                return Ok(());
+            }
+            _ => 481,
+        };
+        let mut request = Chunk::request(format!("stranger{i}"), Method::Send);
+        request.headers.set(HeaderName::ToPath, uri.to_string());
+        request.headers.set(HeaderName::FromPath, format!("msrp://192.0.2.{i}:4000/stranger{i}x;tcp"));
+        request.headers.set(HeaderName::MessageId, format!("stranger{i}"));
+        request.headers.set(HeaderName::ByteRange, "1-0/0");
+        let connection = ConnectionId(STRANGER_CONNECTION + i as u64);
+        let route = self.listener.router.route(connection, &request);
+        self.listener.router.release(connection);
+        self.log(format!("stranger{i} to {uri}: {route:?}"));
+        match route {
+            Route::Reject { error, response: Some(response) }
+                if error.code == expected && response.code() == Some(expected) =>
+            {
+                self.strangers_refused += 1;
+                Ok(())
+            }
+            other => Err(format!("stranger{i} naming {uri} should get {expected}, got {other:?}")),
         }
     }
 
@@ -481,6 +674,11 @@ impl Sim {
     /// Hands `input` to the peer's session if it is open (a closed one ignores inputs).
     fn input(&mut self, p: usize, input: Input) {
         let now = self.now;
+        match input {
+            Input::Connected => self.peers[p].told_connected = true,
+            Input::Closed => self.peers[p].told_closed = true,
+            _ => {}
+        }
         if let Some(session) = self.peers[p].session.as_mut() {
             session.handle_input(now, input);
         }
@@ -507,29 +705,26 @@ impl Sim {
         self.log(line);
     }
 
-    fn connect(&mut self, pair: usize) {
+    fn connect(&mut self, pair: usize) -> Result<(), Violation> {
         let now = self.now;
         let client = 2 * pair;
+        // A client that closed dropped its socket, which ended the attempt.
         if !self.peers[client].live() {
+            return Err(format!("link{pair}: a connect outcome for {}, which closed", self.peers[client].name));
+        }
+        // A connection that is `Never` answered has no outcome due.
+        if self.links[pair].plan.connect == ConnectOutcome::Accept {
+            self.links[pair].open(now);
+            self.listener.ends[pair] = ServerEnd::Pending(Box::new(PendingConnection::new(DecoderLimits::default())));
+            self.log(format!("link{pair} connected"));
+            self.input(client, Input::Connected);
+        } else {
             self.links[pair].state = LinkState::Dead;
-            self.log(format!("link{pair}: connect outcome after the client closed; dropped"));
-            return;
+            self.peers[client].socket_open = false;
+            self.log(format!("link{pair} connect refused"));
+            self.input(client, Input::Closed);
         }
-        match self.links[pair].plan.connect {
-            ConnectOutcome::Accept => {
-                self.links[pair].open(now);
-                self.listener.ends[pair] =
-                    ServerEnd::Pending(Box::new(PendingConnection::new(DecoderLimits::default())));
-                self.log(format!("link{pair} connected"));
-                self.input(client, Input::Connected);
-            }
-            ConnectOutcome::Refuse | ConnectOutcome::Never => {
-                self.links[pair].state = LinkState::Dead;
-                self.peers[client].socket_open = false;
-                self.log(format!("link{pair} connect refused"));
-                self.input(client, Input::Closed);
-            }
-        }
+        Ok(())
     }
 
     /// Bytes read at `end` of link `pair` go to its session or to the listener.
@@ -564,12 +759,12 @@ impl Sim {
         };
         match self.listener.router.route(ConnectionId(pair as u64), head) {
             Route::Bind { local_uri } => {
-                let found = self.peers.iter().position(|peer| peer.end == SERVER && peer.local_uri == local_uri);
-                let p = found.ok_or_else(|| format!("routed to {local_uri}, which nobody prepared"))?;
+                let p = self.server_peer(&local_uri)?;
                 if self.peers[p].pair != pair || self.peers[p].session.is_some() {
                     return Err(format!("link{pair} routed to {local_uri}, which is not its own or already exists"));
                 }
                 self.listener.ends[pair] = ServerEnd::Peer(p);
+                self.bound[pair] = true;
                 self.log(format!("listener: link{pair} routed to {}", self.peers[p].name));
                 self.create_session(p);
                 self.input(p, Input::Connected);
@@ -594,7 +789,13 @@ impl Sim {
         }
         self.links[pair].close_end(now, SERVER);
         self.listener.ends[pair] = ServerEnd::Rejected;
+        self.release(pair);
+    }
+
+    /// The listener forgets the connection of `pair`.
+    fn release(&mut self, pair: usize) {
         self.listener.router.release(ConnectionId(pair as u64));
+        self.bound[pair] = false;
     }
 
     fn end_of_stream(&mut self, pair: usize, end: usize) {
@@ -619,7 +820,7 @@ impl Sim {
                 self.input(p, Input::Closed);
             }
         }
-        self.listener.router.release(ConnectionId(pair as u64));
+        self.release(pair);
     }
 
     /// The adapter closes the socket of a peer (after `Output::Close`, or once its
@@ -634,14 +835,14 @@ impl Sim {
         let (pair, end) = (peer.pair, peer.end);
         self.links[pair].close_end(now, end);
         if end == SERVER {
-            self.listener.router.release(ConnectionId(pair as u64));
+            self.release(pair);
         }
         let line = format!("{} closes its socket", self.peers[p].name);
         self.log(line);
     }
 
     fn drain_all(&mut self) -> Result<(), Violation> {
-        loop {
+        for _ in 0..MAX_DRAIN_ROUNDS {
             let mut moved = false;
             for p in 0..self.peers.len() {
                 moved |= self.drain_peer(p)?;
@@ -650,6 +851,7 @@ impl Sim {
                 return Ok(());
             }
         }
+        Err(format!("the engines still had outputs after {MAX_DRAIN_ROUNDS} rounds of draining"))
     }
 
     /// Drains one engine: `poll_output` until `None`.
@@ -667,7 +869,7 @@ impl Sim {
                 return Err(format!("{}: {output:?} after Output::Close", self.peers[p].name));
             }
             match output {
-                Output::Transmit(transmit) => self.transmit(p, &transmit),
+                Output::Transmit(transmit) => self.transmit(p, &transmit)?,
                 Output::Event(event) => self.on_event(p, event)?,
                 Output::Close => {
                     self.peers[p].saw_close_output = true;
@@ -679,18 +881,47 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, p: usize, transmit: &Transmit) {
+    fn transmit(&mut self, p: usize, transmit: &Transmit) -> Result<(), Violation> {
         let now = self.now;
         let peer = &mut self.peers[p];
+        let when = if peer.saw_closed_event {
+            Some("after Event::Closed")
+        } else if peer.told_closed {
+            Some("after it was told Input::Closed")
+        } else if !peer.told_connected {
+            Some("before it was told Input::Connected")
+        } else {
+            None
+        };
+        if let Some(when) = when {
+            return Err(format!("{}: a transmit of {} B {when}", peer.name, transmit.len()));
+        }
         peer.transmitted += transmit.len() as u64;
+        if is_request(transmit) {
+            peer.requests_transmitted += 1;
+        }
         if let Some(message_id) = last_chunk_of(transmit) {
             self.oracle.last_chunk_sent(&message_id, peer.transmitted);
         }
         let (pair, end) = (peer.pair, peer.end);
-        let sent = peer.socket_open && self.links[pair].write(now, end, &transmit.parts, &mut self.rng);
-        let line =
-            format!("{} transmits {} B{}", peer.name, transmit.len(), if sent { "" } else { " into a dead socket" });
+        let result = if peer.socket_open {
+            self.links[pair].write(now, end, &transmit.parts, &mut self.rng)
+        } else {
+            WriteResult::Dead
+        };
+        let outcome = match result {
+            WriteResult::Sent => "",
+            WriteResult::Dead => " into a dead socket",
+            WriteResult::Failed => ": the write fails (this end half-closed)",
+        };
+        let line = format!("{} transmits {} B{outcome}", self.peers[p].name, transmit.len());
         self.log(line);
+        if result == WriteResult::Failed {
+            // What an adapter sees: a write error, so the connection is gone.
+            self.close_socket(p);
+            self.input(p, Input::Closed);
+        }
+        Ok(())
     }
 
     fn on_event(&mut self, p: usize, event: Event) -> Result<(), Violation> {
@@ -708,11 +939,16 @@ impl Sim {
             Event::IncomingAborted { message_id } => {
                 self.oracle.incoming_aborted(p, &message_id).map_err(|v| format!("{name}: {v}"))
             }
-            Event::Report { report, .. } => self.oracle.report(p, &report).map_err(|v| format!("{name}: {v}")),
+            Event::Report { message, report } => {
+                self.oracle.report(p, message, &report).map_err(|v| format!("{name}: {v}"))
+            }
             Event::MessageDone { message, message_id, outcome } => {
                 self.peers[p].script.streams.retain(|stream| stream.id != message);
                 let written = self.peers[p].written;
-                self.oracle.done(p, message, &message_id, &outcome, written).map_err(|v| format!("{name}: {v}"))
+                let context = self.context(p, &message_id);
+                self.oracle
+                    .done(p, message, &message_id, &outcome, written, &context)
+                    .map_err(|v| format!("{name}: {v}"))
             }
             Event::Writable { message } => {
                 if self.oracle.find(p, message).is_none_or(|m| m.outcome.is_some()) {
@@ -729,28 +965,131 @@ impl Sim {
             Event::ReportMissing { message, .. } => {
                 self.oracle.report_missing(p, message).map_err(|v| format!("{name}: {v}"))
             }
-            Event::Closed { .. } => {
+            Event::Closed { reason } => {
                 self.peers[p].saw_closed_event = true;
-                if self.peers[p].session.as_ref().is_some_and(Session::is_closed) {
-                    Ok(())
-                } else {
-                    Err(format!("{name}: Event::Closed while is_closed() is false"))
+                if !self.peers[p].session.as_ref().is_some_and(Session::is_closed) {
+                    return Err(format!("{name}: Event::Closed while is_closed() is false"));
                 }
+                self.closed_reason(p, reason.as_ref()).map_err(|v| format!("{name}: {v}"))?;
+                if matches!(reason, Some(SessionError::Parse(_))) {
+                    self.cut_frames += 1;
+                }
+                self.pair_ended(self.peers[p].pair);
+                Ok(())
             }
             other => Err(format!("{name}: unexpected event {other:?}")),
         }
     }
 
+    /// What the world says about the message `message_id` of `p` as it ends.
+    fn context(&self, p: usize, message_id: &str) -> Context {
+        let world = &self.worlds[self.peers[p].pair];
+        let receiver = &self.peers[partner(p)];
+        let closed = |peer: &Peer| peer.session.as_ref().is_some_and(Session::is_closed);
+        let content_type = self.oracle.content_type(message_id).unwrap_or("");
+        Context {
+            link_fault: world.link_fault,
+            slow: world.slow,
+            ended: world.ended || closed(&self.peers[p]) || closed(receiver),
+            receiver_reassembly: receiver.config.reassembly,
+            receiver_accepts: receiver.config.accept_types.accepts(content_type),
+        }
+    }
+
+    /// Checks why a session closed against what happened to its pair.
+    fn closed_reason(&self, p: usize, reason: Option<&SessionError>) -> Result<(), Violation> {
+        let peer = &self.peers[p];
+        let world = &self.worlds[peer.pair];
+        let other = &self.peers[partner(p)];
+        let other_ended = other.script.end_at.is_some_and(|end_at| self.now >= end_at)
+            || other.session.as_ref().is_some_and(Session::is_closed)
+            || other.saw_close_output;
+        let justified = match reason {
+            // Only the application ends a session without a reason.
+            None => peer.app_ended,
+            Some(SessionError::ConnectionClosed) => world.link_fault || other_ended,
+            Some(SessionError::KeepaliveFailed(error)) => {
+                error.code == 408 && (world.link_fault || world.slow || other_ended)
+            }
+            Some(SessionError::Parse(error)) => error.kind == ParseErrorKind::Truncated && world.truncated,
+            Some(SessionError::BindTimeout | SessionError::BindRefused(_)) => world.link_fault || world.slow,
+            Some(_) => false,
+        };
+        if justified {
+            Ok(())
+        } else {
+            Err(format!("closed with {reason:?}, which nothing in the world of the seed explains ({world:?})"))
+        }
+    }
+
+    /// An application of `pair` ended its session, or a session of the pair closed.
+    fn pair_ended(&mut self, pair: usize) {
+        let undecided = self.oracle.messages().iter().any(|m| self.peers[m.sender].pair == pair && m.outcome.is_none());
+        let world = &mut self.worlds[pair];
+        world.ended = true;
+        world.cut |= undecided;
+    }
+
+    /// The application of `p` calls `shutdown` or `close`.
+    fn app_ended(&mut self, p: usize) {
+        self.peers[p].app_ended = true;
+        self.pair_ended(self.peers[p].pair);
+    }
+
     /// Closes the sockets of sessions that ended and checks the queues.
     fn after_step(&mut self) -> Result<(), Violation> {
         for p in 0..self.peers.len() {
-            let closed = self.peers[p].session.as_ref().is_some_and(Session::is_closed);
-            if closed && self.peers[p].socket_open {
+            let peer = &self.peers[p];
+            let closed = peer.session.as_ref().is_some_and(Session::is_closed);
+            if closed && !peer.saw_close_output && !peer.told_closed {
+                return Err(format!("{}: closed without Output::Close, and it was not told Input::Closed", peer.name));
+            }
+            if closed && peer.socket_open {
                 self.close_socket(p);
             }
         }
+        for (pair, end) in self.listener.ends.iter().enumerate() {
+            if let ServerEnd::Pending(pending) = end {
+                // The head is read line by line: at most every header line of it, and
+                // what came with its last read.
+                let limits = DecoderLimits::default();
+                let bound = (limits.max_headers + 2) * (limits.max_header_line + 2) + MAX_READ;
+                if pending.buffered() > bound {
+                    return Err(format!("link{pair}: the listener holds {} B of a first request", pending.buffered()));
+                }
+            }
+        }
         for peer in &self.peers {
-            let Some(session) = peer.session.as_ref().filter(|session| !session.is_closed()) else { continue };
+            let Some(session) = peer.session.as_ref() else { continue };
+            if session.unwritten() != peer.transmitted - peer.written {
+                return Err(format!(
+                    "{}: unwritten() is {} B, but {} B were transmitted and {} B reported written",
+                    peer.name,
+                    session.unwritten(),
+                    peer.transmitted,
+                    peer.written
+                ));
+            }
+            let (messages, pieces) = session.tracked_reports();
+            let max = session.config().max_tracked_reports;
+            if messages > max || pieces > messages * MAX_REPORT_FRAGMENTS {
+                return Err(format!(
+                    "{}: tracks {messages} message(s) in {pieces} piece(s) for REPORTs (at most {max} of {} each)",
+                    peer.name, MAX_REPORT_FRAGMENTS
+                ));
+            }
+            let pending = session.pending_transactions();
+            if pending > peer.requests_transmitted as usize || (session.is_closed() && pending > 0) {
+                return Err(format!(
+                    "{}: {pending} transaction(s) pending with {} request(s) transmitted{}",
+                    peer.name,
+                    peer.requests_transmitted,
+                    if session.is_closed() { " and the session closed" } else { "" }
+                ));
+            }
+            if session.is_closed() {
+                continue;
+            }
             let config = session.config();
             let bound =
                 2 * config.write_high_watermark as u64 + config.max_chunk_size as u64 + 4096 + 4 * MAX_READ as u64;
@@ -765,236 +1104,20 @@ impl Sim {
         }
         Ok(())
     }
+}
 
-    fn script_action(&mut self, p: usize) -> Result<(), Violation> {
-        let now = self.now;
-        let script = &mut self.peers[p].script;
-        script.next_at = None;
-        if script.end_at.is_some_and(|end_at| now >= end_at) {
-            return self.end_script(p);
-        }
-        script.actions_left = script.actions_left.saturating_sub(1);
-        match self.rng.below(100) {
-            0..45 => self.send_whole(p)?,
-            45..65 => self.start_stream(p)?,
-            65..80 => {
-                let open: Vec<OutgoingId> =
-                    self.peers[p].script.streams.iter().filter(|s| !s.blocked).map(|s| s.id).collect();
-                if !open.is_empty() {
-                    let id = open[self.rng.index(open.len())];
-                    self.write_stream(p, id, false)?;
-                }
-            }
-            80..92 => self.abort_one(p)?,
-            _ => {}
-        }
-        let script = &mut self.peers[p].script;
-        script.schedule_next(now, &mut self.rng);
-        Ok(())
-    }
+/// The partner of peer `p` (the other end of its pair).
+fn partner(p: usize) -> usize {
+    p ^ 1
+}
 
-    fn end_script(&mut self, p: usize) -> Result<(), Violation> {
-        let now = self.now;
-        self.peers[p].script.ended = true;
-        if self.rng.chance(50) {
-            // The application writes what its streams still have before it ends.
-            let ids: Vec<OutgoingId> = self.peers[p].script.streams.iter().map(|s| s.id).collect();
-            for id in ids {
-                self.write_stream(p, id, true)?;
-            }
-        }
-        let ending = self.peers[p].script.ending;
-        let name = self.peers[p].name.clone();
-        self.log(format!("{name} script: {ending:?}"));
-        let Some(session) = self.peers[p].session.as_mut() else { return Ok(()) };
-        match ending {
-            Ending::Shutdown => session.shutdown(now),
-            Ending::Close => session.close(now),
-        }
-        Ok(())
-    }
-
-    fn partner(p: usize) -> usize {
-        p ^ 1
-    }
-
-    fn send_whole(&mut self, p: usize) -> Result<(), Violation> {
-        let now = self.now;
-        let peer = &mut self.peers[p];
-        peer.script.made += 1;
-        let plan = plan_message(&mut self.rng, &peer.name, peer.script.made, peer.script.max_message);
-        let options = MessageOptions {
-            message_id: Some(plan.message_id.clone()),
-            headers: plan.headers.clone(),
-            ..MessageOptions::default()
-        };
-        let Some(session) = peer.session.as_mut() else { return Ok(()) };
-        let result = session.send_message(now, options, plan.body.clone());
-        let line = format!(
-            "{} send_message {} {} B {} (failure reports {:?}, success report {}): {result:?}",
-            peer.name,
-            plan.message_id,
-            plan.body.len(),
-            plan.content_type,
-            plan.failure_report,
-            plan.success_report,
-        );
-        self.log(line);
-        match result {
-            Ok(id) => {
-                self.register(p, id, &plan);
-                Ok(())
-            }
-            Err(SendError::Closed | SendError::ShuttingDown) => Ok(()),
-            Err(error) => Err(format!("{}: send_message refused: {error}", self.peers[p].name)),
-        }
-    }
-
-    fn register(&mut self, p: usize, outgoing: OutgoingId, plan: &script::MessagePlan) {
-        self.oracle.register(SentMessage {
-            sender: p,
-            outgoing,
-            receiver: Self::partner(p),
-            message_id: plan.message_id.clone(),
-            body: plan.body.clone(),
-            success_report: plan.success_report,
-            failure_report: plan.failure_report,
-            abort_accepted: false,
-            outcome: None,
-            received: invariants::Ranges::default(),
-            receiver_saw_end: false,
-            receiver_saw_abort: false,
-            reported: invariants::Ranges::default(),
-            report_missing: false,
-            read_off_wire: invariants::Ranges::default(),
-            last_chunk_end: None,
-        });
-    }
-
-    fn start_stream(&mut self, p: usize) -> Result<(), Violation> {
-        let now = self.now;
-        let kind = self.rng.below(3);
-        let eager = self.rng.chance(70);
-        let peer = &mut self.peers[p];
-        peer.script.made += 1;
-        let plan = plan_message(&mut self.rng, &peer.name, peer.script.made, peer.script.max_message);
-        let len = plan.body.len() as u64;
-        let Some(session) = peer.session.as_mut() else { return Ok(()) };
-        let (what, result) = match kind {
-            0 | 1 => {
-                let total = (kind == 0).then_some(len);
-                let options = MessageOptions {
-                    message_id: Some(plan.message_id.clone()),
-                    headers: plan.headers.clone(),
-                    total,
-                    position: 0,
-                };
-                (
-                    if kind == 0 { "start_message" } else { "start_message (size unknown)" },
-                    session.start_message(now, options),
-                )
-            }
-            _ => {
-                let file = OutgoingFile {
-                    size: len,
-                    content_type: Some(plan.content_type.to_owned()),
-                    position: 0,
-                    message_id: Some(plan.message_id.clone()),
-                    headers: plan.headers.clone(),
-                };
-                ("send_file", session.send_file(now, &file))
-            }
-        };
-        let line = format!(
-            "{} {what} {} {len} B {} (failure reports {:?}, success report {}): {result:?}",
-            peer.name, plan.message_id, plan.content_type, plan.failure_report, plan.success_report
-        );
-        self.log(line);
-        match result {
-            Ok(id) => {
-                self.register(p, id, &plan);
-                self.peers[p].script.streams.push(Stream { id, body: plan.body, written: 0, blocked: false, eager });
-                self.write_stream(p, id, eager)
-            }
-            Err(SendError::Closed | SendError::ShuttingDown) => Ok(()),
-            Err(error) => Err(format!("{}: {what} refused: {error}", self.peers[p].name)),
-        }
-    }
-
-    /// Writes the next piece of a stream (every piece the engine takes when `eager`),
-    /// and finishes it once all is written.
-    fn write_stream(&mut self, p: usize, id: OutgoingId, eager: bool) -> Result<(), Violation> {
-        let now = self.now;
-        loop {
-            let peer = &mut self.peers[p];
-            let Some(index) = peer.script.streams.iter().position(|stream| stream.id == id) else { return Ok(()) };
-            let Some(session) = peer.session.as_mut() else { return Ok(()) };
-            let stream = &mut peer.script.streams[index];
-            let remaining = stream.body.len() - stream.written;
-            if remaining == 0 {
-                let result = session.finish_message(now, id);
-                let line = format!("{} finish_message {id:?}: {result:?}", peer.name);
-                peer.script.streams.remove(index);
-                self.log(line);
-                return match result {
-                    Ok(()) | Err(SendError::Closed | SendError::Outbox(OutboxError::UnknownMessage(_))) => Ok(()),
-                    Err(error) => Err(format!("{}: finish_message refused: {error}", self.peers[p].name)),
-                };
-            }
-            let len = piece_len(&mut self.rng, remaining);
-            let piece = stream.body.slice(stream.written..stream.written + len);
-            let result = session.write_message(now, id, piece);
-            let line = format!("{} write_message {id:?} {len} B: {result:?}", peer.name);
-            match result {
-                Ok(taken) => {
-                    stream.written += taken;
-                    if taken < len {
-                        stream.blocked = true;
-                    }
-                }
-                Err(SendError::Blocked) => stream.blocked = true,
-                Err(SendError::Closed | SendError::Outbox(OutboxError::UnknownMessage(_))) => {
-                    peer.script.streams.remove(index);
-                }
-                Err(error) => return Err(format!("{}: write_message refused: {error}", peer.name)),
-            }
-            let blocked = peer.script.streams.get(index).is_none_or(|stream| stream.id != id || stream.blocked);
-            let done = peer.script.streams.get(index).is_some_and(|stream| stream.written == stream.body.len());
-            self.log(line);
-            if blocked || (!eager && !done) {
-                return Ok(());
-            }
-        }
-    }
-
-    fn abort_one(&mut self, p: usize) -> Result<(), Violation> {
-        let now = self.now;
-        let open: Vec<OutgoingId> = self
-            .oracle
-            .messages()
-            .iter()
-            .filter(|m| m.sender == p && m.outcome.is_none())
-            .map(|m| m.outgoing)
-            .collect();
-        if open.is_empty() {
-            return Ok(());
-        }
-        let id = open[self.rng.index(open.len())];
-        let peer = &mut self.peers[p];
-        let Some(session) = peer.session.as_mut() else { return Ok(()) };
-        let result = session.abort_message(now, id);
-        let line = format!("{} abort_message {id:?}: {result:?}", peer.name);
-        self.log(line);
-        match result {
-            Ok(()) => {
-                self.oracle.abort_accepted(p, id);
-                self.peers[p].script.streams.retain(|stream| stream.id != id);
-                Ok(())
-            }
-            Err(SendError::Closed | SendError::Outbox(OutboxError::UnknownMessage(_))) => Ok(()),
-            Err(error) => Err(format!("{}: abort_message refused: {error}", self.peers[p].name)),
-        }
-    }
+/// Whether `transmit` starts with a request (not a response).
+fn is_request(transmit: &Transmit) -> bool {
+    let head = &transmit.parts[0];
+    let Some(line_end) = find(head, b"\r\n") else { return false };
+    let line = &head[..line_end];
+    // `MSRP <tid> <METHOD>` or `MSRP <tid> <code> ...`: a request's third word is letters.
+    line.split(|&byte| byte == b' ').nth(2).is_some_and(|word| word.first().is_some_and(u8::is_ascii_alphabetic))
 }
 
 /// The Message-ID of the SEND in `transmit` when it is a message's last chunk (`$`).

@@ -13,8 +13,9 @@
 //! - **Faults**: connect refused, a connect that never completes or completes late, a
 //!   reset after a given number of bytes of one direction (both ends see `Closed`, bytes
 //!   in flight are lost, usually in the middle of a chunk), a half-close (one end's
-//!   direction ends while that end's engine believes it is still open), and a reader
-//!   that stops reading for good.
+//!   direction ends while that end's engine believes it is still open; its next write
+//!   fails, as a write after `shutdown(SHUT_WR)` does), and a reader that stops reading
+//!   for good.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -45,11 +46,22 @@ pub enum ConnectOutcome {
 /// A fault injected while the connection is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimedFault {
-    /// This end's sending direction ends (FIN) without its engine knowing; what it
-    /// writes afterwards is discarded.
+    /// This end's sending direction ends (FIN) without its engine knowing; its next
+    /// write fails.
     HalfClose(usize),
     /// This end stops reading for good.
     StopReading(usize),
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteResult {
+    /// The bytes are on their way (or discarded because the reader closed its socket).
+    Sent,
+    /// No connection or no socket: the bytes went nowhere.
+    Dead,
+    /// This end's sending direction was shut: the write fails.
+    Failed,
 }
 
 /// Everything random about one connection, drawn when the simulation is set up.
@@ -80,7 +92,9 @@ pub struct LinkPlan {
 
 impl LinkPlan {
     /// A random plan: mostly healthy connections, with each fault in a few percent.
-    pub fn random(rng: &mut SimRng) -> Self {
+    /// `traffic` estimates the bytes each end will send, so that a reset falls within
+    /// them (and mostly inside a chunk, as bodies are most of the bytes).
+    pub fn random(rng: &mut SimRng, traffic: [u64; 2]) -> Self {
         let slow_reader = |rng: &mut SimRng| if rng.chance(10) { rng.millis(5, 200) } else { Duration::ZERO };
         let capacity = |rng: &mut SimRng| rng.pick(&[1024, 16 * 1024, 256 * 1024, 4 * 1024 * 1024]);
         let connect = match rng.below(100) {
@@ -90,7 +104,10 @@ impl LinkPlan {
         };
         // Mostly quick; sometimes slower than a bind timeout.
         let connect_delay = if rng.chance(5) { rng.millis(1_000, 40_000) } else { rng.millis(0, 30) };
-        let reset_after = rng.chance(8).then(|| (rng.index(2), rng.below(300_000)));
+        let reset_after = rng.chance(8).then(|| {
+            let end = rng.index(2);
+            (end, rng.below(traffic[end]))
+        });
         let timed_fault = match rng.below(100) {
             0..5 => Some((rng.millis(0, 10_000), TimedFault::HalfClose(rng.index(2)))),
             5..10 => Some((rng.millis(0, 10_000), TimedFault::StopReading(rng.index(2)))),
@@ -164,16 +181,6 @@ impl Pipe {
     fn ackable(&self) -> u64 {
         self.handed.min(self.consumed + self.capacity).saturating_sub(self.acked)
     }
-
-    /// Bytes written and not yet consumed by the reader.
-    pub fn in_flight(&self) -> u64 {
-        self.handed - self.consumed
-    }
-
-    /// Whether the writer ended this direction.
-    pub fn is_shut(&self) -> bool {
-        self.fin_at.is_some()
-    }
 }
 
 /// Whether the connection is up.
@@ -223,21 +230,24 @@ impl Link {
         }
     }
 
-    /// The end `from` writes `parts`; `false` when the bytes went nowhere (dead link,
-    /// closed socket). Bytes written after a half-close are taken and discarded.
-    pub fn write(&mut self, now: Instant, from: usize, parts: &[Bytes], rng: &mut SimRng) -> bool {
+    /// The end `from` writes `parts`.
+    pub fn write(&mut self, now: Instant, from: usize, parts: &[Bytes], rng: &mut SimRng) -> WriteResult {
         if self.state != LinkState::Open || !self.end_open[from] {
-            return false;
+            return WriteResult::Dead;
         }
         let latency = self.plan.latency;
         let jitter = self.plan.jitter;
         let pipe = &mut self.pipes[from];
+        if pipe.fin_at.is_some() {
+            // Only a half-close shuts the direction of an end that still has its socket.
+            return WriteResult::Failed;
+        }
         let len: u64 = parts.iter().map(|part| part.len() as u64).sum();
         pipe.handed += len;
-        if pipe.fin_at.is_some() || pipe.reader_gone {
+        if pipe.reader_gone {
             // Nobody will read them: they are gone, and free the buffer at once.
             pipe.consumed += len;
-            return true;
+            return WriteResult::Sent;
         }
         let extra = Duration::from_micros(rng.below(jitter.as_micros() as u64 + 1));
         let at = (now + latency + extra).max(pipe.last_deliver);
@@ -245,7 +255,7 @@ impl Link {
         for part in parts.iter().filter(|part| !part.is_empty()) {
             pipe.queue.push_back((at, part.clone()));
         }
-        true
+        WriteResult::Sent
     }
 
     /// When the end `to` can next read, if bytes are on their way to it.

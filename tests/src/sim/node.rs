@@ -30,13 +30,18 @@ pub struct Peer {
     pub id_seed: u64,
     /// `None` until created (a server side: when its connection is routed to it).
     pub session: Option<Session>,
-    /// The prepared URI expired without a connection: it will never exist.
-    pub expired: bool,
     /// Whether its socket is open (the adapter drops it once the session closed).
     pub socket_open: bool,
     /// It said `Event::Closed`, `Output::Close`.
     pub saw_closed_event: bool,
     pub saw_close_output: bool,
+    /// Its engine was told `Input::Connected`, `Input::Closed`.
+    pub told_connected: bool,
+    pub told_closed: bool,
+    /// Its application called `shutdown` or `close`.
+    pub app_ended: bool,
+    /// Requests among its transmits.
+    pub requests_transmitted: u64,
     /// Bytes its session transmitted, and those reported written to it.
     pub transmitted: u64,
     pub written: u64,
@@ -100,10 +105,13 @@ impl Peer {
             local_uri,
             id_seed: rng.next_u64(),
             session: None,
-            expired: false,
             socket_open: false,
             saw_closed_event: false,
             saw_close_output: false,
+            told_connected: false,
+            told_closed: false,
+            app_ended: false,
+            requests_transmitted: 0,
             transmitted: 0,
             written: 0,
             script,
