@@ -10,7 +10,7 @@
 //! would go past any of these is refused with 413, which tells the sender to stop sending
 //! that message (RFC 4975 §10.5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -45,7 +45,13 @@ pub struct Reassembler {
     max_size: u64,
     max_open: usize,
     open: HashMap<String, Partial>,
+    /// Messages refused lately, most recent last (at most [`REFUSED_KEPT`]): the chunks
+    /// of theirs still on the way are refused too instead of opening them again.
+    refused: VecDeque<String>,
 }
+
+/// Refused Message-IDs remembered.
+const REFUSED_KEPT: usize = 16;
 
 #[derive(Debug, Default)]
 struct Partial {
@@ -66,12 +72,18 @@ pub struct Coverage {
 impl Reassembler {
     /// A reassembler for messages of at most `max_size` bytes, at most `max_open` at once.
     pub fn new(max_size: u64, max_open: usize) -> Self {
-        Self { max_size, max_open: max_open.max(1), open: HashMap::new() }
+        Self { max_size, max_open: max_open.max(1), open: HashMap::new(), refused: VecDeque::new() }
     }
 
-    /// Forgets a message being gathered (it was refused).
+    /// Forgets a message being gathered (it was refused); its later chunks are refused.
     pub fn forget(&mut self, message_id: &str) {
         self.open.remove(message_id);
+        if !self.refused.iter().any(|refused| refused == message_id) {
+            if self.refused.len() == REFUSED_KEPT {
+                self.refused.pop_front();
+            }
+            self.refused.push_back(message_id.to_owned());
+        }
     }
 
     /// Messages being gathered.
@@ -95,6 +107,11 @@ impl Reassembler {
         if chunk.contflag == ContinuationFlag::Abort {
             self.open.remove(message_id);
             return Ok(Reassembled::Aborted { message_id: message_id.to_owned() });
+        }
+        if self.refused.iter().any(|refused| refused == message_id) {
+            // The sender stops after a 413, but chunks already sent still come: gathering
+            // them would hold a message that never completes (and take an open slot).
+            return Err(MsrpError::new(413, "Message refused"));
         }
         let whole = range.is_none() || start == 1;
         if whole && chunk.contflag == ContinuationFlag::End && !self.open.contains_key(message_id) {

@@ -1255,6 +1255,30 @@ fn a_streamed_message_ended_by_an_empty_last_chunk_frees_its_reassembly_slot() {
 }
 
 #[test]
+fn chunks_of_a_refused_message_still_on_the_way_do_not_take_its_slot_again() {
+    // After a 413 the sender stops, but chunks it already sent still arrive. They used to
+    // reopen the refused message, which never completes, so with one slot every later
+    // chunked message got 413 (found by the simulation).
+    let mut config = configs().1;
+    config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
+    let mut bob = Solo::with_config(config);
+    let chunk = |tid: &str, message: &str, range: &str, flag: char| {
+        format!(
+            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\nContent-Type: text/plain\n\nabc\n-------{tid}{flag}\n"
+        )
+    };
+    bob.feed(&chunk("first001", "first-message", "1-3/6", '+'));
+    bob.feed(&chunk("other001", "other-message", "1-3/6", '+'));
+    bob.feed(&chunk("first002", "first-message", "4-6/6", '$'));
+    bob.feed(&chunk("other002", "other-message", "4-6/6", '$'));
+    bob.feed(&chunk("third001", "third-message", "1-3/6", '+'));
+    bob.feed(&chunk("third002", "third-message", "4-6/6", '$'));
+    assert_eq!(responses(&bob.take_sent()), vec![200, 413, 200, 413, 200, 200]);
+    let messages: Vec<Option<&str>> = incoming(&bob.events).iter().map(|chunk| chunk.message_id()).collect();
+    assert_eq!(messages, vec![Some("first-message"), Some("third-message")]);
+}
+
+#[test]
 fn a_failure_report_fails_the_message_and_the_session() {
     // R4975-7.3.2-4: a failure REPORT says bytes were lost: the session is failed.
     let (mut pair, id, _) = report_during_a_message("000 500 Lost");
