@@ -105,7 +105,7 @@ impl FailureReportMode {
 }
 
 /// A message an application started.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // independent facts about one message
 pub struct SentMessage {
     /// The sending peer and its handle for the message.
@@ -188,8 +188,9 @@ pub struct Context {
     /// The pair's link had a fault (refused, unanswered or late connect, reset,
     /// half-close, a reader that stopped).
     pub link_fault: bool,
-    /// The pair's link is slow by plan (a reader with a gap between reads, or reads of
-    /// a few bytes): a response can take longer than a short response timeout.
+    /// The pair's link is slow by plan (a reader with a gap between reads, reads of a
+    /// few bytes, or a 1 KiB socket buffer): a response can take longer than a short
+    /// response timeout.
     pub slow: bool,
     /// An application of the pair called `shutdown` or `close`, or a session of the
     /// pair is closed.
@@ -229,6 +230,11 @@ impl Oracle {
     /// Every message.
     pub fn messages(&self) -> &[SentMessage] {
         &self.messages
+    }
+
+    /// Every message, once the run is over.
+    pub fn into_messages(self) -> Vec<SentMessage> {
+        self.messages
     }
 
     /// The Content-Type of the message `message_id`.

@@ -64,7 +64,7 @@ use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
 use msrp_core::session::{Event, Input, MAX_REPORT_FRAGMENTS, MessageOutcome, Output, Session, SessionError, Transmit};
 use msrp_core::{Chunk, ContinuationFlag, HeaderName, IdGenerator, Method, Uri};
 
-use self::invariants::{Context, Oracle, Violation};
+use self::invariants::{Context, Oracle, SentMessage, Violation};
 use self::net::{CLIENT, ConnectOutcome, Link, LinkPlan, LinkState, MAX_READ, SERVER, TimedFault, WriteResult};
 use self::node::{Listener, Peer, ServerEnd};
 use self::rng::SimRng;
@@ -178,11 +178,24 @@ pub fn run_seed(seed: u64) -> Result<RunSummary, SimFailure> {
 
 /// Runs the simulation of `seed`, printing the trace as it goes when `echo`.
 pub fn run_seed_with(seed: u64, echo: bool) -> Result<RunSummary, SimFailure> {
+    run_seed_full(seed, echo).map(|(summary, _)| summary)
+}
+
+/// Runs the simulation of `seed` and also returns what became of every message (for
+/// the regression tests, which look for their bug's own symptom).
+pub fn run_seed_messages(seed: u64) -> Result<(RunSummary, Vec<SentMessage>), SimFailure> {
+    run_seed_full(seed, false)
+}
+
+fn run_seed_full(seed: u64, echo: bool) -> Result<(RunSummary, Vec<SentMessage>), SimFailure> {
     let mut sim: Option<Sim> = None;
     // The world is drawn inside the guard too, so a panic there reports its seed.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.insert(Sim::new(seed, echo)).run()));
     let reason = match result {
-        Ok(Ok(())) => return Ok(sim.as_ref().map(Sim::summary).expect("the run made its world")),
+        Ok(Ok(())) => {
+            let sim = sim.expect("the run made its world");
+            return Ok((sim.summary(), sim.oracle.into_messages()));
+        }
         Ok(Err(violation)) => violation,
         Err(panic) => {
             let text = panic
@@ -305,10 +318,15 @@ impl Sim {
                 // Reads of a few bytes at most: every header and end-line arrives in pieces.
                 plan.max_read = rng.pick(&[1, 7, 16]);
             }
-            // A connect that fails or comes after a bind timeout is a fault from the start.
-            let slow = plan.connect_delay >= bind_timeout.min(peers[2 * pair].config.bind_timeout);
-            let link_fault = plan.connect != ConnectOutcome::Accept || slow;
-            let slow = plan.read_gap.iter().any(|gap| !gap.is_zero()) || plan.max_read < MAX_READ;
+            // A connect that fails or takes seconds (the plan's slow connects, which may
+            // leave too little of a bind timeout) is a fault from the start.
+            let link_fault = plan.connect != ConnectOutcome::Accept || plan.connect_delay >= Duration::from_secs(1);
+            // A gap between reads, tiny reads, or a 1 KiB socket buffer (its writer goes at
+            // the pace of the reader's round trips, and responses queue behind data) can
+            // delay a response past a short response timeout.
+            let slow = plan.read_gap.iter().any(|gap| !gap.is_zero())
+                || plan.max_read < MAX_READ
+                || plan.capacity.iter().any(|&capacity| capacity <= 1024);
             worlds.push(PairWorld { link_fault, slow, ..PairWorld::default() });
             links.push(Link::new(plan, epoch));
             ends.push(ServerEnd::Nobody);
