@@ -189,8 +189,8 @@ pub struct Context {
     /// half-close, a reader that stopped).
     pub link_fault: bool,
     /// The pair's link is slow by plan (a reader with a gap between reads, reads of a
-    /// few bytes, or a 1 KiB socket buffer): a response can take longer than a short
-    /// response timeout.
+    /// few bytes, a 1 KiB socket buffer, or a 16 KiB one with a response timeout of 3 s
+    /// or less): a response can take longer than a short response timeout.
     pub slow: bool,
     /// An application of the pair called `shutdown` or `close`, or a session of the
     /// pair is closed.
