@@ -1209,20 +1209,27 @@ fn a_reused_transaction_id_gets_its_own_timer() {
     assert_eq!(response_of(&events, other), Some((408, true)));
 }
 
-#[test]
-fn a_refused_message_frees_its_reassembly_slot() {
+/// Bob reassembling whole messages of up to 1000 bytes, one at a time.
+fn reassembling_one_message_at_a_time() -> Solo {
     let mut config = configs().1;
     config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
-    let mut bob = Solo::with_config(config);
-    let chunk = |tid: &str, message: &str, range: &str, flag: char| {
-        format!(
-            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\nContent-Type: text/plain\n\nabc\n-------{tid}{flag}\n"
-        )
-    };
-    bob.feed(&chunk("big00001", "big-message", "1-3/*", '+'));
-    bob.feed(&chunk("big00002", "big-message", "4-6/5000", '+'));
-    bob.feed(&chunk("next0001", "next-message", "1-3/6", '+'));
-    bob.feed(&chunk("next0002", "next-message", "4-6/6", '$'));
+    Solo::with_config(config)
+}
+
+/// A SEND from Alice to Bob with the body `abc`.
+fn abc_chunk(tid: &str, message: &str, range: &str, flag: char) -> String {
+    format!(
+        "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\nContent-Type: text/plain\n\nabc\n-------{tid}{flag}\n"
+    )
+}
+
+#[test]
+fn a_refused_message_frees_its_reassembly_slot() {
+    let mut bob = reassembling_one_message_at_a_time();
+    bob.feed(&abc_chunk("big00001", "big-message", "1-3/*", '+'));
+    bob.feed(&abc_chunk("big00002", "big-message", "4-6/5000", '+'));
+    bob.feed(&abc_chunk("next0001", "next-message", "1-3/6", '+'));
+    bob.feed(&abc_chunk("next0002", "next-message", "4-6/6", '$'));
     assert_eq!(responses(&bob.take_sent()), vec![200, 413, 200, 200]);
     let messages = incoming(&bob.events);
     assert_eq!(messages.len(), 1);
@@ -1235,9 +1242,7 @@ fn a_streamed_message_ended_by_an_empty_last_chunk_frees_its_reassembly_slot() {
     // chunk, sent when the application finishes, carries no bytes. It used to reopen the
     // message in the reassembler, so the next message got 413 "Too many messages in
     // progress" (found by the simulation).
-    let mut config = configs().1;
-    config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
-    let mut bob = Solo::with_config(config);
+    let mut bob = reassembling_one_message_at_a_time();
     let send = |tid: &str, message: &str, range: &str, body: &str, flag: char| {
         let content_type = if body.is_empty() { String::new() } else { "Content-Type: text/plain\n".to_owned() };
         let body = if body.is_empty() { String::new() } else { format!("\n{body}\n") };
@@ -1259,20 +1264,13 @@ fn chunks_of_a_refused_message_still_on_the_way_do_not_take_its_slot_again() {
     // After a 413 the sender stops, but chunks it already sent still arrive. They used to
     // reopen the refused message, which never completes, so with one slot every later
     // chunked message got 413 (found by the simulation).
-    let mut config = configs().1;
-    config.reassembly = Some(ReassemblyLimits { max_message_size: 1000, max_open_messages: 1 });
-    let mut bob = Solo::with_config(config);
-    let chunk = |tid: &str, message: &str, range: &str, flag: char| {
-        format!(
-            "MSRP {tid} SEND\nTo-Path: {BOB}\nFrom-Path: {ALICE}\nMessage-ID: {message}\nByte-Range: {range}\nContent-Type: text/plain\n\nabc\n-------{tid}{flag}\n"
-        )
-    };
-    bob.feed(&chunk("first001", "first-message", "1-3/6", '+'));
-    bob.feed(&chunk("other001", "other-message", "1-3/6", '+'));
-    bob.feed(&chunk("first002", "first-message", "4-6/6", '$'));
-    bob.feed(&chunk("other002", "other-message", "4-6/6", '$'));
-    bob.feed(&chunk("third001", "third-message", "1-3/6", '+'));
-    bob.feed(&chunk("third002", "third-message", "4-6/6", '$'));
+    let mut bob = reassembling_one_message_at_a_time();
+    bob.feed(&abc_chunk("first001", "first-message", "1-3/6", '+'));
+    bob.feed(&abc_chunk("other001", "other-message", "1-3/6", '+'));
+    bob.feed(&abc_chunk("first002", "first-message", "4-6/6", '$'));
+    bob.feed(&abc_chunk("other002", "other-message", "4-6/6", '$'));
+    bob.feed(&abc_chunk("third001", "third-message", "1-3/6", '+'));
+    bob.feed(&abc_chunk("third002", "third-message", "4-6/6", '$'));
     assert_eq!(responses(&bob.take_sent()), vec![200, 413, 200, 413, 200, 200]);
     let messages: Vec<Option<&str>> = incoming(&bob.events).iter().map(|chunk| chunk.message_id()).collect();
     assert_eq!(messages, vec![Some("first-message"), Some("third-message")]);
