@@ -155,6 +155,30 @@ async fn file_from_reader<A: Runtime, B: Runtime>(
     alice.shutdown(true).await;
 }
 
+/// An empty file is a message too: it is sent, finished and delivered.
+async fn empty_file<A: Runtime, B: Runtime>(a: A, b: B) {
+    let (alice, bob) = pair(a, b, None, None).await;
+    let file = OutgoingFile {
+        reader: Box::new(Cursor::new(Vec::new())),
+        file: msrp_core::session::OutgoingFile {
+            size: 0,
+            content_type: Some("application/octet-stream".into()),
+            position: 0,
+            message_id: None,
+            headers: Headers::new(),
+        },
+    };
+    let message = alice.send_file(file).await.unwrap();
+    assert_eq!(message.outcome().await, MessageOutcome::Delivered);
+    alice.shutdown(true).await;
+    drop(bob);
+}
+
+pairs!(empty_file:
+    tokio_threads => (Tokio, Threads),
+    threads_smol => (Threads, Smol),
+);
+
 async fn file_256_mib<A: Runtime, B: Runtime>(a: A, b: B) {
     file_with_checksum(a, b, 256 << 20).await;
 }
