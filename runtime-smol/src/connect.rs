@@ -49,9 +49,9 @@ pub(crate) fn local_uri_or_default(uri: Option<Uri>, ids: &mut IdGenerator) -> U
     if uri.session_id.is_some() { uri } else { uri.with_random_session_id(ids) }
 }
 
-/// Runs `session` over `stream` and waits until it is bound. A session bound already (a
-/// passive one fed its first request) is returned at once, even if the peer leaves right
-/// after: what it sent is then still read from the transport before the end.
+/// Runs `session` over `stream` and waits until it is bound. The wait is registered
+/// before the driver starts, so a binding is seen even when the peer leaves right after
+/// it; what the peer sent is then still read from the transport before the end.
 pub(crate) async fn bind_engine<R: Runtime>(
     runtime: &R,
     engine: Engine,
@@ -59,21 +59,8 @@ pub(crate) async fn bind_engine<R: Runtime>(
 ) -> Result<Transport<R>, Error> {
     let mut paths = engine.transport().clone();
     *paths.ids() = IdGenerator::seed_from_u64(paths.ids().next_u64());
-    let bound_already = engine.is_bound();
-    let (connection, events) = driver::start(runtime, engine, stream);
-    if bound_already {
-        return Ok(Transport { runtime: runtime.clone(), connection, events, paths });
-    }
     let (waiter, bound) = oneshot::channel();
-    connection
-        .call(move |state, _| {
-            if state.session.is_bound() {
-                let _ = waiter.send(Ok(()));
-            } else {
-                state.bound.push(waiter);
-            }
-        })
-        .await?;
+    let (connection, events) = driver::start(runtime, engine, stream, waiter);
     bound.await.map_err(|_| connection.end_reason())??;
     Ok(Transport { runtime: runtime.clone(), connection, events, paths })
 }

@@ -44,15 +44,12 @@ pub(crate) struct DriverState {
     /// Streamed messages waiting for room.
     pub(crate) writable: HashMap<OutgoingId, oneshot::Sender<()>>,
     /// Waiting for the binding (or the end).
-    pub(crate) bound: Vec<oneshot::Sender<Result<(), SessionError>>>,
+    bound: Vec<oneshot::Sender<Result<(), SessionError>>>,
     /// Waiting for the end.
     pub(crate) closed: Vec<oneshot::Sender<()>>,
-    /// Waiting until what was queued is written: the byte count to reach (set at the end
-    /// of the turn that queued it).
+    /// Waiting until what was queued is written: the session's written count to reach
+    /// (set at the end of the turn that queued it).
     pub(crate) flushes: Vec<(Option<u64>, oneshot::Sender<()>)>,
-    /// Bytes the session transmitted, and of them written, since the start.
-    transmitted: u64,
-    written: u64,
     /// Events for the application, in order.
     events: VecDeque<Event>,
     /// Why the session ended, once it did.
@@ -70,7 +67,6 @@ impl DriverState {
         while let Some(output) = self.session.poll_output(now) {
             match output {
                 Output::Transmit(transmit) => {
-                    self.transmitted += transmit.parts.iter().map(|part| part.len() as u64).sum::<u64>();
                     socket.queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
                 }
                 Output::Event(event) => self.dispatch(event),
@@ -83,9 +79,10 @@ impl DriverState {
     /// Gives waiters of this turn their target (everything transmitted so far) and lets
     /// go of those whose bytes are written.
     fn settle_flushes(&mut self) {
+        let (transmitted, written) = (self.session.transmitted(), self.session.written());
         for (target, waiter) in std::mem::take(&mut self.flushes) {
-            let target = target.unwrap_or(self.transmitted);
-            if target > self.written {
+            let target = target.unwrap_or(transmitted);
+            if target > written {
                 self.flushes.push((Some(target), waiter));
             } else {
                 let _ = waiter.send(());
@@ -183,12 +180,13 @@ impl Connection {
     }
 }
 
-/// Starts the driver and pumps of a connection on `runtime`. Returns the handle and the
-/// application's event stream.
+/// Starts the driver of a connection on `runtime`; `bound` is told when the session is
+/// bound, or why it ended first. Returns the handle and the application's event stream.
 pub(crate) fn start<R: Runtime>(
     runtime: &R,
     session: Session,
     stream: BoxStream,
+    bound: oneshot::Sender<Result<(), SessionError>>,
 ) -> (Connection, mpsc::Receiver<Event>) {
     let (calls, call_queue) = mpsc::unbounded();
     let (event_sender, event_receiver) = mpsc::channel(EVENT_QUEUE);
@@ -199,11 +197,9 @@ pub(crate) fn start<R: Runtime>(
         responses: HashMap::new(),
         outcomes: HashMap::new(),
         writable: HashMap::new(),
-        bound: Vec::new(),
+        bound: vec![bound],
         closed: Vec::new(),
         flushes: Vec::new(),
-        transmitted: 0,
-        written: 0,
         events: VecDeque::new(),
         end: None,
     };
@@ -385,10 +381,7 @@ async fn drive<R: Runtime>(
         .await;
         let now = runtime.now();
         match wake {
-            Wake::Written(n) => {
-                state.written += n as u64;
-                state.session.handle_input(now, Input::Written(n));
-            }
+            Wake::Written(n) => state.session.handle_input(now, Input::Written(n)),
             Wake::WriteFailed => state.session.handle_input(now, Input::Closed),
             Wake::Call(Some(call)) => call(&mut state, now),
             Wake::Call(None) => {

@@ -641,6 +641,16 @@ impl Session {
         self.transmitted - self.written
     }
 
+    /// Bytes handed out in transmits since the session was made.
+    pub fn transmitted(&self) -> u64 {
+        self.transmitted
+    }
+
+    /// Of the bytes transmitted, those reported [written](Input::Written).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
     /// The Message-ID of an outgoing message not yet done.
     pub fn outgoing_message_id(&self, id: OutgoingId) -> Option<String> {
         self.messages.get(&id).map(|message| message.message_id.clone())

@@ -59,7 +59,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use msrp_core::codec::{DecoderLimits, ParseErrorKind};
+use msrp_core::codec::{Decoded, Decoder, DecoderLimits, ParseErrorKind};
 use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
 use msrp_core::session::{Event, Input, MAX_REPORT_FRAGMENTS, MessageOutcome, Output, Session, SessionError, Transmit};
 use msrp_core::{Chunk, ContinuationFlag, HeaderName, IdGenerator, Method, Uri};
@@ -922,10 +922,11 @@ impl Sim {
             return Err(format!("{}: a transmit of {} B {when}", peer.name, transmit.len()));
         }
         peer.transmitted += transmit.len() as u64;
-        if is_request(transmit) {
+        let head = head_of(transmit);
+        if head.as_ref().is_some_and(|(head, _)| head.method().is_some()) {
             peer.requests_transmitted += 1;
         }
-        if let Some(message_id) = last_chunk_of(transmit) {
+        if let Some(message_id) = head.as_ref().and_then(last_chunk_of) {
             self.oracle.last_chunk_sent(&message_id, peer.transmitted);
         }
         let (pair, end) = (peer.pair, peer.end);
@@ -1136,35 +1137,27 @@ fn partner(p: usize) -> usize {
     p ^ 1
 }
 
-/// Whether `transmit` starts with a request (not a response).
-fn is_request(transmit: &Transmit) -> bool {
-    let head = &transmit.parts[0];
-    let Some(line_end) = find(head, b"\r\n") else { return false };
-    let line = &head[..line_end];
-    // `MSRP <tid> <METHOD>` or `MSRP <tid> <code> ...`: a request's third word is letters.
-    line.split(|&byte| byte == b' ').nth(2).is_some_and(|word| word.first().is_some_and(u8::is_ascii_alphabetic))
+/// The head and the continuation flag of the chunk in `transmit`, read by the core's
+/// decoder from the head and end-line parts (the body is not needed for either).
+fn head_of(transmit: &Transmit) -> Option<(Chunk, Option<ContinuationFlag>)> {
+    let mut decoder = Decoder::new(DecoderLimits::default());
+    decoder.feed(transmit.parts[0].clone());
+    decoder.feed(transmit.parts[2].clone());
+    let (mut head, mut flag) = (None, None);
+    while let Some(item) = decoder.poll() {
+        match item {
+            Ok(Decoded::Head(chunk)) => head = Some(chunk),
+            Ok(Decoded::End(end)) => flag = Some(end),
+            Ok(Decoded::Data(_)) | Err(_) => {}
+        }
+    }
+    Some((head?, flag))
 }
 
-/// The Message-ID of the SEND in `transmit` when it is a message's last chunk (`$`).
-fn last_chunk_of(transmit: &Transmit) -> Option<String> {
-    const FIELD: &[u8] = b"\r\nMessage-ID: ";
-    let head = &transmit.parts[0];
-    let first_line = &head[..find(head, b"\r\n")?];
-    if !first_line.ends_with(b" SEND") {
-        return None;
-    }
-    let last = transmit.parts.iter().rev().find(|part| !part.is_empty())?;
-    if last.len() < 3 || last[last.len() - 3] != b'$' {
-        return None;
-    }
-    let headers = &head[..find(head, b"\r\n\r\n").unwrap_or(head.len())];
-    let value = &headers[find(headers, FIELD)? + FIELD.len()..];
-    let value = &value[..find(value, b"\r\n").unwrap_or(value.len())];
-    String::from_utf8(value.to_vec()).ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+/// The Message-ID of a SEND head when its chunk is the message's last (`$`).
+fn last_chunk_of((head, flag): &(Chunk, Option<ContinuationFlag>)) -> Option<String> {
+    let last = head.method() == Some(&Method::Send) && *flag == Some(ContinuationFlag::End);
+    last.then(|| head.message_id().map(str::to_owned)).flatten()
 }
 
 /// How much one read takes: often a lot, sometimes a little, now and then one byte.
