@@ -8,6 +8,10 @@
 //! writes nor writes on reads), room in the application's event queue, or the session's
 //! timer. After each wake-up it checks the clock, runs due timers, and drains
 //! `poll_output`, queueing transmits for the socket and events for whoever waits.
+//!
+//! Once the session closed, what it transmitted has a shutdown timeout
+//! (`SessionConfig::shutdown_timeout`) to be written: a peer that stopped reading may
+//! never take it. Then the driver ends and the connection is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -203,7 +207,7 @@ pub(crate) fn start<R: Runtime>(
         events: VecDeque::new(),
         end: None,
     };
-    runtime.spawn(Box::pin(drive(runtime.clone(), state, stream, call_queue, event_sender, ended)));
+    runtime.spawn_driver(Box::pin(drive(runtime.clone(), state, stream, call_queue, event_sender, ended)));
     (connection, event_receiver)
 }
 
@@ -213,6 +217,8 @@ enum Wake {
     Written(usize),
     /// Writing failed: the connection is gone.
     WriteFailed,
+    /// The write side closed as the session asked.
+    WriteClosed,
     Call(Option<Call>),
     /// Bytes read; empty at the end of the stream or after an error.
     Read(Bytes),
@@ -239,12 +245,8 @@ struct Socket {
     buffer: ReadBuffer,
 }
 
-/// Bytes allocated at once for reading: two reads' worth (allocations are reused, so
-/// their size is not bound to glibc's threshold for mapping fresh pages).
-const READ_BUFFER: usize = 2 * READ_SIZE;
-/// Earlier read buffers kept for reuse during a transfer: as many as the segments in
-/// the event queue may still hold pieces of.
-const READ_BUFFERS_KEPT: usize = EVENT_QUEUE;
+/// Read buffers kept for reuse during a transfer.
+const READ_BUFFERS_KEPT: usize = 16;
 
 impl Socket {
     fn new(stream: BoxStream) -> Self {
@@ -256,7 +258,7 @@ impl Socket {
             closing: false,
             write_done: false,
             read_done: false,
-            buffer: ReadBuffer::new(READ_SIZE, READ_BUFFER, READ_BUFFERS_KEPT),
+            buffer: ReadBuffer::new(READ_SIZE, READ_BUFFERS_KEPT),
         }
     }
 
@@ -304,6 +306,20 @@ impl Socket {
         !self.write_done && (!self.queue.is_empty() || self.needs_flush || self.closing)
     }
 
+    /// Once the session closed, gives what is left to write until `linger` (set on the
+    /// first call, a shutdown timeout from `now`), as the peer may never read it; then
+    /// gives up on it (the bytes go with the stream).
+    fn linger(&mut self, session: &Session, linger: &mut Option<Instant>, now: Instant) {
+        if session.is_closed() && self.has_writing_to_do() {
+            let deadline = *linger.get_or_insert(now + session.config().shutdown_timeout);
+            if now >= deadline {
+                self.queue.clear();
+                self.needs_flush = false;
+                self.write_done = true;
+            }
+        }
+    }
+
     /// Reads what has arrived; empty bytes when the stream ended or failed.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         match self.stream.poll_read_bytes(cx, &mut self.buffer) {
@@ -330,28 +346,38 @@ async fn drive<R: Runtime>(
     let mut calls_open = true;
     let mut events_open = true;
     let mut timer: Option<(Instant, crate::runtime::BoxFuture<'static, ()>)> = None;
+    // Once the session closed, how long what it transmitted may wait for a peer that
+    // does not read (it may never).
+    let mut linger: Option<Instant> = None;
     loop {
-        state.run_session(&mut socket, runtime.now());
+        let now = runtime.now();
+        state.run_session(&mut socket, now);
         if !events_open {
             state.events.clear();
         }
-        let flushed = !socket.has_writing_to_do() || socket.write_done;
+        socket.linger(&state.session, &mut linger, now);
+        let flushed = !socket.has_writing_to_do();
         if state.session.is_closed() && state.events.is_empty() && (flushed || socket.read_done) {
             break;
         }
         // A timer is made anew only when the deadline comes earlier: runtimes register
         // timers in shared structures, which costs more than a loop turn, and deadlines
         // move later with every request sent. A timer left early only wakes the loop once.
-        match (state.session.poll_timeout(), &timer) {
+        match ([state.session.poll_timeout(), linger].into_iter().flatten().min(), &timer) {
             (Some(deadline), Some((at, _))) if *at <= deadline => {}
             (Some(deadline), _) => timer = Some((deadline, runtime.sleep_until(deadline))),
             (None, _) => timer = None,
         }
         let reading = !socket.read_done && state.session.wants_read() && state.events.len() < EVENT_QUEUE;
         let wake = poll_fn(|cx| {
-            if socket.has_writing_to_do() && socket.poll_write_queue(cx).is_err() {
-                socket.write_done = true;
-                return Poll::Ready(Wake::WriteFailed);
+            if socket.has_writing_to_do() {
+                if socket.poll_write_queue(cx).is_err() {
+                    socket.write_done = true;
+                    return Poll::Ready(Wake::WriteFailed);
+                }
+                if socket.write_done {
+                    return Poll::Ready(Wake::WriteClosed);
+                }
             }
             if socket.written > 0 {
                 return Poll::Ready(Wake::Written(std::mem::take(&mut socket.written)));
@@ -383,6 +409,8 @@ async fn drive<R: Runtime>(
         match wake {
             Wake::Written(n) => state.session.handle_input(now, Input::Written(n)),
             Wake::WriteFailed => state.session.handle_input(now, Input::Closed),
+            // The loop ends once the events are handed over.
+            Wake::WriteClosed => {}
             Wake::Call(Some(call)) => call(&mut state, now),
             Wake::Call(None) => {
                 // Every handle is gone: end the session politely.

@@ -4,16 +4,15 @@
 //! traits, so one implementation serves every runtime: [`Smol`] here (it also runs
 //! inside async-std's executor), and tokio in `msrp-tokio`.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::buf::Limit;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::io::{AsyncRead, AsyncWrite};
 
 /// A boxed future that can move between threads.
@@ -94,6 +93,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Runs `future` in the background.
     fn spawn(&self, future: BoxFuture<'static, ()>);
 
+    /// Runs a connection's driver in the background: a task that never blocks in a
+    /// poll, so a runtime may poll it on any of its threads (the `Threads` runtime of
+    /// msrp-blocking polls it on the thread that just woke it). By default,
+    /// [`Runtime::spawn`].
+    fn spawn_driver(&self, future: BoxFuture<'static, ()>) {
+        self.spawn(future);
+    }
+
     /// Completes at `deadline` (at once if it passed).
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
 
@@ -163,90 +170,102 @@ impl Listener for SmolListener {
 
 /// Memory that reads land in, handed out as [`Bytes`] without a copy.
 ///
-/// One allocation serves several reads, and is taken back for more once every piece of
-/// it was dropped: fresh allocations cost page faults and zeroing, which at loopback
-/// speed cost more than the copy they save.
+/// A read of some size keeps the buffer it landed in; the buffer comes back for another
+/// read once every piece of it was dropped. Buffers are zeroed once, when first
+/// allocated: a buffer that comes back is read into as it is, so a transfer costs
+/// neither page faults for fresh memory nor zeroing. A small read is copied out instead,
+/// and its buffer serves the next read at once.
 #[derive(Debug)]
 pub struct ReadBuffer {
-    current: BytesMut,
-    /// Earlier allocations whose pieces may still be in use, oldest first.
-    retired: VecDeque<BytesMut>,
+    /// Where the next read goes: `read_size` initialized bytes.
+    current: Option<Vec<u8>>,
+    /// Buffers whose pieces were all dropped, ready for the next reads.
+    free: Arc<Mutex<FreeBuffers>>,
     /// Most bytes one read is offered.
     read_size: usize,
-    /// Bytes allocated at once: a few reads' worth.
-    capacity: usize,
-    /// Earlier allocations kept for reuse.
+}
+
+#[derive(Debug)]
+struct FreeBuffers {
+    buffers: Vec<Vec<u8>>,
+    /// Most buffers kept.
     keep: usize,
-    /// Whether `current` is an allocation (not the empty buffer it starts as).
-    allocated: bool,
+    /// Reads fill buffers: buffers that come back are kept (an idle stream keeps none).
+    busy: bool,
+}
+
+/// A read that keeps its buffer; the buffer goes back to its [`ReadBuffer`] when the
+/// last piece of it is dropped.
+struct Piece {
+    buffer: Vec<u8>,
+    len: usize,
+    free: Weak<Mutex<FreeBuffers>>,
+}
+
+impl AsRef<[u8]> for Piece {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        if let Some(free) = self.free.upgrade() {
+            let mut free = free.lock().unwrap_or_else(PoisonError::into_inner);
+            if free.busy && free.buffers.len() < free.keep {
+                free.buffers.push(std::mem::take(&mut self.buffer));
+            }
+        }
+    }
 }
 
 impl ReadBuffer {
-    /// Reads of up to `read_size` bytes, from allocations of `capacity` bytes. While the
-    /// stream is busy (no read under a sixteenth of `read_size`), up to `keep` earlier
-    /// allocations are kept, to be reused once
-    /// every piece of one was dropped (pieces can stay in use for a while: queued as
-    /// events, or a file's chunks on their way out).
-    pub fn new(read_size: usize, capacity: usize, keep: usize) -> Self {
-        let capacity = capacity.max(read_size);
-        Self { current: BytesMut::new(), retired: VecDeque::new(), read_size, capacity, keep, allocated: false }
+    /// Reads of up to `read_size` bytes. While the stream is busy (no read under a
+    /// sixteenth of `read_size`), up to `keep` buffers that came back are kept for the
+    /// next reads (pieces can stay in use for a while: queued as events, or a file's
+    /// chunks on their way out).
+    pub fn new(read_size: usize, keep: usize) -> Self {
+        let free = FreeBuffers { buffers: Vec::new(), keep, busy: false };
+        Self { current: None, free: Arc::new(Mutex::new(free)), read_size }
     }
 
     /// Where the next read goes: `read_size` initialized bytes.
     pub fn room(&mut self) -> &mut [u8] {
-        self.make_room();
-        // Zeroed just before the read, while the memory is about to be used anyway.
-        self.current.resize(self.read_size, 0);
-        &mut self.current[..self.read_size]
+        let read_size = self.read_size;
+        let free = &self.free;
+        self.current.get_or_insert_with(|| {
+            let reused = free.lock().unwrap_or_else(PoisonError::into_inner).buffers.pop();
+            reused.unwrap_or_else(|| vec![0; read_size])
+        })
     }
 
-    /// For a stream that reads into memory not initialized yet (tokio's `ReadBuf`): where
-    /// to append one read of up to `read_size` bytes. What was appended is then taken with
-    /// [`ReadBuffer::take`].
-    pub fn spare(&mut self) -> Limit<&mut BytesMut> {
-        self.make_room();
-        self.current.clear();
-        (&mut self.current).limit(self.read_size)
-    }
-
-    /// Makes sure `current` can take a read, from a reusable allocation if one is free.
-    fn make_room(&mut self) {
-        if self.current.capacity() < self.read_size {
-            let used = std::mem::take(&mut self.current);
-            if self.allocated {
-                self.retired.push_back(used);
-            }
-            self.allocated = true;
-            // Pieces are dropped about in the order they were read: the oldest first.
-            let capacity = self.capacity;
-            let free = self.retired.iter_mut().position(|old| {
-                old.clear();
-                old.try_reclaim(capacity)
-            });
-            let next = free.and_then(|at| self.retired.remove(at));
-            while self.retired.len() > self.keep {
-                self.retired.pop_front();
-            }
-            self.current = next.unwrap_or_else(|| BytesMut::with_capacity(self.capacity));
-        }
-    }
-
-    /// The first `n` bytes of the room (or of the spare buffer), read into.
+    /// The first `n` bytes of the room, read into.
     pub fn take(&mut self, n: usize) -> Bytes {
-        if n < self.read_size / 16 {
-            // A small read: the stream is not busy, so earlier allocations are let go (an
-            // idle connection holds one buffer, not a pool). Reads during a transfer are
-            // rarely this small, even when the reader is ahead of the writer.
-            self.retired.clear();
+        let Some(buffer) = self.current.take() else { return Bytes::new() };
+        let n = n.min(buffer.len());
+        let small = n < self.read_size / 16;
+        {
+            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+            free.busy = !small;
+            if small {
+                // The stream is not busy: buffers are let go (an idle stream holds one
+                // buffer, not a pool). Reads during a transfer are rarely this small,
+                // even when the reader is ahead of the writer.
+                free.buffers.clear();
+            }
         }
-        self.current.split_to(n.min(self.current.len())).freeze()
+        if small {
+            let piece = Bytes::copy_from_slice(&buffer[..n]);
+            self.current = Some(buffer);
+            return piece;
+        }
+        Bytes::from_owner(Piece { buffer, len: n, free: Arc::downgrade(&self.free) })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::ReadBuffer;
-    use bytes::BufMut;
 
     /// Reads `n` bytes of `fill` into the buffer's room.
     fn read(buffer: &mut ReadBuffer, n: usize, fill: u8) -> bytes::Bytes {
@@ -255,44 +274,58 @@ mod tests {
     }
 
     #[test]
-    fn an_allocation_is_reused_once_its_pieces_are_dropped() {
-        let mut buffer = ReadBuffer::new(100, 200, 2);
+    fn a_buffer_is_reused_once_its_pieces_are_dropped() {
+        let mut buffer = ReadBuffer::new(100, 2);
         let first = read(&mut buffer, 100, 1);
         let start = first.as_ptr();
+        let part = first.slice(10..20);
         drop(first);
-        drop(read(&mut buffer, 100, 2));
+        let second = read(&mut buffer, 100, 2);
+        assert_ne!(second.as_ptr(), start, "a piece of the first buffer is still in use");
+        drop(part);
         let again = read(&mut buffer, 100, 3);
-        assert_eq!(again.as_ptr(), start, "the first allocation serves again");
+        assert_eq!(again.as_ptr(), start, "the first buffer serves again");
         assert!(again.iter().all(|&byte| byte == 3));
     }
 
     #[test]
     fn pieces_in_use_are_never_written_over() {
-        let mut buffer = ReadBuffer::new(100, 200, 2);
-        let pieces: Vec<_> = (0..10).map(|i| read(&mut buffer, 100, i)).collect();
+        let mut buffer = ReadBuffer::new(100, 2);
+        let pieces: Vec<_> = (0..10).map(|i| read(&mut buffer, 100 - i, i as u8)).collect();
         for (i, piece) in pieces.iter().enumerate() {
+            assert_eq!(piece.len(), 100 - i);
             assert!(piece.iter().all(|&byte| usize::from(byte) == i), "piece {i} kept its bytes");
         }
     }
 
     #[test]
-    fn reads_appended_to_the_spare_buffer_are_taken_the_same_way() {
-        let mut buffer = ReadBuffer::new(100, 200, 2);
-        let mut spare = buffer.spare();
-        assert_eq!(spare.remaining_mut(), 100, "one read's worth");
-        spare.put_slice(&[7; 60]);
-        let piece = buffer.take(60);
-        assert_eq!(&piece[..], &[7; 60][..]);
-        let zeroed = read(&mut buffer, 40, 8);
-        assert_eq!(&zeroed[..], &[8; 40][..], "the room after an appended read is the room");
+    fn a_small_read_is_copied_and_its_buffer_serves_the_next_read() {
+        let mut buffer = ReadBuffer::new(100, 2);
+        let room = buffer.room().as_ptr();
+        let small = read(&mut buffer, 5, 7);
+        assert_eq!(&small[..], &[7; 5][..]);
+        assert_ne!(small.as_ptr(), room, "copied out");
+        assert_eq!(buffer.room().as_ptr(), room, "the same buffer takes the next read");
+        assert!(read(&mut buffer, 0, 0).is_empty());
     }
 
     #[test]
-    fn short_reads_let_earlier_allocations_go() {
-        let mut buffer = ReadBuffer::new(100, 100, 4);
-        let _pieces = [read(&mut buffer, 100, 1), read(&mut buffer, 100, 2)];
-        assert_eq!(buffer.retired.len(), 1, "kept while the stream is busy");
+    fn an_idle_stream_keeps_no_buffers() {
+        let mut buffer = ReadBuffer::new(100, 4);
+        drop([read(&mut buffer, 100, 1), read(&mut buffer, 100, 2)]);
+        assert_eq!(buffer.free.lock().unwrap().buffers.len(), 2, "kept while the stream is busy");
         let _small = read(&mut buffer, 5, 3);
-        assert!(buffer.retired.is_empty(), "an idle stream holds one allocation");
+        assert!(buffer.free.lock().unwrap().buffers.is_empty(), "let go after a small read");
+        let piece = read(&mut buffer, 100, 4);
+        let _small = read(&mut buffer, 5, 5);
+        drop(piece);
+        assert!(buffer.free.lock().unwrap().buffers.is_empty(), "nor kept when it comes back while idle");
+    }
+
+    #[test]
+    fn no_more_buffers_are_kept_than_asked() {
+        let mut buffer = ReadBuffer::new(100, 2);
+        drop((0..5).map(|i| read(&mut buffer, 100, i)).collect::<Vec<_>>());
+        assert_eq!(buffer.free.lock().unwrap().buffers.len(), 2);
     }
 }

@@ -337,9 +337,9 @@ impl<R: Runtime> Session<R> {
     }
 }
 
-/// Pieces whose memory is kept for reuse: as many as can be on their way out at once
-/// (read ahead, in the session's message buffer, queued for the socket).
-const FILE_PIECES_KEPT: usize = 32;
+/// Pieces whose memory is kept for reuse: about as many as can be on their way out at
+/// once (read ahead, in the session's message buffer, queued for the socket).
+const FILE_PIECES_KEPT: usize = 8;
 
 /// Feeds `remaining` bytes of `reader` into the streamed message `id`, waiting for room
 /// whenever the session takes less than offered.
@@ -357,7 +357,7 @@ async fn stream_file(
         .await?;
     let piece = chunk_size.min(usize::try_from(remaining).unwrap_or(usize::MAX)).max(1);
     let pieces_per_call = (message_buffer / piece).max(1);
-    let mut buffer = ReadBuffer::new(piece, piece, FILE_PIECES_KEPT);
+    let mut buffer = ReadBuffer::new(piece, FILE_PIECES_KEPT);
     let mut unsent: VecDeque<Bytes> = VecDeque::new();
     loop {
         while remaining > 0 && unsent.len() < pieces_per_call {

@@ -119,14 +119,16 @@ impl Listener for TokioListener {
     }
 }
 
-/// A tokio TCP connection as the MSRP layer's byte stream: reads land in memory that is
-/// not zeroed first, and a chunk's parts leave in one vectored write.
+/// A tokio TCP connection as the MSRP layer's byte stream: reads land in reused buffers
+/// (see [`ReadBuffer`]), and a chunk's parts leave in one vectored write.
 struct TokioStream(tokio::net::TcpStream);
 
 impl ByteStream for TokioStream {
     fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
-        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, &mut buffer.spare()))?;
-        Poll::Ready(Ok(buffer.take(read)))
+        let mut read = ReadBuf::new(buffer.room());
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        Poll::Ready(Ok(buffer.take(n)))
     }
 }
 

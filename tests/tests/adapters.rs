@@ -52,6 +52,27 @@ fn config() -> SessionConfig {
     SessionConfig::new(msrp_core::session::Role::Active, Vec::new(), Vec::new())
 }
 
+/// Calls `$scenario(runtime)` on each runtime, each in its own test.
+macro_rules! runtimes {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+            #[test]
+            fn tokio() {
+                run(super::$scenario(Tokio));
+            }
+            #[test]
+            fn smol() {
+                run(super::$scenario(Smol));
+            }
+            #[test]
+            fn threads() {
+                run(super::$scenario(Threads));
+            }
+        }
+    };
+}
+
 /// Calls `$scenario::<A, B>(a, b)` for the listed runtime pairs, each in its own test.
 macro_rules! pairs {
     ($scenario:ident: $($name:ident => ($a:expr, $b:expr)),+ $(,)?) => {
@@ -293,6 +314,17 @@ pairs!(bind_timeout:
 
 /// A peer that binds and then never answers: it reads everything and says nothing.
 fn silent_peer() -> Vec<Uri> {
+    peer_after_binding(true)
+}
+
+/// A peer that binds and then stops reading: what is sent to it fills the socket
+/// buffers, and writes to it block.
+fn stalled_peer() -> Vec<Uri> {
+    peer_after_binding(false)
+}
+
+/// A peer that answers the binding SEND, then goes on reading (`reads`) or not.
+fn peer_after_binding(reads: bool) -> Vec<Uri> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -303,7 +335,7 @@ fn silent_peer() -> Vec<Uri> {
         let mut decoder = msrp_core::Decoder::new(msrp_core::DecoderLimits::default());
         let mut buffer = vec![0_u8; 65536];
         let mut answered = false;
-        loop {
+        while reads || !answered {
             let n = match stream.read(&mut buffer) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
@@ -321,18 +353,27 @@ fn silent_peer() -> Vec<Uri> {
                 }
             }
         }
+        // Holds the connection open, unread, until the test process ends.
+        loop {
+            std::thread::park();
+        }
     });
     vec![me]
 }
 
-async fn response_timeout<A: Runtime>(a: A) {
+/// Alice on `a`, bound to a raw `peer`, with 300 ms response and shutdown timeouts.
+async fn alice_impatient<A: Runtime>(a: A, peer: Vec<Uri>) -> Session<A> {
     let mut config = config();
     config.response_timeout = Duration::from_millis(300);
+    config.shutdown_timeout = Duration::from_millis(300);
     let mut connector = ConnectorDirect::new(a, None, false);
     connector.set_config(config);
     connector.prepare(None);
-    let transport = connector.complete(silent_peer()).await.unwrap();
-    let alice = Session::new(transport, AcceptTypes::any(), None);
+    Session::new(connector.complete(peer).await.unwrap(), AcceptTypes::any(), None)
+}
+
+async fn response_timeout<A: Runtime>(a: A) {
+    let alice = alice_impatient(a, silent_peer()).await;
     let mut chunk =
         alice.make_chunk(msrp_core::ChunkParams { data: Bytes::from_static(b"ping"), ..Default::default() });
     chunk.headers.set(msrp_core::HeaderName::ContentType, "text/plain");
@@ -342,20 +383,34 @@ async fn response_timeout<A: Runtime>(a: A) {
     }
 }
 
-#[test]
-fn response_timeout_tokio() {
-    run(response_timeout(Tokio));
+runtimes!(response_timeout);
+
+/// A file sent to a peer that stopped reading: the writes block, yet the response timeout
+/// still fails the message, and the session still shuts down.
+async fn writes_blocked_by_a_stalled_peer<A: Runtime>(a: A) {
+    let alice = alice_impatient(a, stalled_peer()).await;
+    // More than the socket buffers of both ends hold.
+    let size = 256 * 1024 * 1024;
+    let reader = futures::io::AsyncReadExt::take(futures::io::repeat(b'x'), size);
+    let file = OutgoingFile {
+        reader: Box::new(reader),
+        file: msrp_core::session::OutgoingFile {
+            size,
+            content_type: Some("application/octet-stream".into()),
+            position: 0,
+            message_id: None,
+            headers: Headers::new(),
+        },
+    };
+    let message = alice.send_file(file).await.unwrap();
+    match message.outcome().await {
+        MessageOutcome::Failed(error) => assert_eq!(error.code, 408),
+        other => panic!("expected a local 408, got {other:?}"),
+    }
+    alice.shutdown(true).await;
 }
 
-#[test]
-fn response_timeout_smol() {
-    run(response_timeout(Smol));
-}
-
-#[test]
-fn response_timeout_threads() {
-    run(response_timeout(Threads));
-}
+runtimes!(writes_blocked_by_a_stalled_peer);
 
 /// Two sessions on one listening port, a first SEND with a body, and a stranger's 481.
 async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
