@@ -32,10 +32,12 @@ use futures::io::{AsyncRead, AsyncWrite};
 use msrp_smol::CONNECT_TIMEOUT;
 use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, MAX_WRITE_PARTS, ReadBuffer, Runtime};
 
-/// Bytes asked for per socket read.
-const READ_SIZE: usize = 256 * 1024;
+/// Bytes asked for per socket read: large, as every read that brings chunks wakes the
+/// application for them (a hop between threads), and a read holds its buffer until the
+/// application is done with it (at most `READ_QUEUE + EVENT_QUEUE` reads, 34 MiB).
+const READ_SIZE: usize = 512 * 1024;
 /// Read buffers kept for reuse during a transfer.
-const READ_BUFFERS_KEPT: usize = 16;
+const READ_BUFFERS_KEPT: usize = 8;
 /// Reads queued for the driver before the reader thread waits: the reader runs ahead a
 /// little instead of parking after every read.
 const READ_QUEUE: usize = 4;
