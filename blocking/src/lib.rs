@@ -9,9 +9,8 @@
 //! [`msrp_core`] session, with a thread of its own, and a reader and a writer thread on
 //! the socket that hand it whole buffers; a file being sent is fed from a thread of its
 //! own; one timer thread serves every deadline. The driver is polled on the reader
-//! thread when bytes arrive, and on the feeding thread when it hands over a file's
-//! pieces, so that the bytes do not hop between threads. Each blocking call here waits
-//! for its async counterpart with `futures::executor::block_on`.
+//! thread when bytes arrive, so that they do not hop between threads. Each blocking call
+//! here waits for its async counterpart with `futures::executor::block_on`.
 //!
 //! ## Run loop
 //!

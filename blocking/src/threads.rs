@@ -1,11 +1,10 @@
 //! The [`Threads`] runtime: the async layer of `msrp-smol` run on plain threads.
 //!
 //! A spawned task gets a thread of its own, parked while the task waits. A connection
-//! driver woken by one of this runtime's threads is polled on that thread instead, once
-//! it is done with what it was doing: bytes read reach the session on the socket's
-//! reader thread, and a task's call to a driver (a file being fed) is answered on the
-//! caller's thread, without waking the driver's thread. Every hop between threads is a
-//! wake-up, and on two cores those cost more than the work they hand over.
+//! driver woken by a socket's reader thread is polled on that thread instead, once the
+//! bytes read are queued: they reach the session without waking the driver's thread.
+//! Every hop between threads is a wake-up, and on two cores those cost more than the
+//! work they hand over.
 //!
 //! A socket is a `std::net::TcpStream` with a reader thread, which blocks in `read`,
 //! and a writer thread, which writes what would block. On Linux a write the socket
@@ -47,8 +46,9 @@ const WRITE_QUEUE: usize = 1024 * 1024;
 const WRITE_PIECE: usize = 120 * 1024;
 
 /// Plain threads as a runtime: a spawned task gets a thread of its own (a connection
-/// driver is also polled by the runtime threads that wake it); one timer thread serves
-/// every deadline; a socket's blocking reads and writes happen on two threads of its own.
+/// driver is also polled by the socket's reader thread when bytes arrive); one timer
+/// thread serves every deadline; a socket's blocking reads and writes happen on two
+/// threads of its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Threads;
 
@@ -82,10 +82,9 @@ impl Runtime for Threads {
 }
 
 /// A spawned task. Its own thread polls it when it is woken from elsewhere; a
-/// connection driver woken by one of this runtime's threads (a socket's reader, another
-/// task) is polled by that thread instead, once it is done with what it was doing. Bytes
-/// read then reach the session without a hop to another thread, and a task's call to a
-/// driver is answered on the caller's thread.
+/// connection driver woken by a socket's reader thread (or by a driver) is polled by that
+/// thread instead, once it is done with what it was doing, so bytes read reach the
+/// session without a hop to another thread.
 struct Task {
     future: Mutex<Option<BoxFuture<'static, ()>>>,
     /// Woken since its last poll began.
@@ -116,7 +115,10 @@ impl Task {
         let task = Self::new(future, driver);
         spawn_named(if driver { "msrp-driver" } else { "msrp-task" }, move || {
             let _ = task.thread.set(thread::current());
-            while !polling_woken_drivers(|| task.poll_here()) {
+            // Other tasks may block in a poll (a file read, an application's callback),
+            // so they never hold a driver's wake back.
+            let poll = || if task.driver { polling_woken_drivers(|| task.poll_here()) } else { task.poll_here() };
+            while !poll() {
                 thread::park();
             }
         });
@@ -659,6 +661,25 @@ mod tests {
         polling_woken_drivers(|| Waker::from(Arc::clone(&task)).wake());
         assert_eq!(polls.load(Ordering::SeqCst), 0, "a task that may block is not polled here");
         assert!(task.notified.load(Ordering::SeqCst), "its own thread will poll it");
+    }
+
+    #[test]
+    fn a_task_blocking_on_a_driver_it_woke_is_answered() {
+        // An application's callback runs in a task's poll and may block there (here on a
+        // std channel) until a driver it woke has done something.
+        let (to_driver, from_task) = oneshot::channel::<()>();
+        let (to_task, from_driver) = std::sync::mpsc::channel();
+        Threads.spawn_driver(Box::pin(async move {
+            if from_task.await.is_ok() {
+                let _ = to_task.send(());
+            }
+        }));
+        let (done, answered) = std::sync::mpsc::channel();
+        Threads.spawn(Box::pin(async move {
+            let _ = to_driver.send(());
+            let _ = done.send(from_driver.recv_timeout(std::time::Duration::from_secs(30)).is_ok());
+        }));
+        assert_eq!(answered.recv_timeout(std::time::Duration::from_secs(60)), Ok(true));
     }
 
     #[test]
