@@ -183,7 +183,12 @@ pub struct ReadBuffer {
     free: Arc<Mutex<FreeBuffers>>,
     /// Most bytes one read is offered.
     read_size: usize,
+    /// Small reads in a row (under a sixteenth of `read_size`).
+    small_reads: u32,
 }
+
+/// Small reads in a row after which a stream counts as idle.
+const IDLE_AFTER_SMALL_READS: u32 = 4;
 
 #[derive(Debug)]
 struct FreeBuffers {
@@ -220,13 +225,13 @@ impl Drop for Piece {
 }
 
 impl ReadBuffer {
-    /// Reads of up to `read_size` bytes. While the stream is busy (no read under a
-    /// sixteenth of `read_size`), up to `keep` buffers that came back are kept for the
-    /// next reads (pieces can stay in use for a while: queued as events, or a file's
+    /// Reads of up to `read_size` bytes. While the stream is busy (fewer than four reads
+    /// in a row under a sixteenth of `read_size`), up to `keep` buffers that came back are
+    /// kept for the next reads (pieces can stay in use for a while: queued as events, or a file's
     /// chunks on their way out).
     pub fn new(read_size: usize, keep: usize) -> Self {
         let free = FreeBuffers { buffers: Vec::new(), keep, busy: false };
-        Self { current: None, free: Arc::new(Mutex::new(free)), read_size }
+        Self { current: None, free: Arc::new(Mutex::new(free)), read_size, small_reads: 0 }
     }
 
     /// Where the next read goes: `read_size` initialized bytes.
@@ -244,13 +249,14 @@ impl ReadBuffer {
         let Some(buffer) = self.current.take() else { return Bytes::new() };
         let n = n.min(buffer.len());
         let small = n < self.read_size / 16;
+        self.small_reads = if small { self.small_reads.saturating_add(1) } else { 0 };
         {
+            // A few small reads in a row: the stream is not busy, and buffers are let go
+            // (an idle stream holds one buffer, not a pool). A transfer brings a small
+            // read now and then, when the reader is ahead of the writer.
             let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-            free.busy = !small;
-            if small {
-                // The stream is not busy: buffers are let go (an idle stream holds one
-                // buffer, not a pool). Reads during a transfer are rarely this small,
-                // even when the reader is ahead of the writer.
+            free.busy = self.small_reads < IDLE_AFTER_SMALL_READS;
+            if !free.busy {
                 free.buffers.clear();
             }
         }
@@ -314,10 +320,17 @@ mod tests {
         let mut buffer = ReadBuffer::new(100, 4);
         drop([read(&mut buffer, 100, 1), read(&mut buffer, 100, 2)]);
         assert_eq!(buffer.free.lock().unwrap().buffers.len(), 2, "kept while the stream is busy");
+        for _ in 1..super::IDLE_AFTER_SMALL_READS {
+            let _small = read(&mut buffer, 5, 3);
+        }
+        // One of the two serves the small reads.
+        assert_eq!(buffer.free.lock().unwrap().buffers.len(), 1, "a few small reads happen in a transfer");
         let _small = read(&mut buffer, 5, 3);
-        assert!(buffer.free.lock().unwrap().buffers.is_empty(), "let go after a small read");
+        assert!(buffer.free.lock().unwrap().buffers.is_empty(), "let go after a few small reads in a row");
         let piece = read(&mut buffer, 100, 4);
-        let _small = read(&mut buffer, 5, 5);
+        for _ in 0..super::IDLE_AFTER_SMALL_READS {
+            let _small = read(&mut buffer, 5, 5);
+        }
         drop(piece);
         assert!(buffer.free.lock().unwrap().buffers.is_empty(), "nor kept when it comes back while idle");
     }
