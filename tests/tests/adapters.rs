@@ -412,12 +412,14 @@ async fn writes_blocked_by_a_stalled_peer<A: Runtime>(a: A) {
 
 runtimes!(writes_blocked_by_a_stalled_peer);
 
-/// Two sessions on one listening port, a first SEND with a body, and a stranger's 481.
+/// Two sessions on one listening port, a first SEND with a body, a stranger's 481, and
+/// a 506 for a second connection to a session bound already.
 async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
     use msrp_smol::MsrpServer;
     let server = MsrpServer::new(b, None);
     let first = server.prepare("msrp://127.0.0.1:0/room1;tcp".parse().unwrap(), None).await.unwrap();
     let port = first[0].port.unwrap();
+    let room1 = first[0].to_string();
     let second = server.prepare(format!("msrp://127.0.0.1:{port}/room2;tcp").parse().unwrap(), None).await.unwrap();
     assert_eq!(second[0].port, Some(port), "one port for both");
     let mut alice = ConnectorDirect::new(a.clone(), None, false);
@@ -439,6 +441,12 @@ async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
     // A stranger naming no prepared session gets 481 and the connection closes.
     let response = raw_exchange(port, "msrp://127.0.0.1:2856/nobody;tcp");
     assert!(response.starts_with("MSRP stranger 481 "), "{response}");
+    // Another connection naming Alice's session, bound already: 506, and Alice's session
+    // goes on.
+    let response = raw_exchange(port, &room1);
+    assert!(response.starts_with("MSRP stranger 506 "), "{response}");
+    alice.send_message("text/plain", Bytes::from_static(b"still here")).await.unwrap();
+    assert_eq!(&for_alice.receive_chunk().await.unwrap().data[..], b"still here");
 }
 
 /// Sends one SEND with a body over a raw socket and returns everything read back.
