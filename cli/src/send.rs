@@ -129,20 +129,9 @@ pub(crate) async fn settle(
     size: u64,
     success_report: bool,
 ) -> Sent {
-    let sent = outcome_of(reports, message_id.clone(), outcome, size, success_report).await;
-    reports.forget(&message_id);
-    sent
-}
-
-async fn outcome_of(
-    reports: &Reports,
-    message_id: String,
-    outcome: MessageOutcome,
-    size: u64,
-    success_report: bool,
-) -> Sent {
+    let id = message_id.clone();
     let message_id = Some(message_id);
-    match outcome {
+    let sent = match outcome {
         MessageOutcome::Delivered if success_report => {
             match reports.wait(message_id.as_deref().unwrap_or_default(), size, REPORT_PATIENCE).await {
                 (ReportOutcome::Complete, bytes) => Sent {
@@ -177,7 +166,9 @@ async fn outcome_of(
             bytes_reported: None,
             delivered: false,
         },
-    }
+    };
+    reports.forget(&id);
+    sent
 }
 
 fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: Option<&Path>, sent: &Sent) {

@@ -39,8 +39,7 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, ReadBuffer};
+use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub use msrp_core as core;
@@ -119,18 +118,12 @@ impl Listener for TokioListener {
     }
 }
 
-/// A tokio TCP connection as the MSRP layer's byte stream: reads land in reused buffers
-/// (see [`ReadBuffer`]), and a chunk's parts leave in one vectored write.
+/// A tokio TCP connection as the MSRP layer's byte stream: a chunk's parts leave in one
+/// vectored write (tokio-util's compat layer writes only the first of them).
 struct TokioStream(tokio::net::TcpStream);
 
-impl ByteStream for TokioStream {
-    fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
-        let mut read = ReadBuf::new(buffer.room());
-        ready!(Pin::new(&mut self.0).poll_read(cx, &mut read))?;
-        let n = read.filled().len();
-        Poll::Ready(Ok(buffer.take(n)))
-    }
-}
+/// Reads land in the reused buffers of [`ByteStream::poll_read_bytes`]'s default.
+impl ByteStream for TokioStream {}
 
 impl futures::io::AsyncRead for TokioStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
