@@ -312,9 +312,8 @@ pub(crate) mod tests {
     }
 
     fn vector(id: &str) -> Chunk {
-        let shared =
-            std::env::var("MSRP_SHARED").unwrap_or_else(|_| format!("{}/../../shared", env!("CARGO_MANIFEST_DIR")));
-        let path = format!("{shared}/vectors/{id}.txt");
+        // The RFC example messages live in the repository, beside the test crate.
+        let path = format!("{}/../tests/vectors/{id}.txt", env!("CARGO_MANIFEST_DIR"));
         let wire = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut decoder = Decoder::new(DecoderLimits::default());
         decoder.feed(wire.into());

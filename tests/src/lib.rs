@@ -1,7 +1,7 @@
 //! # msrp-tests
 //!
 //! Test-only crate: conformance tests of the protocol layer against the RFC vectors
-//! in `shared/vectors/`, the deterministic simulation of the whole stack ([`sim`]), and
+//! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), and
 //! (as the stack grows) the cross-runtime scenario suite.
 #![forbid(unsafe_code)]
 
@@ -9,12 +9,9 @@ use std::path::PathBuf;
 
 pub mod sim;
 
-/// The `shared/` folder that sits beside the project checkout, or `MSRP_SHARED` when set.
-pub fn shared_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MSRP_SHARED") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+/// The RFC example messages, byte for byte, with their index (`tests/vectors/`).
+pub fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors")
 }
 
 /// The README's Rust example, compiled and run as a doctest.

@@ -1,4 +1,4 @@
-//! Every MSRP message among the RFC vectors (`shared/vectors/`) decoded at every
+//! Every MSRP message among the RFC vectors (`tests/vectors/`) decoded at every
 //! split offset, re-encoded, and compared with what conformance.md says of it.
 
 use std::fs;
@@ -6,7 +6,7 @@ use std::fs;
 use bytes::Bytes;
 use msrp_core::codec::{ChunkParseError, Decoder, DecoderLimits, ParseErrorKind};
 use msrp_core::{Chunk, ContinuationFlag, HeaderError};
-use msrp_tests::shared_dir;
+use msrp_tests::vectors_dir;
 
 /// What decoding a whole input gave: complete chunks (body joined) and errors, in order.
 #[derive(Debug, PartialEq)]
@@ -39,8 +39,8 @@ struct Vector {
 /// The MSRP vectors listed in `vectors/index.json`, read without a JSON parser:
 /// each entry's `"id"` comes before its `"kind"`.
 fn msrp_vectors() -> Vec<Vector> {
-    let dir = shared_dir().join("vectors");
-    let index = fs::read_to_string(dir.join("index.json")).expect("shared/vectors/index.json is readable");
+    let dir = vectors_dir();
+    let index = fs::read_to_string(dir.join("index.json")).expect("tests/vectors/index.json is readable");
     let mut vectors = Vec::new();
     let mut id = None;
     for line in index.lines().map(str::trim) {
@@ -137,7 +137,7 @@ fn broken_vectors_are_handled_as_conformance_md_says() {
 #[test]
 fn byte_range_mismatches_of_rfc_examples_are_tolerated() {
     for (id, body_len) in [("4975-F2-SEND", 23), ("4975-11.2-SEND-xhtml", 384), ("4975-11.6-SEND", 121)] {
-        let bytes = fs::read(shared_dir().join("vectors").join(format!("{id}.txt"))).expect("vector");
+        let bytes = fs::read(vectors_dir().join(format!("{id}.txt"))).expect("vector");
         let (items, _) = decode_in_pieces(&bytes, &[]);
         let [Item::Chunk(chunk)] = &items[..] else { panic!("{id}") };
         assert_eq!(chunk.size(), body_len, "{id}");
@@ -147,7 +147,7 @@ fn byte_range_mismatches_of_rfc_examples_are_tolerated() {
 // R7701 9.5 as printed: two chunks in one stream reusing a transaction id both decode.
 #[test]
 fn a_stream_of_several_vectors_decodes_in_order() {
-    let dir = shared_dir().join("vectors");
+    let dir = vectors_dir();
     let mut stream = Vec::new();
     for id in ["7701-9.5-chunk1", "7701-9.5-chunk2", "4975-F2-SEND", "4975-F2-200"] {
         stream.extend(fs::read(dir.join(format!("{id}.txt"))).expect("vector"));
