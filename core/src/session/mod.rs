@@ -143,6 +143,13 @@ pub struct SessionConfig {
     pub keepalive_interval: Option<Duration>,
     /// Longest a shutdown waits for queued messages and responses (30 s).
     pub shutdown_timeout: Duration,
+    /// Longest bytes handed out in transmits may stay unwritten without any of them being
+    /// [written](Input::Written) (30 s, the response timeout's default): then the peer
+    /// stopped reading (or the adapter forgets to report writes), pending transactions
+    /// fail with a local 408 and the session ends with [`SessionError::WriteStalled`].
+    /// Response timers start only once a request is written, so without this deadline a
+    /// peer that keeps the connection open but never reads would hold the session forever.
+    pub write_stall_timeout: Duration,
     /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
     /// more chunks of messages are cut (256 KiB: the socket's own buffer keeps the link
     /// busy, and the less waits here, the more of it is still in cache when written).
@@ -174,6 +181,7 @@ impl SessionConfig {
             bind_timeout: BIND_TIMEOUT,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
             shutdown_timeout: RESPONSE_TIMEOUT,
+            write_stall_timeout: RESPONSE_TIMEOUT,
             write_high_watermark: 256 * 1024,
             message_buffer: 512 * 1024,
             max_tracked_reports: 1024,
@@ -338,6 +346,14 @@ pub enum SessionError {
     /// The keepalive got 408 or 481.
     #[error("keepalive failed: {0}")]
     KeepaliveFailed(MsrpError),
+    /// Bytes waited to be written and none could be for
+    /// [`SessionConfig::write_stall_timeout`]: the peer stopped reading (or the adapter
+    /// never reported [`Input::Written`]).
+    #[error("the peer stopped reading: nothing could be written for {}", DisplayDuration(*timeout))]
+    WriteStalled {
+        /// The write-stall timeout that ran out.
+        timeout: Duration,
+    },
     /// The peer says the session does not exist (481) or reported bytes lost
     /// (RFC 4975 §7.3.2: the session is then failed).
     #[error("session failed: {0}")]
@@ -407,15 +423,18 @@ pub struct OutgoingFile {
     pub headers: Headers,
 }
 
-/// Timers of the session itself (transactions have their own).
+/// Timers of the session itself (transactions have their own), in the order they fire
+/// when due at the same instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Bind = 0,
     Keepalive = 1,
-    Shutdown = 2,
+    /// Unwritten bytes made no progress for the write-stall timeout.
+    WriteStall = 2,
+    Shutdown = 3,
 }
 
-const TIMERS: [Timer; 3] = [Timer::Bind, Timer::Keepalive, Timer::Shutdown];
+const TIMERS: [Timer; 4] = [Timer::Bind, Timer::Keepalive, Timer::WriteStall, Timer::Shutdown];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -501,7 +520,7 @@ pub struct Session {
     /// Replies handed out and not yet written: (stream offset of their end, length).
     reply_marks: VecDeque<(u64, u64)>,
     unwritten_replies: u64,
-    timers: [Option<Instant>; 3],
+    timers: [Option<Instant>; TIMERS.len()],
     keepalive_outstanding: bool,
     next_request: u64,
     close_pending: bool,
@@ -526,7 +545,12 @@ impl Session {
     /// at least `max_chunk_size` (a streamed message is cut once a chunk's worth waits).
     pub fn new(mut config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
         let least = Duration::from_millis(1);
-        for duration in [&mut config.response_timeout, &mut config.bind_timeout, &mut config.shutdown_timeout] {
+        for duration in [
+            &mut config.response_timeout,
+            &mut config.bind_timeout,
+            &mut config.shutdown_timeout,
+            &mut config.write_stall_timeout,
+        ] {
             *duration = (*duration).max(least);
         }
         config.keepalive_interval = config.keepalive_interval.map(|interval| interval.max(least));
@@ -544,7 +568,7 @@ impl Session {
             Transport::new(config.local_path.clone(), config.remote_path.clone(), ids, config.use_sessmatch)?;
         let reassembler =
             config.reassembly.map(|limits| Reassembler::new(limits.max_message_size, limits.max_open_messages));
-        let mut timers = [None; 3];
+        let mut timers = [None; TIMERS.len()];
         timers[Timer::Bind as usize] = Some(now + config.bind_timeout);
         Ok(Self {
             decoder: Decoder::new(config.decoder_limits),
@@ -729,6 +753,7 @@ impl Session {
             self.check_shutdown_done();
         }
         if let Some(transmit) = self.next_transmit() {
+            self.arm_write_stall(false);
             return Some(Output::Transmit(transmit));
         }
         if let Some(event) = self.events.pop_front() {
@@ -912,7 +937,9 @@ impl Session {
         Ok(take)
     }
 
-    /// Says all data of a streamed message was written.
+    /// Says all data of a streamed message was written. After [`Session::shutdown`] the
+    /// message was aborted, and this (like [`Session::write_message`]) is refused with
+    /// [`OutboxError::UnknownMessage`].
     pub fn finish_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
         self.advance(now);
         self.check_open_or_draining()?;
@@ -925,6 +952,11 @@ impl Session {
     pub fn abort_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
         self.advance(now);
         self.check_open_or_draining()?;
+        self.abort_outgoing(id)?;
+        Ok(())
+    }
+
+    fn abort_outgoing(&mut self, id: OutgoingId) -> Result<(), OutboxError> {
         self.outbox.abort(id)?;
         if let Some(message) = self.messages.get_mut(&id) {
             message.aborted = true;
@@ -940,10 +972,19 @@ impl Session {
     /// will come (`Failure-Report: yes`; up to [`SessionConfig::shutdown_timeout`]), then
     /// closes (msrplib `shutdown`). Requests sent with `partial` or `no` end with the
     /// spec's local 200. New messages are refused from now on.
+    ///
+    /// A streamed message not yet [finished](Session::finish_message) cannot be completed
+    /// any more: it is aborted at once, as by [`Session::abort_message`] (a `#` chunk ends
+    /// it when part of it went out, RFC 4975 §7.1), and ends with
+    /// [`MessageOutcome::Aborted`], so the session does not wait for data that will not come.
     pub fn shutdown(&mut self, now: Instant) {
         self.advance(now);
         if self.state == State::Closed || self.draining {
             return;
+        }
+        for id in self.outbox.unfinished() {
+            // Every id `unfinished` gives is in the outbox: the abort cannot fail.
+            let _ = self.abort_outgoing(id);
         }
         self.draining = true;
         self.timers[Timer::Shutdown as usize] = Some(self.now + self.config.shutdown_timeout);
@@ -968,7 +1009,8 @@ impl Session {
         if self.draining { Err(SendError::ShuttingDown) } else { Ok(()) }
     }
 
-    /// Messages already started may still be written while shutting down.
+    /// Messages already started may still be aborted while shutting down (`shutdown`
+    /// aborted the unfinished ones, so the outbox refuses more data for them).
     fn check_open_or_draining(&self) -> Result<(), SendError> {
         if self.state == State::Closed { Err(SendError::Closed) } else { Ok(()) }
     }
@@ -1008,7 +1050,11 @@ impl Session {
     }
 
     fn on_written(&mut self, n: usize) {
+        let before = self.written;
         self.written = self.written.saturating_add(n as u64).min(self.transmitted);
+        if self.written > before {
+            self.arm_write_stall(true);
+        }
         while let Some(&(end, len)) = self.reply_marks.front() {
             if end > self.written {
                 break;
@@ -1051,12 +1097,28 @@ impl Session {
                 }
                 self.arm_keepalive();
             }
+            Timer::WriteStall => {
+                if self.unwritten() > 0 {
+                    self.fail(SessionError::WriteStalled { timeout: self.config.write_stall_timeout });
+                }
+            }
             Timer::Shutdown => {
                 if self.draining {
                     self.logger.warn("shutdown timed out; closing with transactions pending");
                     self.end(None, true);
                 }
             }
+        }
+    }
+
+    /// Keeps the write-stall deadline: it runs while bytes handed out are unwritten, from
+    /// when they were handed out or, with `progress`, from now (a write just advanced).
+    fn arm_write_stall(&mut self, progress: bool) {
+        let timer = &mut self.timers[Timer::WriteStall as usize];
+        if self.state == State::Closed || self.transmitted == self.written {
+            *timer = None;
+        } else if progress || timer.is_none() {
+            *timer = Some(self.now + self.config.write_stall_timeout);
         }
     }
 
@@ -1285,7 +1347,7 @@ impl Session {
             return;
         }
         self.state = State::Closed;
-        self.timers = [None; 3];
+        self.timers = [None; TIMERS.len()];
         self.bind_request = None;
         if let Some(incoming) = self.incoming.take() {
             if let Some(rest) = incoming.cut_off() {
@@ -1344,4 +1406,20 @@ pub fn transaction_result(response: Chunk) -> Result<Chunk, TransactionError> {
 /// Whether a message's headers ask for a success REPORT.
 fn wants_success_report(headers: &Headers) -> bool {
     headers.get(&HeaderName::SuccessReport).is_some_and(|value| value.as_str().trim().eq_ignore_ascii_case("yes"))
+}
+
+/// A duration as people read it in a message: `30 s`, `1.5 s`, `250 ms`.
+struct DisplayDuration(Duration);
+
+impl std::fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_millis();
+        if millis < 1000 {
+            write!(f, "{millis} ms")
+        } else if millis % 1000 == 0 {
+            write!(f, "{} s", millis / 1000)
+        } else {
+            write!(f, "{} s", self.0.as_secs_f64())
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use crate::chunk::Chunk;
-use crate::header::FailureReport;
+use crate::header::{FailureReport, SuccessReport};
 use crate::outbox::OutgoingId;
 
 use super::RequestId;
@@ -36,6 +36,9 @@ pub(super) struct Transaction {
     opened: u64,
     /// The armed timer's key in `Transactions::deadlines`.
     deadline: Option<(Instant, u64)>,
+    /// For a request that succeeds silently (`Failure-Report` partial or no) and asks for a
+    /// success REPORT: its Message-ID and the byte positions it carries, first to last.
+    reported_by: Option<(String, u64, u64)>,
 }
 
 impl Transaction {
@@ -51,6 +54,17 @@ impl Transaction {
     /// Whether the request's last byte was written (its response timer runs).
     pub(super) fn is_written(&self) -> bool {
         self.deadline.is_some()
+    }
+
+    /// Whether no response comes when it succeeds (`Failure-Report` partial or no).
+    pub(super) fn succeeds_silently(&self) -> bool {
+        self.failure_report != FailureReport::Yes
+    }
+
+    /// Whether a success REPORT for `message_id` covering positions `first..=last` proves
+    /// this request arrived.
+    pub(super) fn is_reported_by(&self, message_id: &str, first: u64, last: u64) -> bool {
+        self.reported_by.as_ref().is_some_and(|(id, start, end)| id == message_id && first <= *start && last >= *end)
     }
 }
 
@@ -70,8 +84,15 @@ impl Transactions {
     /// Opens a transaction for `request`, whose last byte is at stream offset `end`.
     pub(super) fn open(&mut self, request: &Chunk, kind: TransactionKind, end: u64) {
         self.sequence += 1;
-        let transaction =
-            Transaction { kind, failure_report: request.failure_report(), opened: self.sequence, deadline: None };
+        let failure_report = request.failure_report();
+        let reported_by = (failure_report != FailureReport::Yes && request.success_report() == SuccessReport::Yes)
+            .then(|| {
+                let message_id = request.message_id()?.to_owned();
+                let start = request.byte_range().map_or(1, |range| range.start);
+                Some((message_id, start, (start + request.data.len() as u64).saturating_sub(1)))
+            })
+            .flatten();
+        let transaction = Transaction { kind, failure_report, opened: self.sequence, deadline: None, reported_by };
         self.live.insert(request.transaction_id.clone(), transaction);
         self.unwritten.push_back((end, request.transaction_id.clone(), self.sequence));
     }
@@ -103,6 +124,24 @@ impl Transactions {
             self.deadlines.remove(&key);
         }
         Some(transaction)
+    }
+
+    /// Ends and returns, in the order they were opened, the transactions that succeed
+    /// silently and match `matches`.
+    pub(super) fn take_silent(&mut self, matches: impl Fn(&Transaction) -> bool) -> Vec<(String, Transaction)> {
+        let mut ids: Vec<_> = self
+            .live
+            .iter()
+            .filter(|(_, transaction)| transaction.succeeds_silently() && matches(transaction))
+            .map(|(transaction_id, transaction)| (transaction.opened, transaction_id.clone()))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|(_, transaction_id)| {
+                let transaction = self.take(&transaction_id)?;
+                Some((transaction_id, transaction))
+            })
+            .collect()
     }
 
     /// Ends and returns the first transaction whose timer ran out at `now`.
