@@ -26,7 +26,8 @@
 //! - `Event::Closed` has a reason the world justifies: `None` only after the
 //!   application's `shutdown`/`close`; a connection closed or keepalive 408 only with a
 //!   link fault or the other side ended; a truncated frame (`Parse(Truncated)`) only
-//!   after a reset or half-close; bind timeout or refusal only with a connect fault;
+//!   after a reset or half-close; bind timeout or refusal only with a connect fault; a
+//!   write stall only with a link fault (a reader that stopped);
 //!   never `Failed`, never another parse error;
 //! - `unwritten()` equals the bytes the harness took in transmits minus those it reported
 //!   written, and stays under `2 × write_high_watermark + max_chunk_size + 4 KiB +
@@ -1039,6 +1040,8 @@ impl Sim {
             }
             Some(SessionError::Parse(error)) => error.kind == ParseErrorKind::Truncated && world.truncated,
             Some(SessionError::BindTimeout | SessionError::BindRefused(_)) => world.link_fault || world.slow,
+            // A reader that stopped (a link fault) stalls its writer for good.
+            Some(SessionError::WriteStalled { .. }) => world.link_fault,
             Some(_) => false,
         };
         if justified {
