@@ -362,8 +362,13 @@ impl Oracle {
                     ));
                 }
                 // Without failure responses silence means success, but only for bytes
-                // that were written.
-                if !message.failure_report.answered() && message.last_chunk_end.is_none_or(|end| end > sender_written) {
+                // that were written; a success REPORT covering every byte proves them
+                // arrived even before the write was acknowledged (issue 12 §2.4).
+                let proven = message.report_seen && message.reported.covers(0, message.body.len() as u64);
+                if !message.failure_report.answered()
+                    && !proven
+                    && message.last_chunk_end.is_none_or(|end| end > sender_written)
+                {
                     return Err(format!(
                         "{id}: Delivered, but its last chunk (ending at {:?}) was not written ({sender_written} B were)",
                         message.last_chunk_end
