@@ -173,7 +173,8 @@
 //!         // 3. Wait for bytes, at most until the next timeout (a few milliseconds while
 //!         // bytes wait for room).
 //!         let now = Instant::now();
-//!         let mut wait = session.poll_timeout().map_or(Duration::from_secs(60), |at| at.saturating_duration_since(now));
+//!         let next = session.poll_timeout();
+//!         let mut wait = next.map_or(Duration::from_secs(60), |at| at.saturating_duration_since(now));
 //!         if !queue.is_empty() {
 //!             wait = wait.min(Duration::from_millis(5));
 //!         }
@@ -883,7 +884,8 @@ impl Session {
     }
 
     /// The earliest instant [`Session::handle_timeout`] has work (a response timeout, the
-    /// binding, keepalive, write-stall or shutdown deadline); `None` when no timer runs. Read it after draining [`Session::poll_output`].
+    /// binding, keepalive, write-stall or shutdown deadline); `None` when no timer runs.
+    /// Read it after draining [`Session::poll_output`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {

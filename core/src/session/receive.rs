@@ -324,16 +324,21 @@ impl Session {
                 }
             }
             self.events.push_back(Event::Report { message, report });
-            // Issue 12 §2.4: with `Failure-Report` partial or no, a success comes as no
-            // response at all; a success REPORT covering the bytes is the proof, so what
-            // it covers is done now rather than by the 30 s timer's local 200.
-            let proven = self.transactions.take_silent(|transaction| match transaction.kind {
-                TransactionKind::Message(of) => covered && Some(of) == open,
-                TransactionKind::Request(_) => {
-                    last.is_some_and(|last| transaction.is_reported_by(&message_id, range.start, last))
-                }
-                TransactionKind::Bind | TransactionKind::Keepalive => false,
-            });
+            // With `Failure-Report` partial or no a success gets no response (RFC 4975
+            // §7.2); a success REPORT covering the bytes proves it (§7.1.2), so what it
+            // covers is done now, not by the response timer's local 200 (issue 12 §2.4).
+            let requests = self.transactions.has_reported_requests();
+            let proven = if covered || requests {
+                self.transactions.take_silent(|transaction| match transaction.kind {
+                    TransactionKind::Message(of) => covered && Some(of) == open,
+                    TransactionKind::Request(_) => {
+                        last.is_some_and(|last| transaction.is_reported_by(&message_id, range.start, last))
+                    }
+                    TransactionKind::Bind | TransactionKind::Keepalive => false,
+                })
+            } else {
+                Vec::new()
+            };
             for (transaction_id, transaction) in proven {
                 let response = transaction.local_timeout_response(&transaction_id);
                 self.complete_transaction(transaction.kind, response, true);

@@ -7,8 +7,9 @@
 //! arrived. The sender gets exactly one `MessageDone`: `Delivered` means the receiver
 //! has every byte (when the message asked for a failure response, the default: with
 //! `Failure-Report: partial` or `no` the spec makes silence a success, so those
-//! messages only need to have been written to the socket whole), `Aborted` only after an accepted
-//! `abort_message` or a `shutdown` with the stream unfinished (and then the receiver never saw the `$`), and `Failed` only for a
+//! messages only need to have been written to the socket whole, or covered by success
+//! REPORTs), `Aborted` only after an accepted `abort_message` or a `shutdown` with the
+//! stream unfinished (and then the receiver never saw the `$`), and `Failed` only for a
 //! reason the world of the seed justifies ([`Context`]): 408 when the link had a fault,
 //! a session of the pair ended or was ending while the message was pending; 413 when the
 //! receiver reassembles and the message is over its size limit or other messages of the

@@ -1039,12 +1039,13 @@ impl Sim {
                 error.code == 408 && (world.link_fault || world.slow || other_ended)
             }
             Some(SessionError::Parse(error)) => error.kind == ParseErrorKind::Truncated && world.truncated,
-            Some(SessionError::BindTimeout | SessionError::BindRefused(_)) => world.link_fault || world.slow,
-            // A reader that stopped (a link fault) stalls its writer for good. So can a slow
-            // link: with 1 KiB socket buffers and a write high watermark of 1 byte, both
-            // ends pause reading while their responses wait behind their own data, and
-            // neither writes again (seed 750 with a 3 s write-stall timeout).
-            Some(SessionError::WriteStalled { .. }) => world.link_fault || world.slow,
+            // A write stall: a reader that stopped (a link fault) stalls its writer for good.
+            // So can a slow link: with 1 KiB socket buffers and a write high watermark of 1
+            // byte, both ends pause reading while their responses wait behind their own
+            // data, and neither writes again (seed 750 with a 3 s write-stall timeout).
+            Some(SessionError::BindTimeout | SessionError::BindRefused(_) | SessionError::WriteStalled { .. }) => {
+                world.link_fault || world.slow
+            }
             Some(_) => false,
         };
         if justified {
