@@ -280,7 +280,8 @@ impl Session {
     }
 
     /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`);
-    /// with `sync`, returns once the session ended, else once the shutdown began.
+    /// with `sync`, returns once the session ended, else once the shutdown began. A file
+    /// or streamed message still being written is aborted (`#`, outcome `Aborted`).
     pub fn shutdown(&self, sync: bool) {
         block_on(self.0.shutdown(sync));
     }

@@ -97,6 +97,9 @@ pub(crate) fn describe(error: &Error, peer: &str) -> String {
         Error::Session(SessionError::ConnectionClosed) => {
             format!("the connection with {peer} closed before the session was bound")
         }
+        Error::Session(stalled @ SessionError::WriteStalled { .. }) => {
+            format!("the session with {peer} ended because {stalled}")
+        }
         Error::Session(other) => format!("the session with {peer} failed: {other}"),
         Error::Connect(text) => match text.strip_prefix("TLS: ") {
             Some(reason) => format!("TLS with {peer} failed: {reason}"),
@@ -139,6 +142,16 @@ mod tests {
         );
         let refused = Error::Connect("Connection refused (os error 111)".into());
         assert_eq!(describe(&refused, "127.0.0.1:9"), "cannot connect to 127.0.0.1:9: connection refused");
+    }
+
+    // Issue 12 §2.1: a peer that stopped reading ends the session with a plain sentence.
+    #[test]
+    fn a_write_stall_reads_as_one_plain_line() {
+        let stalled = Error::Session(SessionError::WriteStalled { timeout: std::time::Duration::from_secs(30) });
+        assert_eq!(
+            describe(&stalled, "127.0.0.1:9"),
+            "the session with 127.0.0.1:9 ended because the peer stopped reading: nothing could be written for 30 s"
+        );
     }
 
     #[test]

@@ -32,9 +32,13 @@
 //!
 //! 1. hand the session what happened with `handle_input(now, Input::…)` (connected,
 //!    bytes read, bytes written, closed), or call a command (`send_message`, …);
-//! 2. drain `poll_output(now)` until `None`: write each `Transmit`, give each `Event` to
-//!    the application, close the socket on `Close`;
+//! 2. drain `poll_output(now)` until `None`: write each `Transmit` whole and in order
+//!    (what the socket does not take yet waits in a queue) and report what it took with
+//!    `Input::Written`; give each `Event` to the application; the session is over at
+//!    `Event::Closed`;
 //! 3. sleep until the next input or `poll_timeout()`, then `handle_timeout(now)`.
+//!
+//! The [`session`] module docs show that loop over a socket, partial writes included.
 //!
 //! Here two sessions run back to back in memory, with a clock that never moves:
 //!

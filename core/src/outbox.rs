@@ -141,9 +141,9 @@ impl Outbox {
         id
     }
 
-    /// Appends data to a started message.
+    /// Appends data to a started message (not once it is finished or aborted).
     pub fn write(&mut self, id: OutgoingId, data: Bytes) -> Result<(), OutboxError> {
-        let message = self.message_mut(id).filter(|m| !m.finished).ok_or(OutboxError::UnknownMessage(id))?;
+        let message = self.open_message_mut(id).ok_or(OutboxError::UnknownMessage(id))?;
         let written = message.chunked + (message.pending_len + data.len()) as u64;
         if let Some(total) = message.total.filter(|&total| written > total) {
             return Err(OutboxError::TooLarge { id, written, total });
@@ -155,7 +155,7 @@ impl Outbox {
 
     /// Says all data of the message was written.
     pub fn finish(&mut self, id: OutgoingId) -> Result<(), OutboxError> {
-        let message = self.message_mut(id).filter(|m| !m.finished).ok_or(OutboxError::UnknownMessage(id))?;
+        let message = self.open_message_mut(id).ok_or(OutboxError::UnknownMessage(id))?;
         let written = message.chunked + message.pending_len as u64;
         if let Some(total) = message.total.filter(|&total| written < total) {
             return Err(OutboxError::Incomplete { id, written, total });
@@ -185,6 +185,13 @@ impl Outbox {
     pub fn stop(&mut self, message_id: &str) -> Option<OutgoingId> {
         let index = self.messages.iter().position(|m| m.message_id == message_id)?;
         self.messages.remove(index).map(|m| m.id)
+    }
+
+    /// Streamed messages not finished (nor aborted), in the order they were started.
+    pub fn unfinished(&self) -> Vec<OutgoingId> {
+        let mut ids: Vec<_> = self.messages.iter().filter(|m| !m.finished && !m.aborted).map(|m| m.id).collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Whether a message is still in the outbox.
@@ -248,15 +255,18 @@ impl Outbox {
         let start = message.chunked + 1;
         message.chunked += take as u64;
         message.sent_any = true;
+        // A message streamed without a total knows it at its `$` chunk, which says it
+        // (RFC 4975 §7.1.1: the total SHOULD be given when known).
+        let total = message.total.or((flag == ContinuationFlag::End).then_some(message.chunked));
         let mut chunk = transport.make_chunk(ChunkParams {
             data,
             start,
             contflag: Some(flag),
             message_id: Some(message.message_id.clone()),
-            length: message.total,
+            length: total,
             ..ChunkParams::default()
         });
-        if message.total.is_none() {
+        if total.is_none() {
             // make_chunk takes an unknown length to mean "ends here"; the total is `*`.
             if let Some(range) = chunk.byte_range() {
                 chunk.add_header(&ByteRange { total: None, ..range });
@@ -277,8 +287,9 @@ impl Outbox {
         Some(OutgoingChunk { id: message.id, chunk, last })
     }
 
-    fn message_mut(&mut self, id: OutgoingId) -> Option<&mut Entry> {
-        self.messages.iter_mut().find(|m| m.id == id)
+    /// A message that still takes data: neither finished nor aborted.
+    fn open_message_mut(&mut self, id: OutgoingId) -> Option<&mut Entry> {
+        self.messages.iter_mut().find(|m| m.id == id && !m.finished && !m.aborted)
     }
 }
 

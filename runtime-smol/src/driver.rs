@@ -11,7 +11,10 @@
 //!
 //! Once the session closed, what it transmitted has a shutdown timeout
 //! (`SessionConfig::shutdown_timeout`) to be written: a peer that stopped reading may
-//! never take it. Then the driver ends and the connection is dropped.
+//! never take it. Then the driver ends and the connection is dropped. A session that
+//! ended because nothing could be written for its write-stall timeout
+//! (`SessionError::WriteStalled`) already waited for the peer: the driver gives up on its
+//! bytes at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -307,11 +310,16 @@ impl Socket {
     }
 
     /// Once the session closed, gives what is left to write until `linger` (set on the
-    /// first call, a shutdown timeout from `now`), as the peer may never read it; then
-    /// gives up on it (the bytes go with the stream).
-    fn linger(&mut self, session: &Session, linger: &mut Option<Instant>, now: Instant) {
+    /// first call, a shutdown timeout from `now`, or `now` after a write stall: the peer
+    /// is known not to read), as the peer may never read it; then gives up on it (the
+    /// bytes go with the stream).
+    fn linger(&mut self, session: &Session, end: Option<&SessionError>, linger: &mut Option<Instant>, now: Instant) {
         if session.is_closed() && self.has_writing_to_do() {
-            let deadline = *linger.get_or_insert(now + session.config().shutdown_timeout);
+            let wait = match end {
+                Some(SessionError::WriteStalled { .. }) => std::time::Duration::ZERO,
+                _ => session.config().shutdown_timeout,
+            };
+            let deadline = *linger.get_or_insert(now + wait);
             if now >= deadline {
                 self.queue.clear();
                 self.needs_flush = false;
@@ -355,7 +363,7 @@ async fn drive<R: Runtime>(
         if !events_open {
             state.events.clear();
         }
-        socket.linger(&state.session, &mut linger, now);
+        socket.linger(&state.session, state.end.as_ref(), &mut linger, now);
         let flushed = !socket.has_writing_to_do();
         if state.session.is_closed() && state.events.is_empty() && (flushed || socket.read_done) {
             break;

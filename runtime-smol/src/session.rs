@@ -305,7 +305,8 @@ impl<R: Runtime> Session<R> {
     }
 
     /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`);
-    /// with `sync`, returns once the session ended, else once the shutdown began.
+    /// with `sync`, returns once the session ended, else once the shutdown began. A file
+    /// or streamed message still being written is aborted (`#`, outcome `Aborted`).
     pub async fn shutdown(&self, sync: bool) {
         let (waiter, closed) = oneshot::channel();
         let asked = self

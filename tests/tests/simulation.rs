@@ -21,11 +21,11 @@ use msrp_tests::sim::{RunSummary, SimFailure, run_seed, run_seed_messages, run_s
 const CI_SEEDS: u64 = 300;
 
 /// Trace hashes of the regression seeds with today's harness.
-const HASH_3: u64 = 0xd96a_71c0_c618_ff46;
-const HASH_13: u64 = 0xd0c2_7bb6_53f6_65cb;
-const HASH_89: u64 = 0xad82_5ce8_7e5f_1f72;
+const HASH_3: u64 = 0xe2f3_c442_29bb_fc36;
+const HASH_13: u64 = 0xc72c_b0fc_ea2c_bcd4;
+const HASH_89: u64 = 0x8517_a019_347a_5fc7;
 const HASH_319: u64 = 0xe3f6_26f2_daff_f7f0;
-const HASH_18956: u64 = 0x6f17_c6e2_fe40_b574;
+const HASH_18956: u64 = 0xa6f9_90b0_5225_6820;
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;

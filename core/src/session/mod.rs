@@ -15,7 +15,14 @@
 //! - **Transactions**: every request that expects a response is answered by the peer or
 //!   locally after [`SessionConfig::response_timeout`] (counted from when its last byte
 //!   was [written](Input::Written)): 408 when `Failure-Report` is yes or absent, 200 when
-//!   it is `partial` or `no` (the spec's rule). Closing answers every pending one.
+//!   it is `partial` or `no` (the spec's rule). With `partial` or `no` and
+//!   `Success-Report: yes`, a success REPORT covering the request's bytes (or the whole
+//!   message) gives that local 200 at once (RFC 4975 §7.1.2, §7.3). Closing answers
+//!   every pending one.
+//! - **Write stall**: bytes handed out in [`Output::Transmit`] that see no
+//!   [`Input::Written`] progress for [`SessionConfig::write_stall_timeout`] mean the peer
+//!   stopped reading (or the adapter forgets `Written`): pending transactions fail with a
+//!   local 408 and the session ends with [`SessionError::WriteStalled`].
 //! - **Receiving**: SENDs are checked (481 wrong session, 415 type not accepted, 501
 //!   unknown method, 400 NICKNAME without Use-Nickname), answered by RFC 4975 §7.2, and
 //!   delivered as [`Event::Incoming`] chunks (in segments of about
@@ -27,50 +34,177 @@
 //! - **Keepalive**: an empty SEND with `Keep-Alive: yes` after
 //!   [`SessionConfig::keepalive_interval`] without outgoing requests; a 408 on it fails
 //!   the session.
-//! - **Shutdown**: queued messages are sent and answered (up to
-//!   [`SessionConfig::shutdown_timeout`]), then the session closes.
+//! - **Shutdown**: streamed messages not finished are aborted with `#`; queued messages
+//!   are sent and answered (up to [`SessionConfig::shutdown_timeout`]), then the session
+//!   closes.
 //!
 //! # Run loop
 //!
-//! After **every** input or command, drain [`Session::poll_output`] until it returns
-//! `None`, then sleep until [`Session::poll_timeout`] (or the next input) and call
-//! [`Session::handle_timeout`] with the current time:
+//! The contract, whatever drives the session:
+//! 1. After **every** input, command or timeout, drain [`Session::poll_output`] until it
+//!    returns `None`.
+//! 2. Write every [`Transmit`] **whole and in order**: what the socket does not take now
+//!    waits in a queue, ahead of later transmits. Report with [`Input::Written`] exactly
+//!    the bytes the socket took, as it takes them. Response timers start only then, and
+//!    bytes that stay unwritten end the session after
+//!    [`SessionConfig::write_stall_timeout`].
+//! 3. Wait for bytes to read (while [`Session::wants_read`]), for room to write, or for
+//!    [`Session::poll_timeout`], whichever comes first; then hand over what happened, or
+//!    call [`Session::handle_timeout`] with the current time. Never wait in a read that
+//!    ignores the timeout (timers would stop) or in a write that stops reading (two
+//!    peers writing to each other would deadlock).
+//! 4. The session is over once [`Event::Closed`] came out of `poll_output`: nothing but
+//!    [`Output::Close`] follows it, and every transmit came before it. `Output::Close`
+//!    comes only when the session itself ends the connection (a close, shutdown or
+//!    failure), not after [`Input::Closed`] (the connection is gone already). Write what
+//!    is still queued (within a bound: the peer may not read it), then close the socket.
+//!
+//! Here over a `std` TCP socket, which can wait for a read with a timeout but cannot
+//! wait for "readable or writable": while bytes wait for room it looks again every few
+//! milliseconds. An adapter on a readiness API (mio, an async runtime: `msrp-smol`'s
+//! driver) waits for both.
 //!
 //! ```no_run
-//! use std::time::Instant;
-//! use bytes::Bytes;
-//! use msrp_core::session::{Input, Output, Role, Session, SessionConfig};
+//! use std::collections::VecDeque;
+//! use std::io::{self, IoSlice, Read, Write};
+//! use std::net::TcpStream;
+//! use std::time::{Duration, Instant};
+//!
+//! use bytes::{Buf, Bytes};
+//! use msrp_core::header::HeaderName;
+//! use msrp_core::outbox::MessageOptions;
+//! use msrp_core::session::{Event, Input, Output, Role, Session, SessionConfig};
 //! use msrp_core::{IdGenerator, Uri};
 //!
-//! # fn socket_read() -> Option<Bytes> { None }
-//! # fn socket_write(_: &[Bytes]) -> usize { 0 }
-//! let local: Uri = "msrp://127.0.0.1:2855/alice;tcp".parse()?;
-//! let remote: Uri = "msrp://127.0.0.1:2856/bob;tcp".parse()?;
-//! let config = SessionConfig::new(Role::Active, vec![local], vec![remote]);
-//! let mut session = Session::new(config, IdGenerator::seed_from_u64(7), Instant::now())?;
-//! session.handle_input(Instant::now(), Input::Connected);
-//! loop {
-//!     let now = Instant::now();
-//!     if session.poll_timeout().is_some_and(|deadline| deadline <= now) {
-//!         session.handle_timeout(now);
-//!     }
-//!     while let Some(output) = session.poll_output(now) {
-//!         match output {
-//!             Output::Transmit(transmit) => {
-//!                 let written = socket_write(&transmit.parts);
-//!                 session.handle_input(now, Input::Written(written));
+//! /// Writes from the front of `queue` until the socket would block; returns how many
+//! /// bytes it took. A piece written in part keeps its rest at the front.
+//! fn write_some(stream: &mut TcpStream, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
+//!     let mut taken = 0;
+//!     while !queue.is_empty() {
+//!         let result = {
+//!             let slices: Vec<IoSlice<'_>> = queue.iter().take(32).map(|part| IoSlice::new(part)).collect();
+//!             stream.write_vectored(&slices)
+//!         };
+//!         match result {
+//!             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+//!             Ok(mut n) => {
+//!                 taken += n;
+//!                 while n > 0 {
+//!                     let front = &mut queue[0];
+//!                     let part = n.min(front.len());
+//!                     front.advance(part);
+//!                     n -= part;
+//!                     if front.is_empty() {
+//!                         queue.pop_front();
+//!                     }
+//!                 }
 //!             }
-//!             Output::Event(event) => println!("{event:?}"),
-//!             Output::Close => return Ok(()),
+//!             Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+//!             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+//!             Err(error) => return Err(error),
 //!         }
 //!     }
-//!     match socket_read() {
-//!         Some(data) => session.handle_input(Instant::now(), Input::Received(data)),
-//!         None => session.handle_input(Instant::now(), Input::Closed),
+//!     Ok(taken)
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let local: Uri = "msrp://127.0.0.1:2855/alice1234;tcp".parse()?;
+//!     let remote: Uri = "msrp://127.0.0.1:2856/bob5678;tcp".parse()?;
+//!     let mut stream = TcpStream::connect("127.0.0.1:2856")?;
+//!     let config = SessionConfig::new(Role::Active, vec![local], vec![remote]);
+//!     let mut session = Session::new(config, IdGenerator::seed_from_u64(7), Instant::now())?;
+//!     session.handle_input(Instant::now(), Input::Connected);
+//!     // Transmitted bytes the socket has not taken yet, in order.
+//!     let mut queue: VecDeque<Bytes> = VecDeque::new();
+//!     let mut buffer = vec![0; 64 * 1024];
+//!     loop {
+//!         // 1. Drain: queue the bytes, hand out the events.
+//!         let mut over = false;
+//!         while let Some(output) = session.poll_output(Instant::now()) {
+//!             match output {
+//!                 Output::Transmit(transmit) => {
+//!                     queue.extend(transmit.parts.into_iter().filter(|part| !part.is_empty()));
+//!                 }
+//!                 Output::Event(Event::Bound) => {
+//!                     let mut options = MessageOptions::default();
+//!                     options.headers.set(HeaderName::ContentType, "text/plain");
+//!                     session.send_message(Instant::now(), options, Bytes::from_static(b"Hello"))?;
+//!                     session.shutdown(Instant::now());
+//!                 }
+//!                 Output::Event(Event::Closed { reason }) => {
+//!                     match reason {
+//!                         Some(reason) => eprintln!("the session ended: {reason}"),
+//!                         None => eprintln!("the session ended"),
+//!                     }
+//!                     over = true;
+//!                 }
+//!                 Output::Event(event) => println!("{event:?}"),
+//!                 // Comes only after `Event::Closed`, which ends the loop below.
+//!                 Output::Close => {}
+//!             }
+//!         }
+//!         if over {
+//!             // 4. Write what is left, for at most the shutdown timeout, then close.
+//!             stream.set_nonblocking(false)?;
+//!             stream.set_write_timeout(Some(session.config().shutdown_timeout))?;
+//!             for part in queue {
+//!                 if stream.write_all(&part).is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!             let _ = stream.shutdown(std::net::Shutdown::Both);
+//!             return Ok(());
+//!         }
+//!         // 2. Write what the socket takes now, and report exactly that.
+//!         stream.set_nonblocking(true)?;
+//!         match write_some(&mut stream, &mut queue) {
+//!             Ok(0) => {}
+//!             Ok(taken) => {
+//!                 session.handle_input(Instant::now(), Input::Written(taken));
+//!                 // Room was made: the session may have more to transmit.
+//!                 continue;
+//!             }
+//!             Err(_) => {
+//!                 queue.clear();
+//!                 session.handle_input(Instant::now(), Input::Closed);
+//!                 continue;
+//!             }
+//!         }
+//!         // 3. Wait for bytes, at most until the next timeout (a few milliseconds while
+//!         // bytes wait for room).
+//!         let now = Instant::now();
+//!         let next = session.poll_timeout();
+//!         let mut wait = next.map_or(Duration::from_secs(60), |at| at.saturating_duration_since(now));
+//!         if !queue.is_empty() {
+//!             wait = wait.min(Duration::from_millis(5));
+//!         }
+//!         if !wait.is_zero() {
+//!             if session.wants_read() {
+//!                 stream.set_nonblocking(false)?;
+//!                 stream.set_read_timeout(Some(wait))?;
+//!                 match stream.read(&mut buffer) {
+//!                     Ok(0) => session.handle_input(Instant::now(), Input::Closed),
+//!                     Ok(n) => {
+//!                         let data = Bytes::copy_from_slice(&buffer[..n]);
+//!                         session.handle_input(Instant::now(), Input::Received(data));
+//!                     }
+//!                     // No bytes within `wait` (Windows says TimedOut, Unix WouldBlock).
+//!                     Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+//!                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+//!                     Err(_) => session.handle_input(Instant::now(), Input::Closed),
+//!                 }
+//!             } else {
+//!                 // The session pauses reading until the peer reads our responses.
+//!                 std::thread::sleep(wait);
+//!             }
+//!         }
+//!         // Run the timers that are due (a call with nothing due does nothing).
+//!         session.handle_timeout(Instant::now());
 //!     }
 //! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! [`crate`]'s docs show the same loop with two sessions back to back in memory.
 
 mod receive;
 mod transactions;
@@ -143,6 +277,13 @@ pub struct SessionConfig {
     pub keepalive_interval: Option<Duration>,
     /// Longest a shutdown waits for queued messages and responses (30 s).
     pub shutdown_timeout: Duration,
+    /// Longest bytes handed out in transmits may stay unwritten without any of them being
+    /// [written](Input::Written) (30 s, the response timeout's default): then the peer
+    /// stopped reading (or the adapter forgets to report writes), pending transactions
+    /// fail with a local 408 and the session ends with [`SessionError::WriteStalled`].
+    /// Response timers start only once a request is written, so without this deadline a
+    /// peer that keeps the connection open but never reads would hold the session forever.
+    pub write_stall_timeout: Duration,
     /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
     /// more chunks of messages are cut (256 KiB: the socket's own buffer keeps the link
     /// busy, and the less waits here, the more of it is still in cache when written).
@@ -174,6 +315,7 @@ impl SessionConfig {
             bind_timeout: BIND_TIMEOUT,
             keepalive_interval: Some(KEEPALIVE_INTERVAL),
             shutdown_timeout: RESPONSE_TIMEOUT,
+            write_stall_timeout: RESPONSE_TIMEOUT,
             write_high_watermark: 256 * 1024,
             message_buffer: 512 * 1024,
             max_tracked_reports: 1024,
@@ -197,7 +339,12 @@ pub enum Input {
     Connected,
     /// Bytes read from the connection.
     Received(Bytes),
-    /// This many bytes of earlier [`Output::Transmit`]s were written to the socket.
+    /// This many bytes of earlier [`Output::Transmit`]s were written to the socket: report
+    /// exactly what the socket took, as it takes it (a partial write reports its part; the
+    /// rest stays queued). Response timers start only when a request's last byte is
+    /// reported written, so a driver that forgets `Written` stalls the session: after
+    /// [`SessionConfig::write_stall_timeout`] without progress it ends with
+    /// [`SessionError::WriteStalled`].
     Written(usize),
     /// The connection is gone (peer closed, reset or I/O error).
     Closed,
@@ -207,17 +354,26 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Output {
-    /// Write these bytes, in order, after everything transmitted before.
+    /// Write these bytes, in order, after everything transmitted before, and report
+    /// them with [`Input::Written`] as the socket takes them.
     Transmit(Transmit),
     /// Tell the application.
     Event(Event),
-    /// Write what was transmitted, then close the connection. Nothing follows.
+    /// Write what was transmitted, then close the connection. Nothing follows. It comes
+    /// right after [`Event::Closed`] when the session ends the connection itself (close,
+    /// shutdown, failure), never after [`Input::Closed`]: end a run loop on
+    /// `Event::Closed`, which every end emits.
     Close,
 }
 
 /// Bytes to write: one chunk as head, body and end-line. The body is a slice of the
 /// application's data (small bodies are copied into the head); write with a vectored
 /// write or one after the other.
+///
+/// Write all of it, in order; what the socket does not take at once waits, ahead of later
+/// transmits. Report what was written with [`Input::Written`]: without it no response
+/// timer starts and, after [`SessionConfig::write_stall_timeout`], the session ends with
+/// [`SessionError::WriteStalled`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Transmit {
@@ -244,7 +400,8 @@ pub struct RequestId(u64);
 /// How an outgoing message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {
-    /// Every chunk was answered with 200 (or timed out with `Failure-Report` partial/no).
+    /// Every chunk was answered with 200 (or, with `Failure-Report` partial/no, success
+    /// REPORTs covered the whole message or the response timeout passed in silence).
     Delivered,
     /// A chunk failed (the first error; local 408 on timeout or closure), or a failure
     /// REPORT came while it was being sent.
@@ -279,7 +436,8 @@ pub enum Event {
     /// A request the application answers with [`Session::send_response`] (NICKNAME).
     Request(Chunk),
     /// The response to a request of [`Session::send_chunk`], from the peer or made
-    /// locally (`local`) on timeout or closure.
+    /// locally (`local`) on timeout or closure, or (a 200) when a success REPORT covers a
+    /// request that succeeds silently (`Failure-Report` partial or no).
     Response {
         /// The request.
         request: RequestId,
@@ -338,6 +496,14 @@ pub enum SessionError {
     /// The keepalive got 408 or 481.
     #[error("keepalive failed: {0}")]
     KeepaliveFailed(MsrpError),
+    /// Bytes waited to be written and none could be for
+    /// [`SessionConfig::write_stall_timeout`]: the peer stopped reading (or the adapter
+    /// never reported [`Input::Written`]).
+    #[error("the peer stopped reading: nothing could be written for {}", DisplayDuration(*timeout))]
+    WriteStalled {
+        /// The write-stall timeout that ran out.
+        timeout: Duration,
+    },
     /// The peer says the session does not exist (481) or reported bytes lost
     /// (RFC 4975 §7.3.2: the session is then failed).
     #[error("session failed: {0}")]
@@ -407,15 +573,18 @@ pub struct OutgoingFile {
     pub headers: Headers,
 }
 
-/// Timers of the session itself (transactions have their own).
+/// Timers of the session itself (transactions have their own), in the order they fire
+/// when due at the same instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Bind = 0,
     Keepalive = 1,
-    Shutdown = 2,
+    /// Unwritten bytes made no progress for the write-stall timeout.
+    WriteStall = 2,
+    Shutdown = 3,
 }
 
-const TIMERS: [Timer; 3] = [Timer::Bind, Timer::Keepalive, Timer::Shutdown];
+const TIMERS: [Timer; 4] = [Timer::Bind, Timer::Keepalive, Timer::WriteStall, Timer::Shutdown];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -501,7 +670,7 @@ pub struct Session {
     /// Replies handed out and not yet written: (stream offset of their end, length).
     reply_marks: VecDeque<(u64, u64)>,
     unwritten_replies: u64,
-    timers: [Option<Instant>; 3],
+    timers: [Option<Instant>; TIMERS.len()],
     keepalive_outstanding: bool,
     next_request: u64,
     close_pending: bool,
@@ -526,7 +695,12 @@ impl Session {
     /// at least `max_chunk_size` (a streamed message is cut once a chunk's worth waits).
     pub fn new(mut config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
         let least = Duration::from_millis(1);
-        for duration in [&mut config.response_timeout, &mut config.bind_timeout, &mut config.shutdown_timeout] {
+        for duration in [
+            &mut config.response_timeout,
+            &mut config.bind_timeout,
+            &mut config.shutdown_timeout,
+            &mut config.write_stall_timeout,
+        ] {
             *duration = (*duration).max(least);
         }
         config.keepalive_interval = config.keepalive_interval.map(|interval| interval.max(least));
@@ -544,7 +718,7 @@ impl Session {
             Transport::new(config.local_path.clone(), config.remote_path.clone(), ids, config.use_sessmatch)?;
         let reassembler =
             config.reassembly.map(|limits| Reassembler::new(limits.max_message_size, limits.max_open_messages));
-        let mut timers = [None; 3];
+        let mut timers = [None; TIMERS.len()];
         timers[Timer::Bind as usize] = Some(now + config.bind_timeout);
         Ok(Self {
             decoder: Decoder::new(config.decoder_limits),
@@ -709,8 +883,9 @@ impl Session {
         }
     }
 
-    /// The earliest instant [`Session::handle_timeout`] has work; `None` when no timer
-    /// runs. Read it after draining [`Session::poll_output`].
+    /// The earliest instant [`Session::handle_timeout`] has work (a response timeout, the
+    /// binding, keepalive, write-stall or shutdown deadline); `None` when no timer runs.
+    /// Read it after draining [`Session::poll_output`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {
@@ -729,6 +904,7 @@ impl Session {
             self.check_shutdown_done();
         }
         if let Some(transmit) = self.next_transmit() {
+            self.arm_write_stall(false);
             return Some(Output::Transmit(transmit));
         }
         if let Some(event) = self.events.pop_front() {
@@ -743,7 +919,9 @@ impl Session {
 
     /// Sends a request (msrplib `send_chunk`). Its response comes as [`Event::Response`]
     /// with the returned id, from the peer or made locally on timeout (408 when
-    /// `Failure-Report` is yes or absent, 200 when partial or no) or closure. A REPORT
+    /// `Failure-Report` is yes or absent, 200 when partial or no) or closure; with partial
+    /// or no and `Success-Report: yes`, the local 200 comes as soon as a success REPORT
+    /// covers the request's bytes (RFC 4975 §7.1.2, §7.3). A REPORT
     /// gets no response. Requests wait until the session is bound, and go out ahead of
     /// message chunks without regard to the write high watermark: bound them yourself,
     /// or send data as messages.
@@ -912,7 +1090,9 @@ impl Session {
         Ok(take)
     }
 
-    /// Says all data of a streamed message was written.
+    /// Says all data of a streamed message was written. After [`Session::shutdown`] the
+    /// message was aborted, and this (like [`Session::write_message`]) is refused with
+    /// [`OutboxError::UnknownMessage`].
     pub fn finish_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
         self.advance(now);
         self.check_open_or_draining()?;
@@ -925,6 +1105,11 @@ impl Session {
     pub fn abort_message(&mut self, now: Instant, id: OutgoingId) -> Result<(), SendError> {
         self.advance(now);
         self.check_open_or_draining()?;
+        self.abort_outgoing(id)?;
+        Ok(())
+    }
+
+    fn abort_outgoing(&mut self, id: OutgoingId) -> Result<(), OutboxError> {
         self.outbox.abort(id)?;
         if let Some(message) = self.messages.get_mut(&id) {
             message.aborted = true;
@@ -940,10 +1125,19 @@ impl Session {
     /// will come (`Failure-Report: yes`; up to [`SessionConfig::shutdown_timeout`]), then
     /// closes (msrplib `shutdown`). Requests sent with `partial` or `no` end with the
     /// spec's local 200. New messages are refused from now on.
+    ///
+    /// A streamed message not yet [finished](Session::finish_message) cannot be completed
+    /// any more: it is aborted at once, as by [`Session::abort_message`] (a `#` chunk ends
+    /// it when part of it went out, RFC 4975 §7.1), and ends with
+    /// [`MessageOutcome::Aborted`], so the session does not wait for data that will not come.
     pub fn shutdown(&mut self, now: Instant) {
         self.advance(now);
         if self.state == State::Closed || self.draining {
             return;
+        }
+        for id in self.outbox.unfinished() {
+            // Every id `unfinished` gives is in the outbox: the abort cannot fail.
+            let _ = self.abort_outgoing(id);
         }
         self.draining = true;
         self.timers[Timer::Shutdown as usize] = Some(self.now + self.config.shutdown_timeout);
@@ -968,7 +1162,8 @@ impl Session {
         if self.draining { Err(SendError::ShuttingDown) } else { Ok(()) }
     }
 
-    /// Messages already started may still be written while shutting down.
+    /// Messages already started may still be aborted while shutting down (`shutdown`
+    /// aborted the unfinished ones, so the outbox refuses more data for them).
     fn check_open_or_draining(&self) -> Result<(), SendError> {
         if self.state == State::Closed { Err(SendError::Closed) } else { Ok(()) }
     }
@@ -1008,7 +1203,11 @@ impl Session {
     }
 
     fn on_written(&mut self, n: usize) {
+        let before = self.written;
         self.written = self.written.saturating_add(n as u64).min(self.transmitted);
+        if self.written > before {
+            self.arm_write_stall(true);
+        }
         while let Some(&(end, len)) = self.reply_marks.front() {
             if end > self.written {
                 break;
@@ -1051,12 +1250,28 @@ impl Session {
                 }
                 self.arm_keepalive();
             }
+            Timer::WriteStall => {
+                if self.unwritten() > 0 {
+                    self.fail(SessionError::WriteStalled { timeout: self.config.write_stall_timeout });
+                }
+            }
             Timer::Shutdown => {
                 if self.draining {
                     self.logger.warn("shutdown timed out; closing with transactions pending");
                     self.end(None, true);
                 }
             }
+        }
+    }
+
+    /// Keeps the write-stall deadline: it runs while bytes handed out are unwritten, from
+    /// when they were handed out or, with `progress`, from now (a write just advanced).
+    fn arm_write_stall(&mut self, progress: bool) {
+        let timer = &mut self.timers[Timer::WriteStall as usize];
+        if self.state == State::Closed || self.transmitted == self.written {
+            *timer = None;
+        } else if progress || timer.is_none() {
+            *timer = Some(self.now + self.config.write_stall_timeout);
         }
     }
 
@@ -1285,7 +1500,7 @@ impl Session {
             return;
         }
         self.state = State::Closed;
-        self.timers = [None; 3];
+        self.timers = [None; TIMERS.len()];
         self.bind_request = None;
         if let Some(incoming) = self.incoming.take() {
             if let Some(rest) = incoming.cut_off() {
@@ -1296,9 +1511,9 @@ impl Session {
         // `partial`/`no`, which expect no response); a request not written whole never
         // reached the peer, and after a failure every outcome is unknown: 408.
         let orderly = reason.is_none();
-        let closed = |transaction_id: String| {
-            Chunk::response(transaction_id, 408, Some("Connection closed before a response".to_owned()))
-        };
+        let stalled = matches!(reason, Some(SessionError::WriteStalled { .. }));
+        let why = if stalled { "The peer stopped reading" } else { "Connection closed before a response" };
+        let closed = |transaction_id: String| Chunk::response(transaction_id, 408, Some(why.to_owned()));
         for (transaction_id, transaction) in self.transactions.drain() {
             let response = if orderly && transaction.is_written() {
                 transaction.local_timeout_response(&transaction_id)
@@ -1316,7 +1531,9 @@ impl Session {
         for id in open {
             if let Some(message) = self.messages.get_mut(&id) {
                 if message.failed.is_none() && !(message.aborted && message.all_sent) {
-                    message.failed = Some(MsrpError::new(408, "Session closed before the message was sent"));
+                    let why =
+                        if stalled { "The peer stopped reading" } else { "Session closed before the message was sent" };
+                    message.failed = Some(MsrpError::new(408, why));
                 }
                 message.all_sent = true;
                 message.open_transactions = 0;
@@ -1344,4 +1561,20 @@ pub fn transaction_result(response: Chunk) -> Result<Chunk, TransactionError> {
 /// Whether a message's headers ask for a success REPORT.
 fn wants_success_report(headers: &Headers) -> bool {
     headers.get(&HeaderName::SuccessReport).is_some_and(|value| value.as_str().trim().eq_ignore_ascii_case("yes"))
+}
+
+/// A duration as people read it in a message: `30 s`, `1.5 s`, `250 ms`.
+struct DisplayDuration(Duration);
+
+impl std::fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_millis();
+        if millis < 1000 {
+            write!(f, "{millis} ms")
+        } else if millis % 1000 == 0 {
+            write!(f, "{} s", millis / 1000)
+        } else {
+            write!(f, "{} s", self.0.as_secs_f64())
+        }
+    }
 }

@@ -9,6 +9,7 @@ use crate::header::{ByteRange, HeaderName, SuccessReport};
 use crate::reassembly::Reassembled;
 use crate::transport::MsrpError;
 
+use super::transactions::TransactionKind;
 use super::{Event, MessageOutcome, Session, SessionError, State};
 
 /// Separate pieces of one message tracked for its success REPORT before the pieces are
@@ -309,10 +310,12 @@ impl Session {
         if status.code == 200 {
             let range = report.byte_range().unwrap_or(ByteRange::new(1, None, None));
             let last = range.end.or(range.total);
+            let mut covered = false;
             if let Some(id) = open {
                 if let Some(outgoing) = self.messages.get_mut(&id) {
                     outgoing.reported.record_range(range.start, last, range.total, true);
                     outgoing.report_seen = true;
+                    covered = outgoing.all_sent && outgoing.reported.is_complete();
                 }
             } else if let Some(at) = awaited {
                 let awaited = &mut self.awaiting_reports[at];
@@ -321,6 +324,25 @@ impl Session {
                 }
             }
             self.events.push_back(Event::Report { message, report });
+            // With `Failure-Report` partial or no a success gets no response (RFC 4975
+            // §7.2); a success REPORT covering the bytes proves it (§7.1.2), so what it
+            // covers is done now, not by the response timer's local 200 (issue 12 §2.4).
+            let requests = self.transactions.has_reported_requests();
+            let proven = if covered || requests {
+                self.transactions.take_silent(|transaction| match transaction.kind {
+                    TransactionKind::Message(of) => covered && Some(of) == open,
+                    TransactionKind::Request(_) => {
+                        last.is_some_and(|last| transaction.is_reported_by(&message_id, range.start, last))
+                    }
+                    TransactionKind::Bind | TransactionKind::Keepalive => false,
+                })
+            } else {
+                Vec::new()
+            };
+            for (transaction_id, transaction) in proven {
+                let response = transaction.local_timeout_response(&transaction_id);
+                self.complete_transaction(transaction.kind, response, true);
+            }
             return;
         }
         let error = MsrpError::new(status.code, status.comment.clone().unwrap_or_default());

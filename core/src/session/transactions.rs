@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use crate::chunk::Chunk;
-use crate::header::FailureReport;
+use crate::header::{FailureReport, SuccessReport};
 use crate::outbox::OutgoingId;
 
 use super::RequestId;
@@ -36,6 +36,10 @@ pub(super) struct Transaction {
     opened: u64,
     /// The armed timer's key in `Transactions::deadlines`.
     deadline: Option<(Instant, u64)>,
+    /// For a request of the application that succeeds silently (`Failure-Report` partial
+    /// or no) and asks for a success REPORT: its Message-ID and the byte positions it
+    /// carries, first to last.
+    reported_by: Option<(String, u64, u64)>,
 }
 
 impl Transaction {
@@ -52,6 +56,17 @@ impl Transaction {
     pub(super) fn is_written(&self) -> bool {
         self.deadline.is_some()
     }
+
+    /// Whether no response comes when it succeeds (`Failure-Report` partial or no).
+    pub(super) fn succeeds_silently(&self) -> bool {
+        self.failure_report != FailureReport::Yes
+    }
+
+    /// Whether a success REPORT for `message_id` covering positions `first..=last` proves
+    /// this request arrived.
+    pub(super) fn is_reported_by(&self, message_id: &str, first: u64, last: u64) -> bool {
+        self.reported_by.as_ref().is_some_and(|(id, start, end)| id == message_id && first <= *start && last >= *end)
+    }
 }
 
 /// The live transactions of a session, by transaction id.
@@ -64,14 +79,25 @@ pub(super) struct Transactions {
     deadlines: BTreeMap<(Instant, u64), String>,
     /// Counter for `opened` and for deadline keys (several may share an instant).
     sequence: u64,
+    /// Live transactions a success REPORT can end (`Transaction::reported_by`).
+    reported_requests: usize,
 }
 
 impl Transactions {
     /// Opens a transaction for `request`, whose last byte is at stream offset `end`.
     pub(super) fn open(&mut self, request: &Chunk, kind: TransactionKind, end: u64) {
         self.sequence += 1;
-        let transaction =
-            Transaction { kind, failure_report: request.failure_report(), opened: self.sequence, deadline: None };
+        let failure_report = request.failure_report();
+        let silent = failure_report != FailureReport::Yes && request.success_report() == SuccessReport::Yes;
+        let reported_by = (silent && matches!(kind, TransactionKind::Request(_)))
+            .then(|| {
+                let message_id = request.message_id()?.to_owned();
+                let start = request.byte_range().map_or(1, |range| range.start);
+                Some((message_id, start, (start + request.data.len() as u64).saturating_sub(1)))
+            })
+            .flatten();
+        self.reported_requests += usize::from(reported_by.is_some());
+        let transaction = Transaction { kind, failure_report, opened: self.sequence, deadline: None, reported_by };
         self.live.insert(request.transaction_id.clone(), transaction);
         self.unwritten.push_back((end, request.transaction_id.clone(), self.sequence));
     }
@@ -99,10 +125,34 @@ impl Transactions {
     /// Ends the transaction `transaction_id` (its response arrived).
     pub(super) fn take(&mut self, transaction_id: &str) -> Option<Transaction> {
         let transaction = self.live.remove(transaction_id)?;
+        self.reported_requests = self.reported_requests.saturating_sub(usize::from(transaction.reported_by.is_some()));
         if let Some(key) = transaction.deadline {
             self.deadlines.remove(&key);
         }
         Some(transaction)
+    }
+
+    /// Whether a success REPORT may end a request of the application.
+    pub(super) fn has_reported_requests(&self) -> bool {
+        self.reported_requests > 0
+    }
+
+    /// Ends and returns, in the order they were opened, the transactions that succeed
+    /// silently and match `matches`.
+    pub(super) fn take_silent(&mut self, matches: impl Fn(&Transaction) -> bool) -> Vec<(String, Transaction)> {
+        let mut ids: Vec<_> = self
+            .live
+            .iter()
+            .filter(|(_, transaction)| transaction.succeeds_silently() && matches(transaction))
+            .map(|(transaction_id, transaction)| (transaction.opened, transaction_id.clone()))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|(_, transaction_id)| {
+                let transaction = self.take(&transaction_id)?;
+                Some((transaction_id, transaction))
+            })
+            .collect()
     }
 
     /// Ends and returns the first transaction whose timer ran out at `now`.
@@ -118,6 +168,8 @@ impl Transactions {
             // checking keeps a stale key from stopping the others.
             if self.live.get(&transaction_id).is_some_and(|transaction| transaction.deadline == Some(key)) {
                 let mut transaction = self.live.remove(&transaction_id)?;
+                self.reported_requests =
+                    self.reported_requests.saturating_sub(usize::from(transaction.reported_by.is_some()));
                 transaction.deadline = None;
                 return Some((transaction_id, transaction));
             }
@@ -139,6 +191,7 @@ impl Transactions {
 
     /// Ends every transaction, in the order they were opened.
     pub(super) fn drain(&mut self) -> Vec<(String, Transaction)> {
+        self.reported_requests = 0;
         self.unwritten.clear();
         self.deadlines.clear();
         let mut all: Vec<_> = std::mem::take(&mut self.live).into_iter().collect();

@@ -633,8 +633,11 @@ fn no_response_within_30_seconds_gives_408_or_200_by_failure_report() {
 
 #[test]
 fn the_response_timer_starts_when_the_last_byte_is_written() {
-    // R4975-7.1.1-4: "within 30 s of the last byte being sent".
-    let mut pair = Pair::bound();
+    // R4975-7.1.1-4: "within 30 s of the last byte being sent". A write that takes 40 s
+    // would end the session at the default write-stall deadline (issue 12 §2.1).
+    let (mut alice, bob) = configs();
+    alice.write_stall_timeout = Duration::from_secs(60);
+    let mut pair = Pair::bound_with(alice, bob);
     pair.bob.deaf = true;
     pair.alice.hold_writes = true;
     let chunk = chunk_with_failure_report(&mut pair, None);
@@ -1426,7 +1429,8 @@ fn raw_bytes_and_accept_types_set_after_binding() {
 #[test]
 fn per_piece_reports_complete_a_message_streamed_without_a_total() {
     // R4975-7.1.3-1: a receiver that tracks too many messages reports each piece as it
-    // comes, with the total the chunks announced: `*` for a message streamed without one.
+    // comes, with the total the chunks announced: `*` for a message streamed without one,
+    // until its last chunk.
     // The sender knows the length once it cut the last chunk, so those REPORTs complete it
     // (found by the simulation, seed 13).
     let (mut alice, mut bob) = configs();
@@ -1453,7 +1457,12 @@ fn per_piece_reports_complete_a_message_streamed_without_a_total() {
             _ => None,
         })
         .collect();
-    assert_eq!(reports.iter().map(|range| range.total).collect::<Vec<_>>(), [None, None, None], "per piece, total `*`");
+    // The last chunk says the total (issue 12 §2.8), so its REPORT does too.
+    assert_eq!(
+        reports.iter().map(|range| range.total).collect::<Vec<_>>(),
+        [None, None, Some(25)],
+        "per piece, total `*` until the `$` chunk"
+    );
     assert_eq!(done(&events), [(second, MessageOutcome::Delivered), (first, MessageOutcome::Delivered)]);
     assert_eq!(missing_reports(&events), [], "every byte of both messages was reported");
 }
@@ -1481,5 +1490,197 @@ fn closing_fails_a_message_without_responses_that_was_never_written() {
             matches!(&outcomes[..], [(message, MessageOutcome::Failed(error))] if *message == id && error.code == 408),
             "shutdown {shutdown}: {outcomes:?}"
         );
+    }
+}
+
+// ---- Issue 12 §2: findings of the outside review ----
+
+// Issue 12 §2.1, RFC 4975 §7.1.1 (R4975-7.1.1-4: tell the user a request probably failed). A
+// peer that keeps the connection open but stops reading never lets a request be written, so
+// no response timer starts; the write-stall deadline ends the session instead.
+#[test]
+fn issue12_2_1_a_peer_that_stops_reading_ends_the_session_at_the_write_stall_deadline() {
+    let mut pair = Pair::bound();
+    // Nothing Alice transmits is ever written, and so nothing reaches Bob.
+    pair.alice.hold_writes = true;
+    pair.bob.deaf = true;
+    let start = pair.now;
+    let message = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    let chunk = chunk_with_failure_report(&mut pair, None);
+    let request = pair.alice.session.send_chunk(pair.now, chunk).unwrap();
+    pair.run();
+    assert_eq!(pair.alice.session.poll_timeout(), Some(start + Duration::from_secs(30)), "the deadline is a timer");
+    pair.advance(Duration::from_millis(29_999));
+    assert!(!pair.alice.session.is_closed(), "ended before the write-stall timeout");
+    pair.advance(Duration::from_millis(1));
+    let events = pair.alice.take_events();
+    assert_eq!(response_of(&events, request), Some((408, true)));
+    let stopped = MsrpError::new(408, "The peer stopped reading");
+    assert_eq!(done(&events), [(message, MessageOutcome::Failed(stopped))]);
+    let stalled = SessionError::WriteStalled { timeout: Duration::from_secs(30) };
+    assert_eq!(stalled.to_string(), "the peer stopped reading: nothing could be written for 30 s");
+    assert_eq!(events.last(), Some(&Event::Closed { reason: Some(stalled) }));
+    assert!(pair.alice.closed, "Output::Close asks the adapter to close the connection");
+    assert_eq!(pair.alice.session.poll_timeout(), None);
+}
+
+// Issue 12 §2.1: the write-stall deadline counts from the last write that made progress, so a
+// slow socket that takes a little at a time is not a stalled one (RFC 4975 §7.1.1 counts the
+// response timeout from the last byte written, however long writing takes).
+#[test]
+fn issue12_2_1_a_slow_but_progressing_writer_is_not_ended() {
+    let (mut alice, bob) = configs();
+    alice.write_stall_timeout = Duration::from_secs(10);
+    let mut pair = Pair::bound_with(alice, bob);
+    pair.alice.hold_writes = true;
+    pair.alice.session.send_message(pair.now, options("application/octet-stream"), pattern(100_000)).unwrap();
+    pair.run();
+    for _ in 0..20 {
+        pair.advance(Duration::from_secs(9));
+        pair.alice.release_some_writes(pair.now, 1000);
+    }
+    assert!(!pair.alice.session.is_closed(), "180 s of slow progress is no stall");
+    assert!(pair.alice.session.unwritten() > 0);
+    pair.advance(Duration::from_millis(9_999));
+    assert!(!pair.alice.session.is_closed());
+    pair.advance(Duration::from_millis(1));
+    let events = pair.alice.take_events();
+    let stalled = SessionError::WriteStalled { timeout: Duration::from_secs(10) };
+    assert_eq!(closed_reason(&events), Some(&Some(stalled)));
+}
+
+// Issue 12 §2.1: an adapter that forgets `Input::Written` is caught by the same deadline,
+// even when the peer answers everything (the style's "make misuse visible").
+#[test]
+fn issue12_2_1_an_adapter_that_never_reports_written_is_caught() {
+    let mut pair = Pair::bound();
+    pair.alice.hold_writes = true;
+    let id = pair.alice.session.send_message(pair.now, options("text/plain"), pattern(10)).unwrap();
+    pair.run();
+    assert_eq!(done(&pair.alice.take_events()), vec![(id, MessageOutcome::Delivered)], "Bob answered");
+    pair.advance(Duration::from_secs(30));
+    let reason = closed_reason(&pair.alice.events).cloned();
+    assert_eq!(reason, Some(Some(SessionError::WriteStalled { timeout: Duration::from_secs(30) })));
+}
+
+// Issue 12 §2.4, RFC 4975 §7.1.2 and §7.3 (R4975-7.1.4-2: with `Failure-Report: no` no response
+// ever comes; R4975-7.1.3-1: the success REPORT covers every byte received). The REPORT is
+// the proof of delivery: the message is done when it arrives, not when the 30 s response
+// timer makes its local 200. Whole, chunked and streamed messages, `no` and `partial`.
+#[test]
+fn issue12_2_4_a_success_report_covering_the_message_delivers_it_at_once() {
+    for failure_report in ["no", "partial"] {
+        for case in ["whole", "chunked", "streamed"] {
+            let (mut alice, bob) = configs();
+            alice.max_chunk_size = 1000;
+            let mut pair = Pair::bound_with(alice, bob);
+            let mut wanted = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+            wanted.headers.set(HeaderName::FailureReport, failure_report);
+            let session = &mut pair.alice.session;
+            let id = match case {
+                "whole" => session.send_message(pair.now, wanted, pattern(10)).unwrap(),
+                "chunked" => session.send_message(pair.now, wanted, pattern(2500)).unwrap(),
+                _ => {
+                    let id = session.start_message(pair.now, wanted).unwrap();
+                    session.write_message(pair.now, id, pattern(2500)).unwrap();
+                    session.finish_message(pair.now, id).unwrap();
+                    id
+                }
+            };
+            pair.run();
+            let events = pair.alice.take_events();
+            let context = format!("Failure-Report: {failure_report}, {case}");
+            assert!(
+                events.iter().any(|e| matches!(e, Event::Report { message: Some(m), .. } if *m == id)),
+                "{context}"
+            );
+            assert_eq!(done(&events), vec![(id, MessageOutcome::Delivered)], "{context}");
+            assert_eq!(pair.alice.session.pending_transactions(), 0, "{context}");
+            pair.alice.session.close(pair.now);
+            pair.run();
+            assert_eq!(missing_reports(&pair.alice.take_events()), [], "{context}");
+        }
+    }
+}
+
+// Issue 12 §2.4: `send_chunk` and `deliver_chunk` treat these headers as messages do: a request
+// with `Failure-Report` partial or no and `Success-Report: yes` ends with the spec's local 200
+// as soon as a success REPORT covers its bytes (RFC 4975 §7.1.2, §7.3).
+#[test]
+fn issue12_2_4_a_request_covered_by_a_success_report_ends_at_once() {
+    for failure_report in [Fr::Partial, Fr::No] {
+        let mut pair = Pair::bound();
+        let mut chunk = chunk_with_failure_report(&mut pair, Some(failure_report));
+        chunk.headers.set(HeaderName::SuccessReport, "yes");
+        let id = if failure_report == Fr::Partial {
+            pair.alice.session.deliver_chunk(pair.now, chunk).unwrap().expect("a partial request waits")
+        } else {
+            pair.alice.session.send_chunk(pair.now, chunk).unwrap()
+        };
+        pair.run();
+        let events = pair.alice.take_events();
+        assert_eq!(response_of(&events, id), Some((200, true)), "{failure_report:?}");
+        assert_eq!(pair.alice.session.pending_transactions(), 0, "{failure_report:?}");
+    }
+}
+
+// Issue 12 §2.6, RFC 4975 §7.1 (R4975-7.1-7: `#` aborts a message). A shutdown cannot wait for
+// the rest of a streamed message the application has not finished: it ends it with `#` at
+// once, reports it aborted, and closes without waiting for the shutdown timeout.
+#[test]
+fn issue12_2_6_shutdown_ends_a_half_sent_streamed_message_with_a_hash_at_once() {
+    let (mut alice, bob) = configs();
+    alice.max_chunk_size = 1000;
+    let mut pair = Pair::bound_with(alice, bob);
+    let now = pair.now;
+    let half_sent = pair.alice.session.start_message(now, options("text/plain")).unwrap();
+    pair.alice.session.write_message(now, half_sent, pattern(2500)).unwrap();
+    // A streamed message of which nothing went out yet ends too, silently.
+    let unsent = pair.alice.session.start_message(now, options("text/plain")).unwrap();
+    pair.alice.session.write_message(now, unsent, pattern(10)).unwrap();
+    pair.run();
+    pair.alice.session.shutdown(pair.now);
+    pair.run();
+    assert!(pair.alice.session.is_closed(), "closed without waiting for the shutdown timeout");
+    assert!(pair.alice.closed);
+    let flags: Vec<_> =
+        pair.alice.sent_chunks().iter().filter(|c| c.method() == Some(&Method::Send)).map(|c| c.contflag).collect();
+    // The binding SEND, two chunks of 1000 bytes, then the `#`.
+    assert_eq!(flags, [ContinuationFlag::End, ContinuationFlag::More, ContinuationFlag::More, ContinuationFlag::Abort]);
+    let events = pair.alice.take_events();
+    // The unsent one at once, the other once its `#` is answered.
+    assert_eq!(done(&events), [(unsent, MessageOutcome::Aborted), (half_sent, MessageOutcome::Aborted)]);
+    assert_eq!(events.last(), Some(&Event::Closed { reason: None }));
+    assert_eq!(incoming(&pair.bob.take_events()).last().map(|c| c.contflag), Some(ContinuationFlag::Abort));
+}
+
+// Issue 12 §2.8, RFC 4975 §7.1.1 (R4975-7.1.1-7: the total SHOULD be given when known). A
+// message streamed without a total knows it once finished: its last chunk says it, also
+// when that chunk is empty.
+#[test]
+fn issue12_2_8_the_last_chunk_of_a_streamed_message_carries_the_total() {
+    for (len, last) in
+        [(2000, ByteRange::new(2001, Some(2000), Some(2000))), (2500, ByteRange::new(2001, Some(2500), Some(2500)))]
+    {
+        let (mut alice, bob) = configs();
+        alice.max_chunk_size = 1000;
+        let mut pair = Pair::bound_with(alice, bob);
+        let id = pair.alice.session.start_message(pair.now, options("text/plain")).unwrap();
+        let message_id = pair.alice.session.outgoing_message_id(id).unwrap();
+        pair.alice.session.write_message(pair.now, id, pattern(len)).unwrap();
+        pair.run();
+        pair.alice.session.finish_message(pair.now, id).unwrap();
+        pair.run();
+        let sends: Vec<_> =
+            pair.alice.sent_chunks().into_iter().filter(|c| c.message_id() == Some(message_id.as_str())).collect();
+        let ranges: Vec<_> = sends.iter().map(|c| c.byte_range().unwrap()).collect();
+        assert_eq!(
+            ranges,
+            [ByteRange::new(1, Some(1000), None), ByteRange::new(1001, Some(2000), None), last],
+            "{len} bytes"
+        );
+        assert_eq!(sends.last().unwrap().contflag, ContinuationFlag::End);
+        assert_eq!(done(&pair.alice.take_events()), [(id, MessageOutcome::Delivered)]);
+        assert_eq!(incoming_body(&pair.bob.take_events()), pattern(len));
     }
 }

@@ -7,8 +7,9 @@
 //! arrived. The sender gets exactly one `MessageDone`: `Delivered` means the receiver
 //! has every byte (when the message asked for a failure response, the default: with
 //! `Failure-Report: partial` or `no` the spec makes silence a success, so those
-//! messages only need to have been written to the socket whole), `Aborted` only after an accepted
-//! `abort_message` (and then the receiver never saw the `$`), and `Failed` only for a
+//! messages only need to have been written to the socket whole, or covered by success
+//! REPORTs), `Aborted` only after an accepted `abort_message` or a `shutdown` with the
+//! stream unfinished (and then the receiver never saw the `$`), and `Failed` only for a
 //! reason the world of the seed justifies ([`Context`]): 408 when the link had a fault,
 //! a session of the pair ended or was ending while the message was pending; 413 when the
 //! receiver reassembles and the message is over its size limit or other messages of the
@@ -119,7 +120,7 @@ pub struct SentMessage {
     pub body: Bytes,
     pub success_report: bool,
     pub failure_report: FailureReportMode,
-    /// `abort_message` was accepted.
+    /// `abort_message` was accepted, or a shutdown found the stream unfinished.
     pub abort_accepted: bool,
     pub outcome: Option<MessageOutcome>,
     /// What the receiver got.
@@ -247,7 +248,7 @@ impl Oracle {
         self.by_outgoing.get(&(sender, outgoing)).map(|&index| &self.messages[index])
     }
 
-    /// `abort_message` was accepted for this message.
+    /// `abort_message` was accepted for this message, or a shutdown aborted it.
     pub fn abort_accepted(&mut self, sender: usize, outgoing: OutgoingId) {
         if let Some(&index) = self.by_outgoing.get(&(sender, outgoing)) {
             self.messages[index].abort_accepted = true;
@@ -362,8 +363,13 @@ impl Oracle {
                     ));
                 }
                 // Without failure responses silence means success, but only for bytes
-                // that were written.
-                if !message.failure_report.answered() && message.last_chunk_end.is_none_or(|end| end > sender_written) {
+                // that were written; a success REPORT covering every byte proves them
+                // arrived even before the write was acknowledged (issue 12 §2.4).
+                let proven = message.report_seen && message.reported.covers(0, message.body.len() as u64);
+                if !message.failure_report.answered()
+                    && !proven
+                    && message.last_chunk_end.is_none_or(|end| end > sender_written)
+                {
                     return Err(format!(
                         "{id}: Delivered, but its last chunk (ending at {:?}) was not written ({sender_written} B were)",
                         message.last_chunk_end

@@ -26,7 +26,8 @@
 //! - `Event::Closed` has a reason the world justifies: `None` only after the
 //!   application's `shutdown`/`close`; a connection closed or keepalive 408 only with a
 //!   link fault or the other side ended; a truncated frame (`Parse(Truncated)`) only
-//!   after a reset or half-close; bind timeout or refusal only with a connect fault;
+//!   after a reset or half-close; bind timeout or refusal only with a connect fault; a
+//!   write stall only with a link fault (a reader that stopped) or a slow link;
 //!   never `Failed`, never another parse error;
 //! - `unwritten()` equals the bytes the harness took in transmits minus those it reported
 //!   written, and stays under `2 × write_high_watermark + max_chunk_size + 4 KiB +
@@ -1038,7 +1039,13 @@ impl Sim {
                 error.code == 408 && (world.link_fault || world.slow || other_ended)
             }
             Some(SessionError::Parse(error)) => error.kind == ParseErrorKind::Truncated && world.truncated,
-            Some(SessionError::BindTimeout | SessionError::BindRefused(_)) => world.link_fault || world.slow,
+            // A write stall: a reader that stopped (a link fault) stalls its writer for good.
+            // So can a slow link: with 1 KiB socket buffers and a write high watermark of 1
+            // byte, both ends pause reading while their responses wait behind their own
+            // data, and neither writes again (seed 750 with a 3 s write-stall timeout).
+            Some(SessionError::BindTimeout | SessionError::BindRefused(_) | SessionError::WriteStalled { .. }) => {
+                world.link_fault || world.slow
+            }
             Some(_) => false,
         };
         if justified {

@@ -213,7 +213,13 @@ impl Sim {
         self.log(format!("{name} script: {ending:?}"));
         let Some(session) = self.peers[p].session.as_mut() else { return Ok(()) };
         match ending {
-            Ending::Shutdown => session.shutdown(now),
+            Ending::Shutdown => {
+                session.shutdown(now);
+                // A shutdown aborts the streams the application has not finished.
+                for stream in std::mem::take(&mut self.peers[p].script.streams) {
+                    self.oracle.abort_accepted(p, stream.id);
+                }
+            }
             Ending::Close => session.close(now),
         }
         Ok(())
