@@ -99,7 +99,7 @@ pub enum Decoded {
 ///
 /// A chunk that breaks the rules but keeps its framing gives one non-fatal
 /// [`ChunkParseError`] and decoding goes on with the next chunk. Its header section is
-/// read line by line, and there two kinds of line cannot be headers (a header name
+/// read line by line, and in it two kinds of line cannot be headers (a header name
 /// begins with a letter and has no space): a line of seven dashes ends the chunk, and
 /// a line beginning `MSRP ` starts the next one. So an end-line naming another
 /// transaction id (a prefix, an extension or another case of it) ends its chunk with
@@ -112,10 +112,11 @@ pub enum Decoded {
 ///
 /// # Tolerated
 ///
-/// A request without a body must not carry Content-Type (RFC 4975 §7.1). Real clients
-/// do put one on their empty binding or keepalive SEND, and answering those with 400
-/// would fail sessions that work; the stray Content-Type is dropped instead, so the
-/// chunk is what the frame is, a bodiless request, and [encodes](Chunk::encode) back to
+/// A request without a body must not carry Content-Type (RFC 4975 §7.1), but the rule
+/// binds the sender and a sloppy peer may put one on its empty binding or keepalive
+/// SEND: answering that with 400 would fail a session that otherwise works. So the
+/// stray Content-Type of a bodiless chunk is dropped: the chunk is what the frame is, a
+/// bodiless request, is not refused for its type, and [encodes](Chunk::encode) back to
 /// a bodiless frame rather than to one with an empty body (issue 12 §2.9).
 #[derive(Debug)]
 pub struct Decoder {
