@@ -142,10 +142,12 @@ pub(crate) fn spawn(session: Arc<Session>, inbox: Inbox) -> (mpsc::Receiver<Inco
                 // REPORTs about messages that are not ours are of no interest.
                 Event::Report { message: Some(_), report } => {
                     let (Some(message_id), Some(status)) = (report.message_id(), report.status()) else { continue };
+                    // Only namespace 000 holds MSRP codes (RFC 4975 §7.3.2, issue 12 §2.3).
+                    let Some(code) = status.msrp_code() else { continue };
                     let range = report.byte_range();
                     record(&|book| {
                         let state = book.reports.entry(message_id.to_owned()).or_default();
-                        if status.code == 200 {
+                        if code == 200 {
                             if let Some(range) = range {
                                 let last = range.end.or(range.total).unwrap_or(range.start);
                                 // A peer scattering REPORTs in tiny pieces is not followed
@@ -155,7 +157,7 @@ pub(crate) fn spawn(session: Arc<Session>, inbox: Inbox) -> (mpsc::Receiver<Inco
                                 }
                             }
                         } else if state.failure.is_none() {
-                            state.failure = Some((status.code, status.comment.clone().unwrap_or_default()));
+                            state.failure = Some((code, status.comment.clone().unwrap_or_default()));
                         }
                     });
                 }

@@ -102,7 +102,9 @@ pub enum Method {
     Auth,
     /// `NICKNAME` (RFC 7701)
     Nickname,
-    /// Any other method, as written.
+    /// Any other method, as written. In the head of a
+    /// [`BadMethod`](crate::codec::ParseErrorKind::BadMethod) error, the invalid method
+    /// as written (control characters replaced).
     Other(ExtensionName),
 }
 

@@ -4,9 +4,9 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::chunk::{Chunk, Method};
-use crate::header::FailureReport;
+use crate::chunk::Chunk;
 use crate::header::HeaderError;
+use crate::transport::response_to;
 
 /// What was wrong with the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,13 @@ pub enum ParseErrorKind {
     },
     /// A response carries a body (RFC 4975 §7.2: responses have none).
     ResponseWithBody,
+    /// A line of seven dashes in the header section does not name the chunk's transaction
+    /// id and flag (RFC 4975 §7.1: the end-line repeats the start line's id). The chunk
+    /// ends there.
+    WrongEndLine,
+    /// A start line came where the chunk's header section should go on: the chunk before
+    /// it has no end-line.
+    MissingEndLine,
     /// The connection ended in the middle of a chunk.
     Truncated,
 }
@@ -77,6 +84,8 @@ impl fmt::Display for ParseErrorKind {
                 write!(f, "body over the {limit}-byte limit for this method")
             }
             Self::ResponseWithBody => f.write_str("a response carries a body"),
+            Self::WrongEndLine => f.write_str("the end-line does not name the chunk's transaction id"),
+            Self::MissingEndLine => f.write_str("a new chunk began before the end-line of the last one"),
             Self::Truncated => f.write_str("the connection ended inside a chunk"),
         }
     }
@@ -99,6 +108,9 @@ pub struct ChunkParseError {
     /// The transaction id, when the start line was readable.
     pub transaction_id: Option<String>,
     /// The start line and the headers read before the error, for building a response.
+    /// After [`ParseErrorKind::BadMethod`] its method is the invalid one as written (a
+    /// [`Method::Other`](crate::Method::Other)), and there is none when that "method" was
+    /// a malformed status code: a response is never answered.
     pub head: Option<Box<Chunk>>,
     pub(crate) fatal: bool,
 }
@@ -110,23 +122,23 @@ impl ChunkParseError {
     }
 
     /// The MSRP status a receiver should answer the bad request with: 413 for
-    /// size limits, 400 otherwise; `None` when framing is lost, when the chunk is a
-    /// response or a REPORT (neither is ever answered), or when it asked for no
-    /// response at all with `Failure-Report: no` (RFC 4975 §7.1.4).
+    /// size limits, 400 otherwise.
+    ///
+    /// `Some` exactly when that response can be sent: the error carries the
+    /// [`head`](Self::head) of a request with a From-Path to address it to. So `None`
+    /// when framing is lost, when the chunk is a response or a REPORT (neither is ever
+    /// answered), when it asked for no response at all with `Failure-Report: no` (RFC
+    /// 4975 §7.1.4), or when it has no From-Path. A status is never promised that no
+    /// response could carry (issue 12 §2.7).
     pub fn status(&self) -> Option<u16> {
         if self.fatal {
             return None;
         }
-        if let Some(head) = &self.head {
-            if head.method().is_none_or(|method| *method == Method::Report)
-                || head.failure_report() == FailureReport::No
-            {
-                return None;
-            }
-        }
-        match self.kind {
-            ParseErrorKind::MessageTooLarge { .. } | ParseErrorKind::BodyTooLarge { .. } => Some(413),
-            _ => Some(400),
-        }
+        let code = match self.kind {
+            ParseErrorKind::MessageTooLarge { .. } | ParseErrorKind::BodyTooLarge { .. } => 413,
+            _ => 400,
+        };
+        let head = self.head.as_deref()?;
+        response_to(head, code, None, "").map(|_| code)
     }
 }

@@ -43,8 +43,11 @@ pub use error::{ChunkParseError, ParseErrorKind};
 
 use crate::chunk::{Chunk, ContinuationFlag, END_LINE_PREFIX, MAX_NON_SEND_BODY, Method, StartLine, end_line_needle};
 use crate::header::{
-    ByteRange, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, SuccessReport,
+    ByteRange, ExtensionName, FailureReport, Header, HeaderError, HeaderField, HeaderName, HeaderValue, SuccessReport,
 };
+
+/// How every start line begins (RFC 4975 §9).
+const START_LINE_PREFIX: &[u8] = b"MSRP ";
 
 /// Limits checked before anything is allocated for a chunk. Defaults follow design.md §5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +94,30 @@ pub enum Decoded {
 }
 
 /// The incremental MSRP decoder of one connection. See the [module docs](self).
+///
+/// # After a bad chunk
+///
+/// A chunk that breaks the rules but keeps its framing gives one non-fatal
+/// [`ChunkParseError`] and decoding goes on with the next chunk. Its header section is
+/// read line by line, and in it two kinds of line cannot be headers (a header name
+/// begins with a letter and has no space): a line of seven dashes ends the chunk, and
+/// a line beginning `MSRP ` starts the next one. So an end-line naming another
+/// transaction id (a prefix, an extension or another case of it) ends its chunk with
+/// [`ParseErrorKind::WrongEndLine`], a start line where a header was expected ends the
+/// chunk before it with [`ParseErrorKind::MissingEndLine`], and a chunk skipped after a
+/// bad header line ends at either as well: the decoder resynchronises on the next start
+/// line and never waits for an end-line that will not come (issue 12 §2.2). A body, once
+/// its blank line was read, is opaque (RFC 4975 §7.1) and ends only at its exact
+/// end-line.
+///
+/// # Tolerated
+///
+/// A request without a body must not carry Content-Type (RFC 4975 §7.1), but the rule
+/// binds the sender and a sloppy peer may put one on its empty binding or keepalive
+/// SEND: answering that with 400 would fail a session that otherwise works. So the
+/// stray Content-Type of a bodiless chunk is dropped: the chunk is what the frame is, a
+/// bodiless request, is not refused for its type, and [encodes](Chunk::encode) back to
+/// a bodiless frame rather than to one with an empty body (issue 12 §2.9).
 #[derive(Debug)]
 pub struct Decoder {
     limits: DecoderLimits,
@@ -104,6 +131,18 @@ pub struct Decoder {
     assembly: Option<Assembly>,
     /// Stream offset of each header line of the chunk being read, for error positions.
     field_offsets: Vec<u64>,
+    /// The chunk being read has a bad method; reported when its head is complete.
+    bad_method: Option<BadMethod>,
+}
+
+/// A start line whose method is not valid, held until the chunk's header section is read
+/// so that the 400 it gets can be addressed to its From-Path (issue 12 §2.7).
+#[derive(Debug, Clone, Copy)]
+struct BadMethod {
+    offset: u64,
+    /// `false` when the "method" begins with a digit: a response with a bad status code,
+    /// which is never answered.
+    answerable: bool,
 }
 
 /// The longest end-line: CRLF, seven dashes, a 32-character transaction id, flag, CRLF.
@@ -117,6 +156,12 @@ const QUICK_SCAN: usize = 512;
 enum State {
     StartLine,
     Headers(Chunk),
+    /// The header section of a chunk already reported bad, skipped line by line;
+    /// `mid_line` while the rest of an over-long line is being dropped.
+    SkipHeaders {
+        transaction_id: String,
+        mid_line: bool,
+    },
     Body(BodyScan),
     Failed,
 }
@@ -133,6 +178,7 @@ impl Decoder {
             ready: VecDeque::new(),
             assembly: None,
             field_offsets: Vec::new(),
+            bad_method: None,
         }
     }
 
@@ -178,7 +224,7 @@ impl Decoder {
             }
             match &mut self.state {
                 State::Failed => return None,
-                State::StartLine | State::Headers(_) => self.step_line()?,
+                State::StartLine | State::Headers(_) | State::SkipHeaders { .. } => self.step_line()?,
                 State::Body(_) => self.step_body()?,
             }
         }
@@ -249,6 +295,7 @@ impl Decoder {
     fn current_transaction_id(&self) -> Option<String> {
         match &self.state {
             State::Headers(chunk) => Some(chunk.transaction_id.clone()),
+            State::SkipHeaders { transaction_id, .. } => Some(transaction_id.clone()),
             State::Body(scan) => Some(scan.transaction_id().to_owned()),
             State::StartLine | State::Failed => None,
         }
@@ -256,11 +303,16 @@ impl Decoder {
 
     /// Reads one line and acts on it. `None` when no complete line is buffered.
     fn step_line(&mut self) -> Option<()> {
+        if let State::SkipHeaders { mid_line: mid_line @ true, .. } = &mut self.state {
+            Self::drop_through_newline(&mut self.input, &mut self.consumed)?;
+            *mid_line = false;
+            return Some(());
+        }
         let line_start = self.consumed - self.line.len() as u64;
         let line = match self.next_line() {
             Some(Ok(line)) => line,
-            Some(Err((kind, ended_in_crlf))) => {
-                self.line_error(kind, line_start, ended_in_crlf);
+            Some(Err((kind, line_taken))) => {
+                self.line_error(kind, line_start, line_taken);
                 return Some(());
             }
             None => return None,
@@ -268,14 +320,34 @@ impl Decoder {
         match std::mem::replace(&mut self.state, State::StartLine) {
             State::StartLine => self.on_start_line(&line[..line.len() - 2], line_start),
             State::Headers(chunk) => self.on_header_line(chunk, &line, line_start),
+            State::SkipHeaders { transaction_id, .. } => self.on_skipped_line(transaction_id, &line, line_start),
             other => self.state = other,
         }
         Some(())
     }
 
+    /// Drops input up to and including the next LF; `None` when the input ran out first.
+    fn drop_through_newline(input: &mut VecDeque<Bytes>, consumed: &mut u64) -> Option<()> {
+        loop {
+            let front = input.front_mut()?;
+            let Some(newline) = memchr::memchr(b'\n', front) else {
+                *consumed += front.len() as u64;
+                input.pop_front();
+                continue;
+            };
+            *consumed += newline as u64 + 1;
+            bytes::Buf::advance(front, newline + 1);
+            if front.is_empty() {
+                input.pop_front();
+            }
+            return Some(());
+        }
+    }
+
     /// The next line, CRLF included (slicing it off would cost a reference count), taken
     /// from the input queue.
-    /// `Err((kind, ended_in_crlf))` for a line that is too long or ends in a bare LF.
+    /// `Err((kind, line_taken))` for a line that is too long or ends in a bare LF;
+    /// `line_taken` is false when the rest of a too-long line is still to come.
     fn next_line(&mut self) -> Option<Result<Bytes, (ParseErrorKind, bool)>> {
         let max = self.limits.max_header_line + 2;
         loop {
@@ -296,10 +368,9 @@ impl Decoder {
             }
             self.consumed += piece.len() as u64;
             if self.line.len() + piece.len() > max {
-                // Skipping resumes after this line; only a CRLF can precede the end-line.
-                let crlf = piece.ends_with(b"\r\n") || (piece[..] == b"\n"[..] && self.line.ends_with(b"\r"));
+                // Skipping resumes after this line.
                 self.line.clear();
-                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, crlf)));
+                return Some(Err((ParseErrorKind::LineTooLong { limit: self.limits.max_header_line }, true)));
             }
             let whole = if self.line.is_empty() {
                 piece
@@ -308,17 +379,20 @@ impl Decoder {
                 self.line.split().freeze()
             };
             if whole.len() < 2 || whole[whole.len() - 2] != b'\r' {
-                return Some(Err((ParseErrorKind::BareLineFeed, false)));
+                return Some(Err((ParseErrorKind::BareLineFeed, true)));
             }
             return Some(Ok(whole));
         }
     }
 
     /// A line could not be read: fatal before the transaction id is known, otherwise
-    /// the rest of the chunk is skipped.
-    fn line_error(&mut self, kind: ParseErrorKind, offset: u64, ended_in_crlf: bool) {
+    /// the rest of the chunk's header section is skipped.
+    fn line_error(&mut self, kind: ParseErrorKind, offset: u64, line_taken: bool) {
         match std::mem::replace(&mut self.state, State::StartLine) {
-            State::Headers(chunk) => self.skip_chunk(chunk, kind, offset, ended_in_crlf),
+            State::Headers(chunk) => self.skip_header_section(chunk, kind, offset, !line_taken),
+            State::SkipHeaders { transaction_id, .. } => {
+                self.state = State::SkipHeaders { transaction_id, mid_line: !line_taken };
+            }
             _ => self.fail(kind, offset, None),
         }
     }
@@ -330,13 +404,20 @@ impl Decoder {
         self.ready.push_back(Err(ChunkParseError { kind, offset, transaction_id, head: None, fatal: true }));
     }
 
-    fn chunk_error(&mut self, kind: ParseErrorKind, offset: u64, head: Option<Box<Chunk>>) {
-        let transaction_id = head.as_ref().map(|chunk| chunk.transaction_id.clone());
+    /// Reports what is wrong with the chunk whose head was read so far; a bad method,
+    /// found first, is reported in place of anything found after it.
+    fn chunk_error(&mut self, kind: ParseErrorKind, offset: u64, head: Chunk) {
+        let transaction_id = Some(head.transaction_id.clone());
+        let (kind, offset, head) = match self.bad_method.take() {
+            Some(bad) => (ParseErrorKind::BadMethod, bad.offset, bad.answerable.then(|| Box::new(head))),
+            None => (kind, offset, Some(Box::new(head))),
+        };
         self.ready.push_back(Err(ChunkParseError { kind, offset, transaction_id, head, fatal: false }));
     }
 
     fn on_start_line(&mut self, line: &[u8], offset: u64) {
-        let Some(rest) = line.strip_prefix(b"MSRP ") else {
+        self.bad_method = None;
+        let Some(rest) = line.strip_prefix(START_LINE_PREFIX) else {
             return self.fail(ParseErrorKind::BadStartLine("does not begin with 'MSRP '"), offset, None);
         };
         let (tid, rest) = match memchr::memchr(b' ', rest) {
@@ -352,18 +433,11 @@ impl Decoder {
         } else if let Some(method) = Method::from_bytes(rest) {
             StartLine::Request(method)
         } else {
-            // The transaction id is known, so the chunk can be skipped and answered with 400.
-            let mut scan = BodyScan::new(tid, true, None);
-            scan.seed_line_start();
-            self.ready.push_back(Err(ChunkParseError {
-                kind: ParseErrorKind::BadMethod,
-                offset,
-                transaction_id: Some(tid.to_owned()),
-                head: None,
-                fatal: false,
-            }));
-            self.state = State::Body(scan);
-            return;
+            // The transaction id is known, so the chunk can be answered with 400 (R4975-9-1);
+            // its header section is read first for the From-Path the 400 goes to.
+            let answerable = !rest.first().is_some_and(u8::is_ascii_digit);
+            self.bad_method = Some(BadMethod { offset, answerable });
+            StartLine::Request(Method::Other(ExtensionName(as_written(rest).into())))
         };
         let mut chunk = Chunk::request(tid, Method::Send);
         chunk.start_line = start_line;
@@ -386,11 +460,20 @@ impl Decoder {
                     return self.on_head_complete(chunk, false, offset);
                 }
             }
+            // Issue 12 §2.2: no header begins with a dash, so this is the chunk's end-line
+            // with the wrong transaction id. Waiting for the right one would swallow the
+            // stream; the chunk ends here.
+            return self.chunk_error(ParseErrorKind::WrongEndLine, offset, chunk);
+        }
+        if text.starts_with(START_LINE_PREFIX) {
+            // Issue 12 §2.2: the chunk lost its end-line; this line starts the next one.
+            self.chunk_error(ParseErrorKind::MissingEndLine, offset, chunk);
+            return self.on_start_line(text, offset);
         }
         let field = parse_header_line(line);
         if field.is_some() && chunk.headers.len() >= self.limits.max_headers {
             let kind = ParseErrorKind::TooManyHeaders { limit: self.limits.max_headers };
-            return self.skip_chunk(chunk, kind, offset, true);
+            return self.skip_header_section(chunk, kind, offset, false);
         }
         match field {
             Some(field) => {
@@ -398,29 +481,55 @@ impl Decoder {
                 self.field_offsets.push(offset);
                 self.state = State::Headers(chunk);
             }
-            None => self.skip_chunk(chunk, ParseErrorKind::BadHeaderLine, offset, true),
+            None => self.skip_header_section(chunk, ParseErrorKind::BadHeaderLine, offset, false),
         }
     }
 
-    /// Reports a bad chunk and skips to its end-line.
-    fn skip_chunk(&mut self, chunk: Chunk, kind: ParseErrorKind, offset: u64, at_line_start: bool) {
-        let mut scan = BodyScan::new(&chunk.transaction_id, true, None);
-        if at_line_start {
-            scan.seed_line_start();
+    /// Reports a bad chunk and skips the rest of its header section (`mid_line`: from
+    /// the middle of a line).
+    fn skip_header_section(&mut self, chunk: Chunk, kind: ParseErrorKind, offset: u64, mid_line: bool) {
+        let transaction_id = chunk.transaction_id.clone();
+        self.chunk_error(kind, offset, chunk);
+        self.state = State::SkipHeaders { transaction_id, mid_line };
+    }
+
+    /// A line of the header section of a chunk being skipped: the blank line, after
+    /// which its body is skipped; a line of dashes, its end-line whatever id it names;
+    /// or the start line of the next chunk. Anything else is passed over.
+    fn on_skipped_line(&mut self, transaction_id: String, line: &Bytes, offset: u64) {
+        let text = &line[..line.len() - 2];
+        if text.is_empty() {
+            self.skip_body(&transaction_id);
+        } else if text.starts_with(&END_LINE_PREFIX[2..]) {
+            self.state = State::StartLine;
+        } else if text.starts_with(START_LINE_PREFIX) {
+            self.on_start_line(text, offset);
+        } else {
+            self.state = State::SkipHeaders { transaction_id, mid_line: false };
         }
-        self.chunk_error(kind, offset, Some(Box::new(chunk)));
+    }
+
+    /// Skips a body up to its end-line, which may follow the blank line at once.
+    fn skip_body(&mut self, transaction_id: &str) {
+        let mut scan = BodyScan::new(transaction_id, true, None);
+        scan.seed_line_start();
         self.state = State::Body(scan);
     }
 
     /// The blank line (`has_body`) or the end-line of a bodiless chunk was read.
-    fn on_head_complete(&mut self, chunk: Chunk, has_body: bool, offset: u64) {
-        if let Err((kind, field)) = self.check_head(&chunk, has_body) {
+    fn on_head_complete(&mut self, mut chunk: Chunk, has_body: bool, offset: u64) {
+        let checked = if self.bad_method.is_some() {
+            Err((ParseErrorKind::BadMethod, None))
+        } else {
+            self.check_head(&chunk, has_body)
+        };
+        if let Err((kind, field)) = checked {
             let offset = field.and_then(|index| self.field_offsets.get(index)).copied().unwrap_or(offset);
+            let transaction_id = chunk.transaction_id.clone();
+            self.chunk_error(kind, offset, chunk);
             if has_body {
-                return self.skip_chunk(chunk, kind, offset, false);
+                self.skip_body(&transaction_id);
             }
-            self.chunk_error(kind, offset, Some(Box::new(chunk)));
-            self.state = State::StartLine;
             return;
         }
         if has_body {
@@ -441,6 +550,9 @@ impl Decoder {
             head.contflag = ContinuationFlag::End;
             self.ready.push_back(Ok(Decoded::Head(head)));
         } else {
+            // Tolerance (issue 12 §2.9, see `Decoder`): a stray Content-Type of a bodiless
+            // chunk is dropped, so that it stays bodiless.
+            chunk.headers.remove(&HeaderName::ContentType);
             let flag = chunk.contflag;
             self.ready.push_back(Ok(Decoded::Head(chunk)));
             self.ready.push_back(Ok(Decoded::End(flag)));
@@ -555,6 +667,15 @@ impl Decoder {
         }
         Some(())
     }
+}
+
+/// The method of a bad start line as written, with control characters replaced so that
+/// it can still be written into a frame.
+fn as_written(method: &[u8]) -> String {
+    String::from_utf8_lossy(method)
+        .chars()
+        .map(|c| if c.is_control() { char::REPLACEMENT_CHARACTER } else { c })
+        .collect()
 }
 
 /// `NNN` followed by the end of the line or a space.

@@ -211,7 +211,9 @@ impl HeaderName {
 
 /// The name of an extension header or method, checked against its grammar when it was
 /// made ([`HeaderName::from_bytes`], [`Method::from_bytes`](crate::Method::from_bytes)), so
-/// it can always be written into a frame.
+/// it can always be written into a frame. The one name made otherwise, the invalid method
+/// kept in the head of a [`BadMethod`](crate::codec::ParseErrorKind::BadMethod) error,
+/// holds no control characters, so it too can be written into a frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ExtensionName(pub(crate) Box<str>);
 

@@ -248,6 +248,10 @@ fn parse_star_or_number(text: &str) -> Result<Option<u64>, ()> {
 }
 
 /// `Status: namespace code [comment]`, as carried by REPORTs (`000 200 OK`).
+///
+/// Only namespace `000` carries the status codes of RFC 4975 (§7.3.2: such a code is
+/// read exactly as a transaction response); a code in any other namespace means what
+/// that namespace says, so [`Status::msrp_code`] reads it as no MSRP code at all.
 #[doc(alias = "StatusHeader")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -263,6 +267,12 @@ impl Status {
     /// A status in namespace `000`.
     pub fn new(code: u16, comment: Option<String>) -> Self {
         Self { namespace: 0, code, comment }
+    }
+
+    /// The MSRP status code: `code` in namespace `000`, `None` in any other namespace
+    /// (RFC 4975 §7.3.2, issue 12 §2.3).
+    pub fn msrp_code(&self) -> Option<u16> {
+        (self.namespace == 0).then_some(self.code)
     }
 }
 
@@ -545,6 +555,13 @@ mod tests {
         assert!(Status::decode("00 200 OK").is_err());
         assert!(Status::decode("000 2000").is_err());
         assert_eq!(Status::new(200, Some("OK".into())).encode(), "000 200 OK");
+    }
+
+    // Issue 12 §2.3, R4975-7.3.2-2: only namespace 000 carries MSRP codes.
+    #[test]
+    fn only_namespace_000_carries_an_msrp_code() {
+        assert_eq!(Status::decode("000 500 Whatever").map(|s| s.msrp_code()), Ok(Some(500)));
+        assert_eq!(Status::decode("999 500 Whatever").map(|s| s.msrp_code()), Ok(None));
     }
 
     // R4975-9-3

@@ -28,6 +28,12 @@
 //!   delivered as [`Event::Incoming`] chunks (in segments of about
 //!   [`SessionConfig::segment_size`]) or, with [`SessionConfig::reassembly`], as whole
 //!   messages. `Success-Report: yes` gets a `000 200` REPORT once the message is complete.
+//!   A malformed chunk is answered with the status its error gives
+//!   ([`ChunkParseError::status`]: 400, or 413 for size limits, when a response can be
+//!   addressed and is allowed) and the session goes on: the decoder resynchronises on the
+//!   next start line, also after an end-line naming another transaction id (see
+//!   [`Decoder`]). Input that cannot be framed at all closes the session with
+//!   [`SessionError::Parse`].
 //! - **Sending**: messages, whole or streamed with backpressure, are cut into chunks of
 //!   [`SessionConfig::max_chunk_size`] and interleaved; each ends in exactly one
 //!   [`Event::MessageDone`]. A 413 stops a message; `abort` ends it with `#`.
@@ -426,7 +432,8 @@ pub enum Event {
         message_id: String,
     },
     /// A REPORT arrived (never answered). `message` is the outgoing message it is about,
-    /// when it is one of this session's.
+    /// when it is one of this session's. Only a Status in namespace `000` counts towards
+    /// that message's outcome; a REPORT in another namespace is only shown here.
     Report {
         /// The message it reports on.
         message: Option<OutgoingId>,

@@ -296,7 +296,10 @@ impl Session {
     /// A REPORT arrived (R4975-7.3.2-1): success REPORTs are counted against the bytes
     /// of our message; a failure REPORT stops it (`000 413` like a 413 response,
     /// R4975-7.3.2-2), and any other failure fails the session (R4975-7.3.2-4: bytes were
-    /// lost). A REPORT without Status or about no message of ours is only shown.
+    /// lost). A REPORT without Status or about no message of ours is only shown, and so
+    /// is one whose Status is in a namespace other than `000`: only that namespace holds
+    /// MSRP codes (RFC 4975 §7.3.2, issue 12 §2.3), so `999 500` neither fails nor
+    /// confirms anything.
     fn on_report(&mut self, report: Chunk) {
         let message_id = report.message_id().unwrap_or_default().to_owned();
         let open = self.messages.iter().find(|(_, m)| m.message_id == message_id).map(|(id, _)| *id);
@@ -307,7 +310,12 @@ impl Session {
             self.events.push_back(Event::Report { message, report });
             return;
         };
-        if status.code == 200 {
+        let Some(code) = status.msrp_code() else {
+            self.logger.warn(&format!("REPORT {} with a Status outside namespace 000 ignored", report.transaction_id));
+            self.events.push_back(Event::Report { message, report });
+            return;
+        };
+        if code == 200 {
             let range = report.byte_range().unwrap_or(ByteRange::new(1, None, None));
             let last = range.end.or(range.total);
             let mut covered = false;
@@ -345,7 +353,7 @@ impl Session {
             }
             return;
         }
-        let error = MsrpError::new(status.code, status.comment.clone().unwrap_or_default());
+        let error = MsrpError::new(code, status.comment.clone().unwrap_or_default());
         if let Some(at) = awaited {
             self.awaiting_reports.remove(at);
         }
@@ -353,11 +361,11 @@ impl Session {
             if let Some(outgoing) = self.messages.get_mut(&id) {
                 outgoing.failed.get_or_insert_with(|| error.clone());
             }
-            self.stop_message(id, status.code);
+            self.stop_message(id, code);
             self.settle_message(id);
         }
         self.events.push_back(Event::Report { message, report });
-        if message.is_some() && status.code != 413 {
+        if message.is_some() && code != 413 {
             self.fail(SessionError::Failed(error));
         }
     }

@@ -241,6 +241,14 @@ impl Solo {
         self.drain();
     }
 
+    /// Feeds bytes as they are and drains.
+    pub(crate) fn feed_bytes(&mut self, data: &[u8]) {
+        if !data.is_empty() {
+            self.session.handle_input(self.now, Input::Received(Bytes::copy_from_slice(data)));
+        }
+        self.drain();
+    }
+
     pub(crate) fn drain(&mut self) {
         while let Some(output) = self.session.poll_output(self.now) {
             match output {

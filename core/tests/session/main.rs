@@ -9,6 +9,7 @@ mod harness;
 
 use bytes::Bytes;
 use harness::{ALICE, BOB, Pair, Solo, configs, uri};
+use msrp_core::codec::{Decoder, DecoderLimits};
 use msrp_core::header::{ByteRange, FailureReport as Fr, HeaderName, Headers};
 use msrp_core::log::TrafficLogger;
 use msrp_core::outbox::{MessageOptions, OutgoingId};
@@ -325,6 +326,79 @@ fn a_malformed_chunk_gets_400_and_lost_framing_ends_the_session() {
     assert!(bob.closed);
 }
 
+/// Bob, bound, fed `wire` cut in two at `cut`: the transaction ids and codes he answered.
+fn answers_to(wire: &str, cut: usize) -> (Solo, Vec<(String, Option<u16>)>) {
+    let mut bob = Solo::passive();
+    bob.feed(&send_text("bind0001", "", ""));
+    bob.take_sent();
+    bob.events.clear();
+    bob.feed_bytes(&wire.as_bytes()[..cut]);
+    bob.feed_bytes(&wire.as_bytes()[cut..]);
+    let answered = bob.take_sent().into_iter().map(|chunk| (chunk.transaction_id.clone(), chunk.code())).collect();
+    (bob, answered)
+}
+
+/// Issue 12 §2.2, R4975-9-11 (the end-line repeats the start line's transaction id): a
+/// bodiless SEND whose end-line names another id (a prefix, an extension, another case)
+/// gets a 400, and the session keeps listening: the decoder resynchronises on the next
+/// start line, so the SEND after it gets its 200, wherever the reads split the bytes.
+#[test]
+fn issue_12_2_2_a_wrong_end_line_gets_400_and_the_next_send_its_200() {
+    let good = send_text("good0001", "", "hello").replace('\n', "\r\n");
+    for wrong in ["bad0000", "bad000011", "BAD00001"] {
+        let bad = send_text("bad00001", "", "").replace("-------bad00001$", &format!("-------{wrong}$"));
+        let wire = format!("{}{good}", bad.replace('\n', "\r\n"));
+        for cut in 0..=wire.len() {
+            let (bob, answered) = answers_to(&wire, cut);
+            let expected = [("bad00001".to_owned(), Some(400)), ("good0001".to_owned(), Some(200))];
+            assert_eq!(answered, expected, "end-line {wrong}, cut at {cut}");
+            assert_eq!(incoming_body(&bob.events), b"hello", "end-line {wrong}, cut at {cut}");
+            assert!(!bob.session.is_closed() && !bob.closed, "end-line {wrong}, cut at {cut}");
+        }
+    }
+}
+
+/// Issue 12 §2.7, R4975-9-1 (a bad method gets 400 when a transaction id can be recovered):
+/// what the decoder's error promises is what goes on the wire, for a bad method and for
+/// the requests that can get no answer (`Failure-Report: no`, no From-Path, a response
+/// with a malformed status code).
+#[test]
+fn issue_12_2_7_malformed_requests_get_exactly_the_response_the_error_promises() {
+    let paths = format!("To-Path: {BOB}\nFrom-Path: {ALICE}\n");
+    let cases = [
+        (format!("MSRP meth0001 send\n{paths}-------meth0001$\n"), Some(400)),
+        (format!("MSRP meth0002 Send\n{paths}Content-Type: text/plain\n\nhi\n-------meth0002$\n"), Some(400)),
+        (format!("MSRP meth0003 send\n{paths}Failure-Report: no\n-------meth0003$\n"), None),
+        (format!("MSRP meth0004 20 OK\n{paths}-------meth0004$\n"), None),
+        (format!("MSRP path0001 SEND\nTo-Path: {BOB}\nMessage-ID: m1\n-------path0001$\n"), None),
+        (format!("MSRP path0002 SEND\nFrom-Path: {ALICE}\nMessage-ID: m2\n-------path0002$\n"), Some(400)),
+    ];
+    for (text, status) in cases {
+        let wire = text.replace('\n', "\r\n");
+        let mut decoder = Decoder::new(DecoderLimits::default());
+        decoder.feed(Bytes::from(wire.clone()));
+        let error = decoder.poll_chunk(None).expect("an item").expect_err("malformed");
+        assert_eq!(error.status(), status, "{text}");
+        let (_, answered) = answers_to(&wire, wire.len());
+        let tid = error.transaction_id.clone().expect("transaction id");
+        assert_eq!(answered, status.map(|code| (tid, Some(code))).into_iter().collect::<Vec<_>>(), "{text}");
+    }
+}
+
+/// Issue 12 §2.9, R4975-7.1-4 (a bodiless request MUST NOT carry Content-Type), tolerated:
+/// sloppy peers put one on the empty SEND that binds or keeps alive. It is answered with
+/// 200 like any bodiless SEND, shows the application nothing, and is not refused for its
+/// type.
+#[test]
+fn issue_12_2_9_a_bodiless_send_with_content_type_is_a_plain_bodiless_send() {
+    let mut config = configs().1;
+    config.accept_types = AcceptTypes::new(["image/png"]);
+    let mut bob = Solo::with_config(config);
+    bob.feed(&send_text("bind0001", "Content-Type: text/plain\n", ""));
+    assert_eq!(responses(&bob.take_sent()), vec![200]);
+    assert_eq!(bob.events, vec![Event::Bound]);
+}
+
 /// A 100,000-byte message sent in one chunk to a side with segments of 10,000 bytes,
 /// read in pieces of `split` bytes: the receiver's events and the body.
 fn one_chunk_received_in_segments(split: usize) -> (Vec<Event>, Bytes) {
@@ -545,6 +619,44 @@ fn a_failure_report_with_status_413_stops_the_message() {
     let events = pair.alice.take_events();
     assert!(done(&events).contains(&(id, MessageOutcome::Failed(MsrpError::new(413, "Stop")))));
     assert_eq!(closed_reason(&events), None, "a 413 stops the message, not the session");
+}
+
+/// Issue 12 §2.3, R4975-7.3.2-2 (Status namespace 000 is read like a response with that
+/// code; RFC 4975 §7.3.2 reserves the codes of other namespaces): a failure REPORT
+/// `999 500` about a message that asked for REPORTs is shown but fails nothing; `000 500`
+/// fails the message and, bytes being lost, the session (R4975-7.3.2-4).
+#[test]
+fn issue_12_2_3_only_status_namespace_000_fails_a_message() {
+    for (status, fails) in [("999 500 Whatever", false), ("000 500 Whatever", true)] {
+        let mut alice = Solo::with_config(configs().0);
+        let bind = alice.take_sent().remove(0).transaction_id;
+        alice.feed(&format!("MSRP {bind} 200 OK\nTo-Path: {ALICE}\nFrom-Path: {BOB}\n-------{bind}$\n"));
+        let mut reported = with_header(options("text/plain"), HeaderName::SuccessReport, "yes");
+        reported.headers.set(HeaderName::FailureReport, "yes");
+        let id = alice.session.send_message(alice.now, reported, Bytes::from_static(b"hello")).unwrap();
+        alice.drain();
+        let send = alice.take_sent().remove(0);
+        let message_id = send.message_id().unwrap().to_owned();
+        alice.events.clear();
+        alice.feed(&format!(
+            "MSRP rep00001 REPORT\nTo-Path: {ALICE}\nFrom-Path: {BOB}\nMessage-ID: {message_id}\nByte-Range: 1-5/5\nStatus: {status}\n-------rep00001$\n"
+        ));
+        assert!(
+            alice.events.iter().any(|event| matches!(event, Event::Report { message: Some(m), .. } if *m == id)),
+            "{status}: {:?}",
+            alice.events
+        );
+        if fails {
+            assert_eq!(done(&alice.events), vec![(id, MessageOutcome::Failed(MsrpError::new(500, "Whatever")))]);
+            assert!(matches!(closed_reason(&alice.events), Some(Some(SessionError::Failed(_)))), "{status}");
+        } else {
+            assert_eq!(done(&alice.events), vec![], "{status}");
+            assert!(!alice.session.is_closed(), "{status}");
+            let tid = &send.transaction_id;
+            alice.feed(&format!("MSRP {tid} 200 OK\nTo-Path: {ALICE}\nFrom-Path: {BOB}\n-------{tid}$\n"));
+            assert_eq!(done(&alice.events), vec![(id, MessageOutcome::Delivered)], "{status}");
+        }
+    }
 }
 
 // ---- Transactions and timeouts (conformance.md §1.3) ----
