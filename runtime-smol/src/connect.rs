@@ -128,14 +128,21 @@ fn port_of(uri: &Uri) -> Result<u16, Error> {
     uri.port.ok_or_else(|| Error::Invalid(format!("{uri} has no port")))
 }
 
-/// Listens where `uri` says (its host resolved through the runtime).
-pub(crate) async fn listen_on<R: Runtime>(runtime: &R, uri: &Uri) -> Result<Box<dyn Listener>, Error> {
+/// Where to listen for `uri`: the first address of its host (resolved through the
+/// runtime), and `host:port` as the URI names them, for errors.
+pub(crate) async fn listen_address<R: Runtime>(runtime: &R, uri: &Uri) -> Result<(SocketAddr, String), Error> {
     let port = port_of(uri)?;
     let where_ = host_port(&uri.host, port);
-    let Some(&address) = addresses_of(runtime, &uri.host, port).await.first() else {
-        let reason = format!("{} does not resolve to an address", uri.host);
-        return Err(Error::Listen { address: where_, kind: std::io::ErrorKind::NotFound, reason });
-    };
+    if let Some(&address) = addresses_of(runtime, &uri.host, port).await.first() {
+        return Ok((address, where_));
+    }
+    let reason = format!("{} does not resolve to an address", uri.host);
+    Err(Error::Listen { address: where_, kind: std::io::ErrorKind::NotFound, reason })
+}
+
+/// Listens where `uri` says (its host resolved through the runtime).
+async fn listen_on<R: Runtime>(runtime: &R, uri: &Uri) -> Result<Box<dyn Listener>, Error> {
+    let (address, where_) = listen_address(runtime, uri).await?;
     runtime.listen(address).await.map_err(|error| Error::listen(&where_, &error))
 }
 

@@ -18,9 +18,7 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{
-    address_of_uri, addresses_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request,
-};
+use crate::connect::{bind_engine, listen_address, local_uri_or_default, new_engine, os_ids, read_first_request};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -82,12 +80,7 @@ impl<R: Runtime> MsrpServer<R> {
     /// one picked; a missing session id is made up.
     pub async fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
         let mut uri = local_uri;
-        let where_ = address_of_uri(&uri);
-        let port = uri.port.ok_or_else(|| Error::Invalid(format!("{uri} has no port")))?;
-        let Some(&address) = addresses_of(&self.runtime, &uri.host, port).await.first() else {
-            let reason = format!("{} does not resolve to an address", uri.host);
-            return Err(Error::Listen { address: where_, kind: std::io::ErrorKind::NotFound, reason });
-        };
+        let (address, where_) = listen_address(&self.runtime, &uri).await?;
         let listening = lock(&self.state).listening.contains(&address);
         if !listening || address.port() == 0 {
             let tls = if uri.use_tls {

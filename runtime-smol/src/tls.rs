@@ -126,7 +126,18 @@ impl TlsError {
             | rustls::Error::InappropriateHandshakeMessage { .. } => Self::NotTls,
             rustls::Error::AlertReceived(alert) => Self::PeerAlert { alert: alert_words(alert.as_str()) },
             rustls::Error::PeerIncompatible(_) => Self::Incompatible,
-            other => Self::Handshake { reason: other.to_string() },
+            // rustls words some failures with Rust debug formatting: plain words here.
+            rustls::Error::PeerMisbehaved(_) => {
+                Self::Handshake { reason: "the peer broke the TLS protocol".to_owned() }
+            }
+            rustls::Error::NoCertificatesPresented => {
+                Self::Handshake { reason: "the peer showed no certificate".to_owned() }
+            }
+            rustls::Error::DecryptError => {
+                Self::Handshake { reason: "a TLS record from the peer could not be decrypted".to_owned() }
+            }
+            rustls::Error::General(reason) => Self::Handshake { reason: reason.clone() },
+            _ => Self::Handshake { reason: "an unexpected TLS error".to_owned() },
         }
     }
 }
@@ -321,5 +332,44 @@ impl ServerCertVerifier for PinnedCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 §3: rustls failures become plain sentences, never Rust debug formatting
+    /// (it was `invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`).
+    #[test]
+    fn rustls_failures_read_as_plain_sentences() {
+        let ca_as_server = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(webpki::Error::CaUsedAsEndEntity),
+        )));
+        let cases = [
+            (ca_as_server, TlsError::CaUsedAsEndEntity),
+            (
+                rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+                TlsError::PeerAlert { alert: "handshake failure".to_owned() },
+            ),
+            (rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType), TlsError::NotTls),
+            (
+                rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::TooManyEmptyFragments),
+                TlsError::Handshake { reason: "the peer broke the TLS protocol".to_owned() },
+            ),
+            (
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+                TlsError::NameMismatch { host: "example.com".to_owned() },
+            ),
+        ];
+        for (error, expected) in cases {
+            let tls = TlsError::of_handshake(&io::Error::new(io::ErrorKind::InvalidData, error), "example.com");
+            assert_eq!(tls, expected);
+            let text = tls.to_string();
+            // No debug formatting: no type or variant names, no braces.
+            assert!(!["Other", "Error", "{", "::"].iter().any(|debug| text.contains(debug)), "{text}");
+        }
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert_eq!(TlsError::of_handshake(&eof, "example.com"), TlsError::Closed);
     }
 }

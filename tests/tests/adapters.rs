@@ -433,6 +433,22 @@ async fn connect_errors<A: Runtime>(a: A) {
 
 runtimes!(connect_errors);
 
+/// Issue 12 §4: a failure to listen is an error of its own, not a connect error.
+async fn listen_errors<A: Runtime>(a: A) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut acceptor = AcceptorDirect::new(a, None, false);
+    let result = acceptor.prepare(Some(format!("msrp://127.0.0.1:{port}/bob;tcp").parse().unwrap())).await;
+    match result {
+        Err(Error::Listen { address, kind, .. }) => {
+            assert_eq!((address, kind), (format!("127.0.0.1:{port}"), std::io::ErrorKind::AddrInUse));
+        }
+        other => panic!("expected a listening error, got {other:?}"),
+    }
+}
+
+runtimes!(listen_errors);
+
 /// A peer that binds and then never answers: it reads everything and says nothing.
 fn silent_peer() -> Vec<Uri> {
     peer_after_binding(true)
