@@ -46,7 +46,7 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{Error, OnIncoming};
+pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, TlsError};
 pub use threads::Threads;
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`).
@@ -61,6 +61,12 @@ impl ConnectorDirect {
     /// Replaces the session settings; role and paths are set by the connector.
     pub fn set_config(&mut self, config: SessionConfig) {
         self.0.set_config(config);
+    }
+
+    /// How long connecting may take, the TLS handshake included
+    /// ([`msrp_smol::CONNECT_TIMEOUT`] unless set).
+    pub fn set_connect_timeout(&mut self, timeout: std::time::Duration) {
+        self.0.set_connect_timeout(timeout);
     }
 
     /// The full local path to put in SDP (msrplib `prepare`).

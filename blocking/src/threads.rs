@@ -15,20 +15,19 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncWrite};
-use msrp_smol::CONNECT_TIMEOUT;
 use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, MAX_WRITE_PARTS, ReadBuffer, Runtime};
 
 /// Bytes asked for per socket read: large, as every read that brings chunks wakes the
@@ -65,11 +64,22 @@ impl Runtime for Threads {
         Box::pin(Sleep { deadline, registered: None })
     }
 
-    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        Box::pin(async move {
+            // The system's resolver blocks: on a thread of its own, as a connect.
+            let (sender, result) = oneshot::channel();
+            thread::spawn(move || {
+                let _ = sender.send((host.as_str(), port).to_socket_addrs().map(Iterator::collect));
+            });
+            result.await.map_err(|_| io::Error::other("the resolving thread failed"))?
+        })
+    }
+
+    fn connect(&self, address: SocketAddr, timeout: Duration) -> BoxFuture<'static, io::Result<BoxStream>> {
         Box::pin(async move {
             let (sender, result) = oneshot::channel();
             thread::spawn(move || {
-                let _ = sender.send(TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).and_then(ThreadStream::new));
+                let _ = sender.send(TcpStream::connect_timeout(&address, timeout).and_then(ThreadStream::new));
             });
             let stream = result.await.map_err(|_| io::Error::other("the connecting thread failed"))??;
             Ok(Box::new(stream) as BoxStream)

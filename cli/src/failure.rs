@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use msrp_tokio::Error;
 use msrp_tokio::core::session::SessionError;
 use msrp_tokio::core::{Uri, UriError};
+use msrp_tokio::{ConnectError, Error, TlsError};
 
 /// Why the command stops: printed as `msrp: <text>`.
 #[derive(Debug)]
@@ -101,12 +101,34 @@ pub(crate) fn describe(error: &Error, peer: &str) -> String {
             format!("the session with {peer} ended because {stalled}")
         }
         Error::Session(other) => format!("the session with {peer} failed: {other}"),
-        Error::Connect(text) => match text.strip_prefix("TLS: ") {
-            Some(reason) => format!("TLS with {peer} failed: {reason}"),
-            None => format!("cannot connect to {peer}: {}", tidy(text)),
-        },
+        Error::Connect(ConnectError::Tls(tls)) => format!("TLS with {peer} failed: {}", tls_reason(tls)),
+        Error::Connect(ConnectError::Refused { .. }) => format!("cannot connect to {peer}: connection refused"),
+        Error::Connect(ConnectError::TimedOut { after, .. }) => {
+            format!("cannot connect to {peer}: no answer within {}", seconds(*after))
+        }
+        Error::Connect(ConnectError::Io { reason, .. }) => format!("cannot connect to {peer}: {reason}"),
+        Error::Connect(other) => format!("cannot connect to {peer}: {other}"),
+        Error::Listen { .. } | Error::Invalid(_) => error.to_string(),
         other => format!("{peer}: {other}"),
     }
+}
+
+/// A TLS failure as a phrase, with what to do where the usual cause is known.
+fn tls_reason(error: &TlsError) -> String {
+    let hint = match error {
+        TlsError::UnknownIssuer => "; if it is self-signed, pass its fingerprint with --fingerprint instead of --ca",
+        TlsError::CaUsedAsEndEntity => "; pass its fingerprint with --fingerprint instead of --ca",
+        TlsError::FingerprintMismatch => "; compare --fingerprint with the a=fingerprint line of the peer's SDP",
+        TlsError::NameMismatch { .. } => "; the remote path must name a host the certificate was issued for",
+        TlsError::NotTls => "; check whether the peer's URI is msrp:// rather than msrps://",
+        _ => "",
+    };
+    format!("{error}{hint}")
+}
+
+/// A timeout in whole seconds (at least 1) or in milliseconds below a second.
+pub(crate) fn seconds(duration: std::time::Duration) -> String {
+    if duration.as_secs() == 0 { format!("{} ms", duration.as_millis()) } else { format!("{} s", duration.as_secs()) }
 }
 
 /// An OS error as a phrase: `Connection refused (os error 111)` → `connection refused`.
@@ -135,13 +157,41 @@ mod tests {
         assert_eq!(tidy("TLS handshake"), "TLS handshake");
         let refused = Error::Session(SessionError::BindRefused(MsrpError::new(481, "Invalid From-Path")));
         assert_eq!(describe(&refused, "x"), "the peer refused the session (481 Invalid From-Path)");
-        let tls = Error::Connect("TLS: invalid peer certificate: UnknownIssuer".into());
-        assert_eq!(
-            describe(&tls, "127.0.0.1:9"),
-            "TLS with 127.0.0.1:9 failed: invalid peer certificate: UnknownIssuer"
-        );
-        let refused = Error::Connect("Connection refused (os error 111)".into());
+        let refused = Error::Connect(ConnectError::Refused { address: "127.0.0.1:9".parse().unwrap() });
         assert_eq!(describe(&refused, "127.0.0.1:9"), "cannot connect to 127.0.0.1:9: connection refused");
+        let late = Error::Connect(ConnectError::TimedOut {
+            address: "192.0.2.1:9".to_owned(),
+            after: std::time::Duration::from_secs(30),
+        });
+        assert_eq!(describe(&late, "192.0.2.1:9"), "cannot connect to 192.0.2.1:9: no answer within 30 s");
+        let nowhere = Error::Connect(ConnectError::NoAddress { host: "nowhere.invalid".to_owned() });
+        assert_eq!(
+            describe(&nowhere, "nowhere.invalid:9"),
+            "cannot connect to nowhere.invalid:9: nowhere.invalid does not resolve to an address"
+        );
+    }
+
+    /// Issue 12 §3: TLS failures read as one plain sentence (no Rust debug formatting),
+    /// with what to do where the usual cause is known.
+    #[test]
+    fn tls_failures_read_as_plain_sentences_with_a_hint() {
+        let tls = |error| describe(&Error::Connect(ConnectError::Tls(error)), "127.0.0.1:9");
+        assert_eq!(
+            tls(TlsError::CaUsedAsEndEntity),
+            "TLS with 127.0.0.1:9 failed: the peer's certificate is a CA certificate (self-signed ones often are), \
+             not one issued to a server; pass its fingerprint with --fingerprint instead of --ca"
+        );
+        assert_eq!(
+            tls(TlsError::UnknownIssuer),
+            "TLS with 127.0.0.1:9 failed: the peer's certificate is not signed by a trusted certificate authority; \
+             if it is self-signed, pass its fingerprint with --fingerprint instead of --ca"
+        );
+        assert_eq!(
+            tls(TlsError::NameMismatch { host: "example.com".to_owned() }),
+            "TLS with 127.0.0.1:9 failed: the peer's certificate is not valid for example.com; \
+             the remote path must name a host the certificate was issued for"
+        );
+        assert_eq!(tls(TlsError::Expired), "TLS with 127.0.0.1:9 failed: the peer's certificate has expired");
     }
 
     // Issue 12 §2.1: a peer that stopped reading ends the session with a plain sentence.

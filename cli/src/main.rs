@@ -131,6 +131,10 @@ pub(crate) struct SendArgs {
     /// SHA-256 fingerprint (`AB:CD:…`, as in SDP) of an `msrps://` peer's certificate.
     #[arg(long, value_name = "SHA256")]
     pub(crate) fingerprint: Option<String>,
+    /// Seconds to wait for the connection (TCP and TLS), then for the peer to accept the
+    /// session (its answer is awaited at most 30 s, MSRP's response timeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: u64,
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,

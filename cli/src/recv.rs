@@ -49,7 +49,7 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     }
     let where_ = address(&local);
     let local_path = acceptor.prepare(Some(local)).await.map_err(|error| match error {
-        msrp_tokio::Error::Connect(text) => Failure::fatal(format!("cannot listen on {where_}: {}", tidy(&text))),
+        msrp_tokio::Error::Listen { reason, .. } => Failure::fatal(format!("cannot listen on {where_}: {reason}")),
         other => Failure::fatal(format!("cannot listen on {where_}: {other}")),
     })?;
     let path = path_text(&local_path);
@@ -160,13 +160,9 @@ fn server_tls(args: &RecvArgs, local: &Uri) -> Result<Option<TlsServer>, Failure
         (true, Some(cert), Some(key)) => {
             let chain = read_file(cert)?;
             let key = read_file(key)?;
-            TlsServer::from_pem(&chain, &key).map(Some).map_err(|error| {
-                let text = error.to_string();
-                Failure::usage(format!(
-                    "cannot use --tls-cert/--tls-key: {}",
-                    text.strip_prefix("TLS: ").unwrap_or(&text)
-                ))
-            })
+            TlsServer::from_pem(&chain, &key)
+                .map(Some)
+                .map_err(|error| Failure::usage(format!("cannot use --tls-cert/--tls-key: {error}")))
         }
         (true, _, _) => Err(Failure::usage("an msrps:// local URI needs --tls-cert and --tls-key")),
         (false, Some(_), _) | (false, _, Some(_)) => {

@@ -14,7 +14,7 @@ use futures::io::AsyncRead;
 use indicatif::ProgressBar;
 use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
 use msrp_tokio::core::outbox::MessageOptions;
-use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig};
+use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig, SessionError};
 use msrp_tokio::tls::parse_fingerprint;
 use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio};
 use serde_json::json;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri, seconds, tidy};
 use crate::inbox::{Inbox, Limits};
 use crate::output::Output;
 use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed, read_file};
@@ -68,17 +68,28 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     let tls = client_tls(&args, first.use_tls)?;
     let peer = address(first);
     let mut connector = ConnectorDirect::new(Tokio, None, false);
+    let timeout = Duration::from_secs(args.timeout);
+    connector.set_connect_timeout(timeout);
+    let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
+    config.bind_timeout = timeout;
     if let Some(chunk_size) = args.chunk_size {
-        let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
         config.max_chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
-        connector.set_config(config);
     }
+    // The binding SEND fails by the bind timeout or by the response timeout, the earlier.
+    let bind_wait = timeout.min(config.response_timeout);
+    connector.set_config(config);
     if let Some(tls) = tls {
         connector.set_tls(tls);
     }
     let local_path = path_text(&connector.prepare(local));
     out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
-    let transport = connector.complete(remote).await.map_err(|error| Failure::fatal(describe(&error, &peer)))?;
+    let transport = connector.complete(remote).await.map_err(|error| match error {
+        // Connected, but the binding SEND got no answer: nothing was refused.
+        msrp_tokio::Error::Session(SessionError::BindTimeout) => {
+            Failure::fatal(format!("{peer} accepted the connection but did not answer within {}", seconds(bind_wait)))
+        }
+        other => Failure::fatal(describe(&other, &peer)),
+    })?;
     let remote_text = path_text(transport.remote_path());
     out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
@@ -308,10 +319,7 @@ fn client_tls(args: &SendArgs, use_tls: bool) -> Result<Option<TlsClient>, Failu
     if !use_tls {
         return Err(Failure::usage("--ca and --fingerprint need an msrps:// remote path"));
     }
-    client.map(Some).map_err(|error| {
-        let text = error.to_string();
-        Failure::usage(format!("cannot use the TLS setting: {}", text.strip_prefix("TLS: ").unwrap_or(&text)))
-    })
+    client.map(Some).map_err(|error| Failure::usage(format!("cannot use the TLS setting: {error}")))
 }
 
 /// A reader that moves a progress bar by the bytes read through it.

@@ -437,11 +437,80 @@ fn tls_with_a_pinned_fingerprint_and_a_tls_failure() {
         "never sent",
     ]);
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.starts_with(&format!("msrp: TLS with 127.0.0.1:{port} failed: ")), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "msrp: TLS with 127.0.0.1:{port} failed: the peer's certificate does not have the expected \
+             fingerprint; compare --fingerprint with the a=fingerprint line of the peer's SDP\n"
+        )
+    );
     drop(recv);
     std::fs::remove_dir_all(dir).unwrap();
     let _ = std::fs::remove_dir_all(scratch("tls-other"));
+}
+
+/// Issue 12 §3: a self-signed certificate as common tools make it (a CA certificate)
+/// checked with --ca: one plain sentence that says to pin it with --fingerprint, and no
+/// Rust debug formatting (it was `invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))`).
+#[test]
+fn tls_with_a_self_signed_certificate_and_no_fingerprint_says_what_to_do() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = scratch("tls-self-signed");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let certificate = params.self_signed(&key).unwrap();
+    let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certificate.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrps://127.0.0.1:0/bob;tcp",
+        "--accept-any",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let path = recv.path();
+    let port = path.split(['/', ':']).nth(4).unwrap().to_owned();
+    let (status, _, stderr) =
+        run(&["send", "--remote-path", &path, "--ca", cert.to_str().unwrap(), "--text", "never sent"]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "msrp: TLS with 127.0.0.1:{port} failed: the peer's certificate is a CA certificate (self-signed ones \
+             often are), not one issued to a server; pass its fingerprint with --fingerprint instead of --ca\n"
+        )
+    );
+    assert!(!stderr.contains("Other"), "{stderr}");
+    drop(recv);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 12 §3 (bind timeout wording): a peer that takes the connection and never
+/// answers the binding SEND was not refusing anything; `send --timeout` bounds the wait.
+#[test]
+fn send_to_a_peer_that_never_answers_says_so_within_its_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts and holds the connection, reading nothing and saying nothing.
+    let holder = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    let started = std::time::Instant::now();
+    let (status, _, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &format!("msrp://127.0.0.1:{port}/bob;tcp"),
+        "--text",
+        "hello?",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(stderr, format!("msrp: 127.0.0.1:{port} accepted the connection but did not answer within 1 s\n"));
+    assert!(started.elapsed() < Duration::from_secs(20), "--timeout bounds the wait");
+    drop(holder.join().unwrap());
 }
 
 /// A CA and a certificate it signed for 127.0.0.1, as PEM files: (CA, chain, key).

@@ -1,7 +1,7 @@
 //! Making bound transports: [`ConnectorDirect`] (outbound, active) and
 //! [`AcceptorDirect`] (inbound, passive), as msrplib's `msrplib.connect`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,84 @@ use msrp_core::{Chunk, DecoderLimits, IdGenerator, Uri};
 use rand_core::TryRngCore;
 
 use crate::driver;
-use crate::runtime::{BoxStream, Listener, Runtime};
+use crate::runtime::{BoxStream, Listener, Runtime, io_phrase};
 use crate::session::{Error, Transport};
-use crate::tls::{TlsClient, TlsServer};
+use crate::tls::{TlsClient, TlsError, TlsServer};
 
-/// How long connecting may take (msrplib's connect timeout).
+/// How long connecting may take by default, the TLS handshake included (msrplib's
+/// `MSRPConnectTimeout`); see [`ConnectorDirect::set_connect_timeout`].
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why connecting to a peer failed ([`Error::Connect`]), for callers to match on: to
+/// tell the user what to check, or to decide whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The peer's host refused the TCP connection: nothing listens on that port.
+    #[error("{address} refused the connection")]
+    Refused {
+        /// The address tried last (a name may have several).
+        address: SocketAddr,
+    },
+    /// Connecting (resolving the name, TCP, and the TLS handshake for `msrps`) took
+    /// longer than the connect timeout.
+    #[error("connecting to {address} took longer than {}", in_words(*.after))]
+    TimedOut {
+        /// `host:port` as the URI names it.
+        address: String,
+        /// The connect timeout.
+        after: Duration,
+    },
+    /// The host name has no address (it does not resolve).
+    #[error("{host} does not resolve to an address")]
+    NoAddress {
+        /// The host the URI names.
+        host: String,
+    },
+    /// The TLS handshake of an `msrps` connection failed.
+    #[error(transparent)]
+    Tls(TlsError),
+    /// Any other failure of the system's connect.
+    #[error("connecting to {address} failed: {reason}")]
+    Io {
+        /// The address tried last.
+        address: SocketAddr,
+        /// What kind of failure the system reported.
+        kind: std::io::ErrorKind,
+        /// The system's words for it.
+        reason: String,
+    },
+}
+
+impl From<ConnectError> for Error {
+    fn from(error: ConnectError) -> Self {
+        Self::Connect(error)
+    }
+}
+
+impl ConnectError {
+    /// The failure of connecting to `address`.
+    fn of_io(error: &std::io::Error, address: SocketAddr) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => Self::Refused { address },
+            kind => Self::Io { address, kind, reason: io_phrase(error) },
+        }
+    }
+}
+
+/// A duration as a person reads it: `30 s`, `200 ms`.
+pub(crate) fn in_words(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}
+
+/// `host:port` as a URI names them (`[v6]:port`).
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
 
 /// An id generator seeded from the operating system (adapters may read OS randomness;
 /// the core never does).
@@ -33,13 +105,85 @@ pub(crate) fn os_ids() -> IdGenerator {
     IdGenerator::from_seed(seed)
 }
 
-/// The address a URI names (its host resolved, its port).
-pub(crate) fn address_of(uri: &Uri) -> Result<SocketAddr, Error> {
-    let port = uri.port.ok_or_else(|| Error::Connect(format!("{uri} has no port")))?;
-    (uri.host.as_str(), port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| Error::Connect(format!("{} does not resolve", uri.host)))
+/// The addresses `host` has with `port`: an IP address as it is, a name resolved
+/// through the runtime (never blocking one of its threads). Empty when the name does
+/// not resolve.
+pub(crate) async fn addresses_of<R: Runtime>(runtime: &R, host: &str, port: u16) -> Vec<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![SocketAddr::new(ip, port)];
+    }
+    runtime.resolve(host.to_owned(), port).await.unwrap_or_default()
+}
+
+/// `host:port` of a URI (the host alone without a port).
+pub(crate) fn address_of_uri(uri: &Uri) -> String {
+    match uri.port {
+        Some(port) => host_port(&uri.host, port),
+        None => uri.host.clone(),
+    }
+}
+
+/// The port of a URI to connect to or listen on.
+fn port_of(uri: &Uri) -> Result<u16, Error> {
+    uri.port.ok_or_else(|| Error::Invalid(format!("{uri} has no port")))
+}
+
+/// Where to listen for `uri`: the first address of its host (resolved through the
+/// runtime), and `host:port` as the URI names them, for errors.
+pub(crate) async fn listen_address<R: Runtime>(runtime: &R, uri: &Uri) -> Result<(SocketAddr, String), Error> {
+    let port = port_of(uri)?;
+    let where_ = host_port(&uri.host, port);
+    if let Some(&address) = addresses_of(runtime, &uri.host, port).await.first() {
+        return Ok((address, where_));
+    }
+    let reason = format!("{} does not resolve to an address", uri.host);
+    Err(Error::Listen { address: where_, kind: std::io::ErrorKind::NotFound, reason })
+}
+
+/// Listens where `uri` says (its host resolved through the runtime).
+async fn listen_on<R: Runtime>(runtime: &R, uri: &Uri) -> Result<Box<dyn Listener>, Error> {
+    let (address, where_) = listen_address(runtime, uri).await?;
+    runtime.listen(address).await.map_err(|error| Error::listen(&where_, &error))
+}
+
+/// Opens a connection to `uri`: its host resolved through the runtime (each of its
+/// addresses tried in turn), TCP, then the TLS handshake with `tls` for an `msrps` URI;
+/// all of it within `timeout`.
+async fn connect_to<R: Runtime>(
+    runtime: &R,
+    uri: &Uri,
+    tls: Option<&TlsClient>,
+    timeout: Duration,
+) -> Result<BoxStream, Error> {
+    let port = port_of(uri)?;
+    let tls = match (uri.use_tls, tls) {
+        (false, _) => None,
+        (true, Some(tls)) => Some(tls),
+        (true, None) => return Err(Error::Invalid("an msrps URI needs a TLS client setting (set_tls)".to_owned())),
+    };
+    let connecting = async {
+        let addresses = addresses_of(runtime, &uri.host, port).await;
+        let mut failure = ConnectError::NoAddress { host: uri.host.clone() };
+        for address in addresses {
+            match runtime.connect(address, timeout).await {
+                Ok(stream) => {
+                    return match tls {
+                        Some(tls) => tls.connect(&uri.host, stream).await.map_err(ConnectError::Tls),
+                        None => Ok(stream),
+                    };
+                }
+                Err(error) => failure = ConnectError::of_io(&error, address),
+            }
+        }
+        Err(failure)
+    };
+    let deadline = runtime.sleep_until(runtime.now() + timeout);
+    match futures::future::select(Box::pin(connecting), deadline).await {
+        futures::future::Either::Left((connected, _)) => Ok(connected?),
+        futures::future::Either::Right(_) => {
+            Err(ConnectError::TimedOut { address: host_port(&uri.host, port), after: timeout }.into())
+        }
+    }
 }
 
 /// A local URI for `prepare`: the given one, or `msrp://127.0.0.1:2855/<random>;tcp`
@@ -157,7 +301,7 @@ pub(crate) fn new_engine(
     config.local_path = local_path;
     config.remote_path = remote_path;
     let ids = IdGenerator::seed_from_u64(ids.next_u64());
-    let mut engine = Engine::new(config, ids, now).map_err(|error| Error::Connect(error.to_string()))?;
+    let mut engine = Engine::new(config, ids, now).map_err(|error| Error::Invalid(error.to_string()))?;
     if let Some(logger) = logger {
         engine.set_logger(logger);
     }
@@ -168,13 +312,22 @@ pub(crate) fn new_engine(
 pub struct ConnectorDirect<R: Runtime> {
     runtime: R,
     common: Common,
+    connect_timeout: Duration,
 }
 
 impl<R: Runtime> ConnectorDirect<R> {
     /// A connector; `logger` sees the connection's traffic; `use_sessmatch` matches
     /// incoming paths by session id only.
     pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
-        Self { runtime, common: Common::new(logger, use_sessmatch) }
+        Self { runtime, common: Common::new(logger, use_sessmatch), connect_timeout: CONNECT_TIMEOUT }
+    }
+
+    /// How long connecting may take: resolving the host, TCP and, for `msrps`, the TLS
+    /// handshake ([`CONNECT_TIMEOUT`] unless set). Past it, `complete` fails with
+    /// [`ConnectError::TimedOut`]. Binding afterwards has timeouts of its own (the
+    /// session's `bind_timeout` and `response_timeout`).
+    pub fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
     }
 
     /// Replaces the session settings (chunk size, timeouts, …); role and paths are set
@@ -204,24 +357,8 @@ impl<R: Runtime> ConnectorDirect<R> {
             Some(path) => path,
             None => self.prepare(None),
         };
-        let first = full_remote_path.first().ok_or_else(|| Error::Connect("the remote path is empty".into()))?;
-        let address = address_of(first)?;
-        let connect = self.runtime.connect(address);
-        let timeout = self.runtime.sleep_until(self.runtime.now() + CONNECT_TIMEOUT);
-        let mut stream = match futures::future::select(connect, timeout).await {
-            futures::future::Either::Left((stream, _)) => stream?,
-            futures::future::Either::Right(_) => {
-                return Err(Error::Connect(format!("connecting to {address} timed out")));
-            }
-        };
-        if first.use_tls {
-            let tls = self
-                .common
-                .tls_client
-                .as_ref()
-                .ok_or_else(|| Error::Connect("msrps needs a TLS client setting".into()))?;
-            stream = tls.connect(&first.host, stream).await?;
-        }
+        let first = full_remote_path.first().ok_or_else(|| Error::Invalid("the remote path is empty".into()))?;
+        let stream = connect_to(&self.runtime, first, self.common.tls_client.as_ref(), self.connect_timeout).await?;
         let engine = self.common.engine(Role::Active, full_remote_path, local_path, self.runtime.now())?;
         bind_engine(&self.runtime, engine, stream).await
     }
@@ -261,8 +398,9 @@ impl<R: Runtime> AcceptorDirect<R> {
     /// (msrplib `prepare`); a port of 0 is replaced by the one the system picked.
     pub async fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
         let mut uri = local_uri_or_default(local_uri, &mut self.common.ids);
-        let listener = self.runtime.listen(address_of(&uri)?).await?;
-        uri.port = Some(listener.local_addr()?.port());
+        let listener = listen_on(&self.runtime, &uri).await?;
+        let port = listener.local_addr().map_err(|error| Error::listen(&address_of_uri(&uri), &error))?.port();
+        uri.port = Some(port);
         self.listener = Some(listener);
         let path = vec![uri];
         self.common.local_path = Some(path.clone());
@@ -277,7 +415,7 @@ impl<R: Runtime> AcceptorDirect<R> {
     /// for another session.
     pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
         if full_remote_path.is_empty() {
-            return Err(Error::Connect("the remote path is empty".into()));
+            return Err(Error::Invalid("the remote path is empty".into()));
         }
         self.accept_bound(Some(full_remote_path)).await
     }
@@ -290,17 +428,19 @@ impl<R: Runtime> AcceptorDirect<R> {
 
     async fn accept_bound(&mut self, remote_path: Option<Vec<Uri>>) -> Result<Transport<R>, Error> {
         let Some(local_path) = self.common.local_path.clone() else {
-            return Err(Error::Connect("prepare was not called".into()));
+            return Err(Error::Invalid("prepare was not called".into()));
         };
         let Some(listener) = self.listener.take() else {
-            return Err(Error::Connect("prepare was not called".into()));
+            return Err(Error::Invalid("prepare was not called".into()));
         };
         let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
         let mut timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
         let tls = match (local_path.last().is_some_and(|uri| uri.use_tls), &self.common.tls_server) {
             (false, _) => None,
             (true, Some(tls)) => Some(tls.clone()),
-            (true, None) => return Err(Error::Connect("msrps needs a TLS server setting".into())),
+            (true, None) => {
+                return Err(Error::Invalid("an msrps URI needs a TLS server setting (set_tls)".to_owned()));
+            }
         };
         let mut accepted = Box::pin(futures::stream::unfold(listener, |mut listener| async move {
             let accepted = listener.accept().await.map(|(stream, _)| stream);
@@ -333,7 +473,10 @@ impl<R: Runtime> AcceptorDirect<R> {
                     });
                     continue;
                 }
-                Arrival::Connection(Err(error)) => return Err(error.into()),
+                Arrival::Connection(Err(error)) => {
+                    let where_ = local_path.last().map(address_of_uri).unwrap_or_default();
+                    return Err(Error::listen(&where_, &error));
+                }
                 Arrival::FirstRequest(None) => continue,
                 Arrival::FirstRequest(Some(first)) => first,
                 Arrival::Timeout => return Err(SessionError::BindTimeout.into()),

@@ -42,11 +42,11 @@ pub mod tls;
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 
-pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectorDirect, get_acceptor, get_connector};
+pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, get_acceptor, get_connector};
 pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
-pub use tls::{TlsClient, TlsServer};
+pub use tls::{TlsClient, TlsError, TlsServer};

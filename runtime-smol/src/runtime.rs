@@ -1,4 +1,4 @@
-//! What an async runtime must give the MSRP layer: tasks, timers, TCP.
+//! What an async runtime must give the MSRP layer: tasks, timers, name resolution, TCP.
 //!
 //! Everything else in this crate is written against [`Runtime`] and the `futures-io`
 //! traits, so one implementation serves every runtime: [`Smol`] here (it also runs
@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::io::{AsyncRead, AsyncWrite};
@@ -76,6 +76,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IoStream<T> {
     }
 }
 
+/// An I/O error as a phrase: `Connection refused (os error 111)` → `connection refused`.
+pub(crate) fn io_phrase(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        // A capital that starts a sentence, not an acronym.
+        Some(first) if chars.clone().next().is_some_and(char::is_lowercase) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => text.to_owned(),
+    }
+}
+
 /// A boxed [`ByteStream`].
 pub type BoxStream = Box<dyn ByteStream>;
 
@@ -109,8 +126,14 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         Instant::now()
     }
 
-    /// Opens a TCP connection.
-    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>>;
+    /// The addresses `host` (a name, never an IP address) has, with `port`, found
+    /// without blocking a thread of the runtime: connecting never stalls the other
+    /// sessions while a resolver is slow.
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
+
+    /// Opens a TCP connection. The caller stops waiting after `timeout`; a runtime whose
+    /// connect blocks a thread of its own gives up then too, so that the thread ends.
+    fn connect(&self, address: SocketAddr, timeout: Duration) -> BoxFuture<'static, io::Result<BoxStream>>;
 
     /// Listens on `address` (port 0 picks a free port).
     fn listen(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>>;
@@ -134,7 +157,12 @@ impl Runtime for Smol {
         })
     }
 
-    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        // async-net resolves on its blocking pool, off the executor's threads.
+        Box::pin(smol::net::resolve((host, port)))
+    }
+
+    fn connect(&self, address: SocketAddr, _timeout: Duration) -> BoxFuture<'static, io::Result<BoxStream>> {
         Box::pin(async move {
             let stream = smol::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;

@@ -18,7 +18,7 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{address_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request};
+use crate::connect::{bind_engine, listen_address, local_uri_or_default, new_engine, os_ids, read_first_request};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -80,7 +80,7 @@ impl<R: Runtime> MsrpServer<R> {
     /// one picked; a missing session id is made up.
     pub async fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
         let mut uri = local_uri;
-        let address = address_of(&uri)?;
+        let (address, where_) = listen_address(&self.runtime, &uri).await?;
         let listening = lock(&self.state).listening.contains(&address);
         if !listening || address.port() == 0 {
             let tls = if uri.use_tls {
@@ -88,13 +88,13 @@ impl<R: Runtime> MsrpServer<R> {
                     lock(&self.state)
                         .tls
                         .clone()
-                        .ok_or_else(|| Error::Connect("msrps needs a TLS server setting".into()))?,
+                        .ok_or_else(|| Error::Invalid("an msrps URI needs a TLS server setting (set_tls)".into()))?,
                 )
             } else {
                 None
             };
-            let mut listener = self.runtime.listen(address).await?;
-            let actual = listener.local_addr()?;
+            let mut listener = self.runtime.listen(address).await.map_err(|error| Error::listen(&where_, &error))?;
+            let actual = listener.local_addr().map_err(|error| Error::listen(&where_, &error))?;
             uri.port = Some(actual.port());
             lock(&self.state).listening.push(actual);
             let state = Arc::clone(&self.state);
@@ -134,7 +134,7 @@ impl<R: Runtime> MsrpServer<R> {
     /// connection that arrived first was bound already (RFC 4975 §5.4 binds by To-Path)
     /// and waits here with its messages queued.
     pub async fn complete(&self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
-        let peer = full_remote_path.last().cloned().ok_or_else(|| Error::Connect("the remote path is empty".into()))?;
+        let peer = full_remote_path.last().cloned().ok_or_else(|| Error::Invalid("the remote path is empty".into()))?;
         let (sender, receiver) = oneshot::channel();
         let (parked, ticket, bind_timeout) = {
             let mut state = lock(&self.state);

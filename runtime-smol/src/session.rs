@@ -14,8 +14,9 @@ use msrp_core::outbox::{MessageOptions, OutgoingId};
 use msrp_core::session::{Event, MessageOutcome, SendError, SessionError, TransactionError, transaction_result};
 use msrp_core::{AcceptTypes, Chunk, ChunkParams, MsrpError, Uri};
 
+use crate::connect::ConnectError;
 use crate::driver::{Connection, DriverState};
-use crate::runtime::{ReadBuffer, Runtime};
+use crate::runtime::{ReadBuffer, Runtime, io_phrase};
 
 /// What went wrong in a call on a [`Transport`] or [`Session`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,14 +32,30 @@ pub enum Error {
     /// `MSRPTransactionError`).
     #[error("transaction failed: {0}")]
     Transaction(TransactionError),
-    /// Connecting, listening or TLS failed.
+    /// Connecting to the peer failed: refused, timed out, a name without an address,
+    /// TLS, or another system error.
+    #[error(transparent)]
+    Connect(ConnectError),
+    /// Listening for peers (or accepting one) failed.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// `host:port` as the local URI names them.
+        address: String,
+        /// What kind of failure the system reported (`AddrInUse`, …).
+        kind: std::io::ErrorKind,
+        /// The system's words for it.
+        reason: String,
+    },
+    /// The call cannot work as made: an empty or port-less path, `prepare` not called, an
+    /// `msrps` URI without a TLS setting, a TLS setting that cannot be used.
     #[error("{0}")]
-    Connect(String),
+    Invalid(String),
 }
 
-impl From<std::io::Error> for Error {
-    fn from(error: std::io::Error) -> Self {
-        Self::Connect(error.to_string())
+impl Error {
+    /// A failure to listen on (or accept at) `address`.
+    pub(crate) fn listen(address: &str, error: &std::io::Error) -> Self {
+        Self::Listen { address: address.to_owned(), kind: error.kind(), reason: io_phrase(error) }
     }
 }
 
@@ -342,6 +359,26 @@ impl<R: Runtime> Session<R> {
 /// once (read ahead, in the session's message buffer, queued for the socket).
 const FILE_PIECES_KEPT: usize = 8;
 
+/// Why feeding a file stopped before its end.
+enum FeedStopped {
+    /// The file could not be read to its announced size.
+    Unreadable,
+    /// The session took no more.
+    Session,
+}
+
+impl From<SessionError> for FeedStopped {
+    fn from(_: SessionError) -> Self {
+        Self::Session
+    }
+}
+
+impl From<SendError> for FeedStopped {
+    fn from(_: SendError) -> Self {
+        Self::Session
+    }
+}
+
 /// Feeds `remaining` bytes of `reader` into the streamed message `id`, waiting for room
 /// whenever the session takes less than offered.
 async fn stream_file(
@@ -349,7 +386,7 @@ async fn stream_file(
     id: OutgoingId,
     reader: &mut (dyn AsyncRead + Send + Unpin),
     mut remaining: u64,
-) -> Result<(), Error> {
+) -> Result<(), FeedStopped> {
     // Pieces of one chunk's size are cut into chunks without being joined or copied, and
     // a message buffer's worth goes in each call, as every call is a round trip to the
     // driver. A small file gets a piece of its own size.
@@ -367,8 +404,9 @@ async fn stream_file(
             // Whole pieces, even from a reader that returns less than asked.
             let mut filled = 0;
             while filled < want {
-                match reader.read(&mut room[filled..want]).await.map_err(Error::from)? {
-                    0 => return Err(Error::Connect("the file ended before its announced size".into())),
+                match reader.read(&mut room[filled..want]).await.map_err(|_| FeedStopped::Unreadable)? {
+                    // The file ended before its announced size.
+                    0 => return Err(FeedStopped::Unreadable),
                     n => filled += n,
                 }
             }

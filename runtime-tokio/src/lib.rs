@@ -33,7 +33,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -45,7 +45,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, Error, OnIncoming, OutgoingFile, OutgoingMessage, Runtime, TlsClient, TlsServer, tls,
+    CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OutgoingFile, OutgoingMessage, Runtime, TlsClient, TlsError,
+    TlsServer, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.
@@ -86,7 +87,12 @@ impl Runtime for Tokio {
         tokio::time::Instant::now().into_std()
     }
 
-    fn connect(&self, address: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        // tokio resolves on its blocking pool, off the worker threads.
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), port)).await?.collect()) })
+    }
+
+    fn connect(&self, address: SocketAddr, _timeout: Duration) -> BoxFuture<'static, io::Result<BoxStream>> {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(address).await?;
             stream.set_nodelay(true)?;

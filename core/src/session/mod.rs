@@ -487,7 +487,9 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// Not bound within the bind timeout (msrplib's `MSRPBindSessionTimeout`).
+    /// Not bound within the bind timeout (msrplib's `MSRPBindSessionTimeout`); on the
+    /// active side also when the binding SEND got no response within the response
+    /// timeout (its local 408): the peer did not answer, it refused nothing.
     #[doc(alias = "MSRPBindSessionTimeout")]
     #[error("the session was not bound in time")]
     BindTimeout,
@@ -1397,6 +1399,10 @@ impl Session {
             TransactionKind::Bind => {
                 if code == 200 {
                     self.set_bound();
+                } else if local {
+                    // R4975-7.1.1-4: no response in time is a timeout, not a refusal.
+                    self.logger.fatal("the binding SEND got no response in time");
+                    self.end(Some(SessionError::BindTimeout), true);
                 } else {
                     self.logger.fatal(&format!("binding refused: {code}"));
                     self.end(Some(SessionError::BindRefused(error)), true);

@@ -221,6 +221,21 @@ fn a_refused_binding_ends_the_active_side() {
     }
 }
 
+/// Issue 12 §3 (bind timeout wording), R4975-7.1.1-4: a binding SEND the peer never
+/// answers fails by the response timeout as a bind timeout, not as a refusal (408).
+#[test]
+fn an_unanswered_binding_send_is_a_bind_timeout_not_a_refusal() {
+    let mut config = configs().0;
+    config.bind_timeout = Duration::from_secs(60);
+    let mut alice = Solo::with_config(config);
+    assert_eq!(alice.take_sent().len(), 1, "the binding SEND went out");
+    alice.advance(Duration::from_millis(29_999));
+    assert!(!alice.session.is_closed());
+    alice.advance(Duration::from_millis(1));
+    assert_eq!(closed_reason(&alice.events), Some(&Some(SessionError::BindTimeout)));
+    assert!(alice.closed, "the adapter is told to close");
+}
+
 // ---- Receiving (conformance.md §1.5, §1.6) ----
 
 #[test]
