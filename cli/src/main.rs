@@ -18,6 +18,11 @@
 //! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one line
 //!   per chunk and one per error (with its position), going on after each error.
 //!
+//! `--trace` on `recv` and `send` prints every chunk sent and received on standard
+//! error; `RUST_LOG` (e.g. `RUST_LOG=msrp=debug`) shows the library's diagnostics there.
+//! Ctrl-C stops `recv` (partial files removed) and `send` (the message in progress
+//! aborted with `#`, the session closed), with exit code 130.
+//!
 //! With `--json`, `recv` and `send` print one JSON object per line. Errors a person can
 //! act on (a bad URI, a refused connection, a 481, a TLS failure) print one line starting
 //! with `msrp:` on standard error (and, with `--json`, an `error` event on standard
@@ -28,9 +33,11 @@ mod demo;
 mod events;
 mod failure;
 mod inbox;
+mod interrupt;
 mod output;
 mod recv;
 mod send;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +50,7 @@ use crate::inbox::Limits;
 /// Send and receive MSRP (RFC 4975) messages and files.
 #[derive(Debug, Parser)]
 #[command(name = "msrp", version, about, propagate_version = true)]
+#[command(after_help = "Set RUST_LOG (e.g. RUST_LOG=msrp=debug) to see the library's diagnostics on standard error.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,6 +106,10 @@ pub(crate) struct RecvArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print every chunk sent and received on standard error (bodies cut to their first
+    /// 256 bytes, with a count of the rest; bytes that are not printable text as \xNN).
+    #[arg(long)]
+    pub(crate) trace: bool,
 }
 
 /// Arguments of `msrp send`.
@@ -119,9 +131,12 @@ pub(crate) struct SendArgs {
     /// application/octet-stream for --file).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
-    /// Ask for success REPORTs and wait for them.
+    /// Ask for success REPORTs and wait for them after each item (see --report-timeout).
     #[arg(long)]
     pub(crate) success_report: bool,
+    /// Seconds to wait for an item's success REPORTs once its chunks were answered.
+    #[arg(long, value_name = "SECONDS", requires = "success_report", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) report_timeout: u64,
     /// Largest chunk body in bytes (at most 16 MiB).
     #[arg(long, value_name = "BYTES", value_parser = chunk_size)]
     pub(crate) chunk_size: Option<u64>,
@@ -134,6 +149,10 @@ pub(crate) struct SendArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print every chunk sent and received on standard error (bodies cut to their first
+    /// 256 bytes, with a count of the rest; bytes that are not printable text as \xNN).
+    #[arg(long)]
+    pub(crate) trace: bool,
 }
 
 /// Arguments of `msrp demo`.
@@ -165,6 +184,7 @@ pub(crate) enum Item {
 }
 
 fn main() -> ExitCode {
+    trace::init_diagnostics();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use msrp_core::connect::PendingConnection;
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, SessionError};
-use msrp_core::{Chunk, DecoderLimits, IdGenerator, Uri};
+use msrp_core::{Chunk, DecoderLimits, IdGenerator, MsrpError, Uri};
 use rand_core::TryRngCore;
 
 use crate::driver;
@@ -65,12 +65,30 @@ pub(crate) async fn bind_engine<R: Runtime>(
     Ok(Transport { runtime: runtime.clone(), connection, events, paths })
 }
 
+/// A connection an acceptor or server turned away, as told to an [`OnRefused`]
+/// callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Where the connection came from.
+    pub peer: SocketAddr,
+    /// Why: the status the peer was answered with (481 not this session, 506 bound to
+    /// another connection), or would have been, had its request allowed a response.
+    pub error: MsrpError,
+    /// The head of the request refused (its paths say whom the peer was looking for).
+    pub request: Chunk,
+}
+
+/// Called with each connection an acceptor or server refuses (the decision is the
+/// session's or the `SessionRouter`'s; this only tells). Runs on the accepting task:
+/// keep it short.
+pub type OnRefused = Box<dyn FnMut(Refused) + Send>;
+
 /// What an acceptor waits for.
 enum Arrival {
-    /// A new connection.
-    Connection(std::io::Result<BoxStream>),
+    /// A new connection and where it came from.
+    Connection(std::io::Result<(BoxStream, SocketAddr)>),
     /// A connection's first request, or `None` when it failed before one.
-    FirstRequest(Option<(BoxStream, Chunk, Vec<Bytes>)>),
+    FirstRequest(Option<(BoxStream, Chunk, Vec<Bytes>, SocketAddr)>),
     Timeout,
 }
 
@@ -237,13 +255,20 @@ pub struct AcceptorDirect<R: Runtime> {
     runtime: R,
     common: Common,
     listener: Option<Box<dyn Listener>>,
+    on_refused: Option<OnRefused>,
 }
 
 impl<R: Runtime> AcceptorDirect<R> {
     /// An acceptor; `logger` sees the connection's traffic; `use_sessmatch` matches
     /// incoming paths by session id only.
     pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
-        Self { runtime, common: Common::new(logger, use_sessmatch), listener: None }
+        Self { runtime, common: Common::new(logger, use_sessmatch), listener: None, on_refused: None }
+    }
+
+    /// Tells `callback` of every connection `complete` refuses (a stranger's 481), with
+    /// the peer's address and why.
+    pub fn set_on_refused(&mut self, callback: OnRefused) {
+        self.on_refused = Some(callback);
     }
 
     /// Replaces the session settings (chunk size, timeouts, …); role and paths are set
@@ -303,7 +328,7 @@ impl<R: Runtime> AcceptorDirect<R> {
             (true, None) => return Err(Error::Connect("msrps needs a TLS server setting".into())),
         };
         let mut accepted = Box::pin(futures::stream::unfold(listener, |mut listener| async move {
-            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            let accepted = listener.accept().await;
             Some((accepted, listener))
         }));
         // Connections on their way to a first request, side by side: one that stays
@@ -320,8 +345,8 @@ impl<R: Runtime> AcceptorDirect<R> {
                 timeout.poll_unpin(cx).map(|()| Arrival::Timeout)
             })
             .await;
-            let (mut stream, head, received) = match next {
-                Arrival::Connection(Ok(stream)) => {
+            let (mut stream, head, received, peer) = match next {
+                Arrival::Connection(Ok((stream, peer))) => {
                     let tls = tls.clone();
                     arrivals.push(async move {
                         // A peer that fails its handshake or leaves before its first request is let go.
@@ -329,7 +354,8 @@ impl<R: Runtime> AcceptorDirect<R> {
                             Some(tls) => tls.accept(stream).await.ok()?,
                             None => stream,
                         };
-                        read_first_request(stream).await
+                        let (stream, head, received) = read_first_request(stream).await?;
+                        Some((stream, head, received, peer))
                     });
                     continue;
                 }
@@ -356,6 +382,16 @@ impl<R: Runtime> AcceptorDirect<R> {
                 self.common.logger = self.common.logger.take().or(Some(engine.take_logger()));
                 write_transmits(&mut engine, &mut stream, now).await;
                 let _ = stream.close().await;
+                if let Some(on_refused) = &mut self.on_refused {
+                    // The session's own check decided; a first request that passes it
+                    // and still binds nothing is no SEND (a REPORT or a response).
+                    let error = engine
+                        .transport()
+                        .check_incoming_send_chunk(&head)
+                        .err()
+                        .unwrap_or_else(|| MsrpError::new(400, "The first request is not a SEND"));
+                    on_refused(Refused { peer, error, request: head });
+                }
                 continue;
             }
             return bind_engine(&self.runtime, engine, stream).await;

@@ -18,7 +18,9 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{address_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request};
+use crate::connect::{
+    OnRefused, Refused, address_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request,
+};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -39,6 +41,7 @@ struct State<R: Runtime> {
     config: SessionConfig,
     logger: Option<Box<dyn TrafficLogger>>,
     tls: Option<TlsServer>,
+    on_refused: Option<OnRefused>,
 }
 
 /// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
@@ -61,6 +64,7 @@ impl<R: Runtime> MsrpServer<R> {
             config: SessionConfig::new(Role::Passive, Vec::new(), Vec::new()),
             logger,
             tls: None,
+            on_refused: None,
         };
         Self { runtime, state: Arc::new(Mutex::new(state)) }
     }
@@ -68,6 +72,12 @@ impl<R: Runtime> MsrpServer<R> {
     /// Replaces the session settings of the connections to come.
     pub fn set_config(&mut self, config: SessionConfig) {
         lock(&self.state).config = config;
+    }
+
+    /// Tells `callback` of every connection the router refuses (481 for a URI not
+    /// prepared, 506 for one bound to another connection), with the peer's address.
+    pub fn set_on_refused(&mut self, callback: OnRefused) {
+        lock(&self.state).on_refused = Some(callback);
     }
 
     /// The certificate shown on ports prepared with `msrps` URIs.
@@ -100,7 +110,7 @@ impl<R: Runtime> MsrpServer<R> {
             let state = Arc::clone(&self.state);
             let runtime = self.runtime.clone();
             self.runtime.spawn(Box::pin(async move {
-                while let Ok((stream, _)) = listener.accept().await {
+                while let Ok((stream, peer)) = listener.accept().await {
                     let tls = tls.clone();
                     let connection = {
                         let mut state = lock(&state);
@@ -117,7 +127,7 @@ impl<R: Runtime> MsrpServer<R> {
                             },
                             None => stream,
                         };
-                        route(runtime_for_route, state, connection, stream).await;
+                        route(runtime_for_route, state, (connection, peer), stream).await;
                     }));
                 }
             }));
@@ -173,12 +183,20 @@ fn lock<R: Runtime>(state: &Mutex<State<R>>) -> std::sync::MutexGuard<'_, State<
 
 /// Reads a new connection's first request and routes it: a session for a prepared URI
 /// is bound at once, with the request's From-Path as its peer.
-async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: ConnectionId, stream: BoxStream) {
+async fn route<R: Runtime>(
+    runtime: R,
+    state: Arc<Mutex<State<R>>>,
+    (connection, peer_address): (ConnectionId, SocketAddr),
+    stream: BoxStream,
+) {
     let Some((mut stream, first, received)) = read_first_request(stream).await else { return };
     let route = lock(&state).router.route(connection, &first);
     let local_uri = match route {
         Route::Bind { local_uri } => local_uri,
-        Route::Reject { response, .. } => {
+        Route::Reject { error, response } => {
+            if let Some(on_refused) = &mut lock(&state).on_refused {
+                on_refused(Refused { peer: peer_address, error, request: first.clone() });
+            }
             if let Some(response) = response {
                 let _ = stream.write_all(&response.encode()).await;
             }

@@ -45,7 +45,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, Error, OnIncoming, OutgoingFile, OutgoingMessage, Runtime, TlsClient, TlsServer, tls,
+    CONNECT_TIMEOUT, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused, Runtime, TlsClient,
+    TlsServer, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.
