@@ -22,7 +22,10 @@ pub(crate) enum Incoming {
     Arrival(Arrival),
     /// Writing a received message failed (its folder, the disk); the message (with its
     /// Message-ID, when it had one) is dropped and its partial file removed.
-    Failed { message_id: Option<String>, text: String },
+    Failed {
+        message_id: Option<String>,
+        text: String,
+    },
     /// The session ended in the middle of this message (Message-ID, bytes received);
     /// its partial file is removed.
     Incomplete(String, u64),

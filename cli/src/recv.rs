@@ -82,7 +82,13 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
 /// Prints each connection the acceptor turns away: who, and why.
 fn print_refusals(out: Output) -> OnRefused {
     Box::new(move |refused: Refused| {
-        let path = |name: &HeaderName| refused.request.headers.get(name).map(|value| value.as_str().to_owned());
+        let path = |name: &HeaderName| {
+            refused
+                .request
+                .as_ref()
+                .and_then(|request| request.headers.get(name))
+                .map(|value| value.as_str().to_owned())
+        };
         let (from, to) = (path(&HeaderName::FromPath), path(&HeaderName::ToPath));
         let fields = json!({
             "peer": refused.peer.to_string(),
@@ -91,15 +97,16 @@ fn print_refusals(out: Output) -> OnRefused {
             "from_path": from,
             "to_path": to,
         });
-        out.event("refused", fields, || {
-            format!(
+        out.event("refused", fields, || match (&from, &to) {
+            (None, None) => format!("refused {}: {}; still waiting for the peer", refused.peer, refused.error.comment),
+            _ => format!(
                 "refused {} (From-Path {}, To-Path {}): {} {}; still waiting for the peer",
                 refused.peer,
                 from.as_deref().unwrap_or("none"),
                 to.as_deref().unwrap_or("none"),
                 refused.error.code,
                 refused.error.comment
-            )
+            ),
         });
     })
 }

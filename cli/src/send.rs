@@ -29,8 +29,8 @@ use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
 use crate::inbox::{Inbox, Limits};
 use crate::interrupt::Interrupt;
 use crate::output::Output;
-use crate::trace;
 use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed, read_file};
+use crate::trace;
 use crate::{Item, SendArgs};
 
 /// How long the demo waits for the success REPORTs of a delivered message (send has
@@ -260,7 +260,8 @@ fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: 
             sent.message_id.as_deref().unwrap_or("-"),
             sent.reason
         );
-        if let Some(bytes) = sent.bytes_reported {
+        // The reason says it already when nothing was reported.
+        if let Some(bytes) = sent.bytes_reported.filter(|&bytes| bytes > 0 || sent.delivered) {
             let _ = write!(line, " (reported {bytes} bytes)");
         }
         if let Some(file) = &file {

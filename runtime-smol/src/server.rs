@@ -20,6 +20,7 @@ use msrp_core::{IdGenerator, Uri};
 
 use crate::connect::{
     OnRefused, Refused, address_of, bind_engine, local_uri_or_default, new_engine, os_ids, read_first_request,
+    unreadable,
 };
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
@@ -189,13 +190,21 @@ async fn route<R: Runtime>(
     (connection, peer_address): (ConnectionId, SocketAddr),
     stream: BoxStream,
 ) {
-    let Some((mut stream, first, received)) = read_first_request(stream).await else { return };
+    let (mut stream, first, received) = match read_first_request(stream).await {
+        Ok(first) => first,
+        Err(error) => {
+            if let (Some(error), Some(on_refused)) = (error, &mut lock(&state).on_refused) {
+                on_refused(unreadable(peer_address, &error));
+            }
+            return;
+        }
+    };
     let route = lock(&state).router.route(connection, &first);
     let local_uri = match route {
         Route::Bind { local_uri } => local_uri,
         Route::Reject { error, response } => {
             if let Some(on_refused) = &mut lock(&state).on_refused {
-                on_refused(Refused { peer: peer_address, error, request: first.clone() });
+                on_refused(Refused { peer: peer_address, error, request: Some(first.clone()) });
             }
             if let Some(response) = response {
                 let _ = stream.write_all(&response.encode()).await;

@@ -92,8 +92,8 @@ use crate::reassembly::{Coverage, Reassembler};
 use crate::transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
 use crate::uri::Uri;
 
-use self::receive::{Incoming, Unconfirmed};
 pub use self::receive::MAX_REPORT_FRAGMENTS;
+use self::receive::{Incoming, Unconfirmed};
 use self::transactions::{TransactionKind, Transactions};
 
 /// Which side opens the connection and sends the first SEND (RFC 4975 §5.4).
