@@ -7,12 +7,15 @@
 //!   one line per received message (Message-ID, content type, size, SHA-256, and the file
 //!   when `--out DIR` saves bodies, streamed to disk). A message counts once every byte
 //!   of it has arrived; what a peer can make recv hold is bounded (`--max-size`, 16
-//!   messages in progress at once). Ends after `--count N` messages (printing what still
-//!   arrives while the session closes) or when the peer ends the session; exits 1 when a
-//!   message was left incomplete by the peer.
+//!   messages in progress at once). A message's success REPORT goes out only once it is
+//!   written and flushed to disk; one skipped or not saved gets a failure REPORT. Every
+//!   peer refused (481, 400) is printed with its address and the reason. Ends after
+//!   `--count N` messages (printing what still arrives while the session closes) or when
+//!   the peer ends the session; exits 1 when a message was left incomplete by the peer.
 //! - `msrp send --remote-path "URI …" (--text TEXT | --file PATH)…`: connects, binds,
 //!   sends each item in order (files streamed, with a progress bar), and prints one line
-//!   per message with its outcome; exits 0 only if every message was delivered.
+//!   per message with its outcome (with `--success-report`, waiting `--report-timeout`
+//!   for its REPORTs); exits 0 only if every message was delivered.
 //! - `msrp demo`: a receiver and a sender on 127.0.0.1 in one process: chat both ways
 //!   and a generated 256 MiB file checked with SHA-256 at both ends, then a short report.
 //! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one line
