@@ -63,16 +63,29 @@ struct Cli {
 enum Command {
     /// Listen for one MSRP session and print what arrives.
     #[command(group(ArgGroup::new("peer").required(true).args(["remote_path", "accept_any"])))]
+    #[command(after_help = RECV_NOTES)]
     Recv(RecvArgs),
     /// Connect to an MSRP peer and send text messages and files.
     #[command(group(ArgGroup::new("items").required(true).multiple(true).args(["text", "file"])))]
     #[command(group(ArgGroup::new("trust").args(["ca", "fingerprint"])))]
+    #[command(after_help = SEND_NOTES)]
     Send(SendArgs),
     /// Exchange chat messages and a 256 MiB file between two sessions on 127.0.0.1.
     Demo(DemoArgs),
     /// Print the chunks of MSRP bytes read from standard input.
     Decode,
 }
+
+/// The end of `msrp recv --help`.
+const RECV_NOTES: &str = "Each chunk is answered 200 as it arrives; a message's success REPORT goes out once the \
+message is written and flushed to disk, and a message skipped or not saved gets a failure REPORT instead. Every \
+connection refused (a wrong path or session id, bytes that are not MSRP) is printed with the peer's address and the \
+reason. Ctrl-C closes the session, removes partial files and exits with code 130. RUST_LOG=msrp=debug shows the \
+library's diagnostics on standard error.";
+
+/// The end of `msrp send --help`.
+const SEND_NOTES: &str = "Ctrl-C aborts the message in progress (its next chunk ends it with #), closes the \
+session and exits with code 130. RUST_LOG=msrp=debug shows the library's diagnostics on standard error.";
 
 /// Arguments of `msrp recv`.
 #[derive(Debug, clap::Args)]
@@ -109,8 +122,8 @@ pub(crate) struct RecvArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Print every chunk sent and received on standard error (bodies cut to their first
-    /// 256 bytes, with a count of the rest; bytes that are not printable text as \xNN).
+    /// Print every chunk sent and received on standard error (a text body cut to its
+    /// first 256 bytes with a count of the rest; a binary body only counted).
     #[arg(long)]
     pub(crate) trace: bool,
 }
@@ -152,8 +165,8 @@ pub(crate) struct SendArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Print every chunk sent and received on standard error (bodies cut to their first
-    /// 256 bytes, with a count of the rest; bytes that are not printable text as \xNN).
+    /// Print every chunk sent and received on standard error (a text body cut to its
+    /// first 256 bytes with a count of the rest; a binary body only counted).
     #[arg(long)]
     pub(crate) trace: bool,
 }
