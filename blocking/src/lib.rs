@@ -46,7 +46,7 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, TlsError};
+pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, Refused, TlsError};
 pub use threads::Threads;
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`).
@@ -95,6 +95,12 @@ impl AcceptorDirect {
     }
 
     /// Replaces the session settings; role and paths are set by the acceptor.
+    /// Tells `callback` of every connection `complete` refuses, with the peer's address
+    /// and why.
+    pub fn set_on_refused(&mut self, callback: OnRefused) {
+        self.0.set_on_refused(callback);
+    }
+
     pub fn set_config(&mut self, config: SessionConfig) {
         self.0.set_config(config);
     }
@@ -283,6 +289,13 @@ impl Session {
     /// Aborts an outgoing message (it ends with `#` if part of it went out).
     pub fn abort(&self, id: OutgoingId) -> Result<(), Error> {
         block_on(self.0.abort(id))
+    }
+
+    /// The application's word on a complete incoming message with
+    /// `SessionConfig::confirm_messages` on: `Ok(())` sends its success REPORT, a status
+    /// sends a failure REPORT where allowed. Returns whether a REPORT went out.
+    pub fn confirm_message(&self, message_id: &str, outcome: Result<(), MsrpError>) -> Result<bool, Error> {
+        block_on(self.0.confirm_message(message_id, outcome))
     }
 
     /// Sends what is queued, waits for the responses, then closes (msrplib `shutdown`);

@@ -24,7 +24,7 @@ use crate::failure::{Failure, describe};
 use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::output::{Output, hex};
 use crate::recv::path_text;
-use crate::send::{Counted, Sent, send_text, settle};
+use crate::send::{Counted, REPORT_PATIENCE, Sent, send_text, settle};
 
 /// The size of the generated file.
 pub(crate) const FILE_SIZE: u64 = 256 << 20;
@@ -60,10 +60,10 @@ impl Peer {
             Some(Incoming::Arrival(Arrival::Aborted { message_id, .. })) => {
                 Err(format!("{} saw message {message_id} aborted", self.name))
             }
-            Some(Incoming::Arrival(Arrival::Skipped { message_id, reason })) => {
+            Some(Incoming::Arrival(Arrival::Skipped { message_id, reason, .. })) => {
                 Err(format!("{} skipped message {message_id}: {reason}", self.name))
             }
-            Some(Incoming::Failed(text)) => Err(text),
+            Some(Incoming::Failed { text, .. }) => Err(text),
             Some(Incoming::Incomplete(message_id, size)) => {
                 Err(format!("{} got only {size} bytes of {message_id}", self.name))
             }
@@ -87,7 +87,7 @@ struct Tally {
 
 /// Runs the demo with a generated file of `file_size` bytes.
 pub(crate) async fn run(file_size: u64) -> Result<ExitCode, Failure> {
-    let out = Output::new(false);
+    let out = Output::new(false, false);
     let started = Instant::now();
     let mut acceptor = AcceptorDirect::new(Tokio, None, false);
     let bob_path = acceptor
@@ -151,7 +151,7 @@ async fn chat(from: &mut Peer, to: &mut Peer, text: &str, tally: &mut Tally) {
         Ok(message) => {
             let message_id = message.message_id.clone();
             let outcome = message.outcome().await;
-            settle(&from.reports, message_id, outcome, size, true).await
+            settle(&from.reports, message_id, outcome, size, Some(REPORT_PATIENCE)).await
         }
         Err(error) => {
             tally.problems.push(format!("{} could not send: {error}", from.name));
@@ -203,7 +203,7 @@ async fn file(alice: &mut Peer, bob: &mut Peer, size: u64, out: &Output, tally: 
     let message_id = message.message_id.clone();
     let (received, outcome) = tokio::join!(bob.next_message(), message.outcome());
     let seconds = started.elapsed().as_secs_f64();
-    let sent = settle(&alice.reports, message_id, outcome, size, true).await;
+    let sent = settle(&alice.reports, message_id, outcome, size, Some(REPORT_PATIENCE)).await;
     bar.finish_and_clear();
     println!("Alice → Bob   {} file: {}", size_text(size), outcome_text(&sent));
     let sent_digest = *digest.lock().unwrap_or_else(PoisonError::into_inner);

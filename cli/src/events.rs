@@ -20,9 +20,12 @@ use crate::inbox::{Arrival, Inbox};
 #[derive(Debug)]
 pub(crate) enum Incoming {
     Arrival(Arrival),
-    /// Writing a received message failed (its folder, the disk); the message is dropped
-    /// and its partial file removed.
-    Failed(String),
+    /// Writing a received message failed (its folder, the disk); the message (with its
+    /// Message-ID, when it had one) is dropped and its partial file removed.
+    Failed {
+        message_id: Option<String>,
+        text: String,
+    },
     /// The session ended in the middle of this message (Message-ID, bytes received);
     /// its partial file is removed.
     Incomplete(String, u64),
@@ -37,8 +40,10 @@ pub(crate) enum ReportOutcome {
     Complete,
     /// A failure REPORT: its code and reason.
     Failed(u16, String),
-    /// No (complete) success REPORT came.
+    /// No (complete) success REPORT came before the session ended.
     Missing,
+    /// No (complete) success REPORT came in the time given.
+    TimedOut,
 }
 
 #[derive(Default)]
@@ -102,7 +107,9 @@ impl Reports {
             let woke = tokio::time::timeout_at(deadline, changed.changed()).await;
             if !matches!(woke, Ok(Ok(()))) {
                 let book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
-                return (ReportOutcome::Missing, book.reports.get(message_id).map_or(0, |state| state.bytes(size)));
+                let bytes = book.reports.get(message_id).map_or(0, |state| state.bytes(size));
+                let outcome = if woke.is_err() { ReportOutcome::TimedOut } else { ReportOutcome::Missing };
+                return (outcome, bytes);
             }
         }
     }
@@ -190,7 +197,8 @@ fn write(mut inbox: Inbox, mut chunks: mpsc::Receiver<Work>, sender: &mpsc::Send
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    let _ = sender.blocking_send(Incoming::Failed(error.to_string()));
+                    let message_id = chunk.message_id().map(str::to_owned);
+                    let _ = sender.blocking_send(Incoming::Failed { message_id, text: error.to_string() });
                 }
             },
             Work::End(end) => {

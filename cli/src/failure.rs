@@ -24,6 +24,11 @@ impl Failure {
         Self { code: 1, text: text.into() }
     }
 
+    /// Stopped by Ctrl-C: exit code 130.
+    pub(crate) fn interrupted(text: impl Into<String>) -> Self {
+        Self { code: crate::interrupt::EXIT_CODE, text: text.into() }
+    }
+
     /// Prints the line (and with `json` an `error` event on standard output) and gives
     /// the exit code.
     pub(crate) fn report(self, json: bool) -> ExitCode {

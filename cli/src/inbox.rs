@@ -11,8 +11,9 @@
 //! bytes past the message's length or past `max_size`, a message scattered in more than
 //! [`MAX_FRAGMENTS`] pieces, or a new message beyond `max_open` at once is *skipped*: its
 //! partial file is removed, an [`Arrival::Skipped`] says why, and its later chunks are
-//! ignored. (The session engine has already answered those chunks with 200: the refusal
-//! is local, not a 413.)
+//! ignored. The session engine has already answered those chunks with 200, so the
+//! refusal reaches the sender as a failure REPORT with [`Arrival::Skipped`]'s status
+//! (where its Failure-Report allows one).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -79,8 +80,9 @@ pub(crate) enum Arrival {
     /// bytes that had arrived.
     Aborted { message_id: String, size: u64 },
     /// The message was given up locally (see the module docs); its partial file is
-    /// removed and its later chunks are ignored.
-    Skipped { message_id: String, reason: String },
+    /// removed and its later chunks are ignored. `status` is the MSRP status that tells
+    /// the sender why (413 too large or too many at once, 400 a broken Byte-Range).
+    Skipped { message_id: String, status: u16, reason: String },
 }
 
 /// A message being received.
@@ -141,7 +143,7 @@ impl Inbox {
             if self.open.len() >= self.limits.max_open {
                 self.remember(&message_id);
                 let reason = format!("more than {} messages in progress at once", self.limits.max_open);
-                return Ok(Some(Arrival::Skipped { message_id, reason }));
+                return Ok(Some(Arrival::Skipped { message_id, status: 413, reason }));
             }
             let partial = self.start(&message_id, chunk)?;
             self.open.insert(message_id.clone(), partial);
@@ -149,9 +151,9 @@ impl Inbox {
         let Some(partial) = self.open.get_mut(&message_id) else { return Ok(None) };
         let outcome = match partial.take(chunk, self.limits.max_size) {
             Ok(outcome) => outcome,
-            Err(Refusal::Skip(reason)) => {
+            Err(Refusal::Skip(status, reason)) => {
                 self.drop_message(&message_id);
-                return Ok(Some(Arrival::Skipped { message_id, reason }));
+                return Ok(Some(Arrival::Skipped { message_id, status, reason }));
             }
             Err(Refusal::Io(error)) => {
                 self.drop_message(&message_id);
@@ -230,8 +232,8 @@ impl Inbox {
 
 /// Why a chunk was not taken.
 enum Refusal {
-    /// The message is given up, for this reason.
-    Skip(String),
+    /// The message is given up: the MSRP status for the sender, and the reason.
+    Skip(u16, String),
     /// Writing failed.
     Io(io::Error),
 }
@@ -251,32 +253,37 @@ impl Partial {
         }
         let range = chunk.byte_range();
         if range.is_none() && chunk.headers.get(&HeaderName::ByteRange).is_some() {
-            return Err(Refusal::Skip("a chunk has an invalid Byte-Range".to_owned()));
+            return Err(Refusal::Skip(400, "a chunk has an invalid Byte-Range".to_owned()));
         }
         let first = range.map_or(1, |range| range.start);
         if first == 0 {
-            return Err(Refusal::Skip("a chunk starts at byte 0".to_owned()));
+            return Err(Refusal::Skip(400, "a chunk starts at byte 0".to_owned()));
         }
         let data = &chunk.data[..];
         let len = data.len() as u64;
         // Positions come from the bytes received (RFC 4975 §7.3.1).
         let end = (first - 1).saturating_add(len);
         let last = (len > 0).then_some(end);
+        let total = range.and_then(|range| range.total);
         if self.announced.is_none() && self.fixed.is_none() {
-            self.announced = range.and_then(|range| range.total);
+            self.announced = total;
+        }
+        // Every chunk, the `$` one too, stays within the length known before it (the
+        // first total announced, or the `$` chunk's end) and within its own total. Only
+        // the `$` chunk may end before bytes already present (they are cut off).
+        let known = self.fixed.or(self.announced);
+        if let Some(last) = last {
+            let past = [known, total].into_iter().flatten().find(|&length| last > length);
+            if let Some(length) = past.filter(|_| last <= max_size) {
+                return Err(Refusal::Skip(400, format!("a chunk reaches byte {last} of a {length}-byte message")));
+            }
         }
         if chunk.contflag == ContinuationFlag::End {
             self.fixed = Some(end);
         }
         let length = self.fixed.or(self.announced);
         if length.is_some_and(|length| length > max_size) || last.is_some_and(|last| last > max_size) {
-            return Err(Refusal::Skip(format!("larger than the limit of {max_size} bytes")));
-        }
-        if let Some(last) = last {
-            // Only the `$` chunk may end before bytes already present (they are cut off).
-            if let Some(length) = length.filter(|&length| last > length) {
-                return Err(Refusal::Skip(format!("a chunk reaches byte {last} of a {length}-byte message")));
-            }
+            return Err(Refusal::Skip(413, format!("larger than the limit of {max_size} bytes")));
         }
         if let Some((_, file)) = &mut self.file {
             file.seek(SeekFrom::Start(first - 1))?;
@@ -286,7 +293,7 @@ impl Partial {
         self.keep_head(first - 1, data);
         let complete = self.coverage.record_range(first, last, length, self.fixed.is_some());
         if self.coverage.fragments() > MAX_FRAGMENTS {
-            return Err(Refusal::Skip(format!("scattered in more than {MAX_FRAGMENTS} pieces")));
+            return Err(Refusal::Skip(413, format!("scattered in more than {MAX_FRAGMENTS} pieces")));
         }
         Ok(complete)
     }
@@ -353,6 +360,8 @@ impl Partial {
         let Some((_, file)) = &mut self.file else { return Ok(()) };
         file.set_len(length)?;
         file.flush()?;
+        // On disk, not only in the OS's cache: its success REPORT follows.
+        file.sync_data()?;
         if self.hashed > length {
             self.hasher = Sha256::new();
             self.hashed = 0;
@@ -575,6 +584,34 @@ mod tests {
         let arrival = inbox.on_chunk(&chunk("huge2", b"x", 1 << 40, None, More)).unwrap();
         assert!(matches!(arrival, Some(Arrival::Skipped { .. })), "{arrival:?}");
         assert_eq!(dir.files(), 0);
+        assert!(inbox.abandon().is_empty());
+    }
+
+    /// Issue 12 §3 "a `$` chunk past the announced total": the length the first chunk
+    /// announced binds every later chunk, the `$` one too (R4975-7.3.1: a Byte-Range
+    /// total is the message's length), and each chunk's own total binds it.
+    #[test]
+    fn issue12_a_final_chunk_past_the_announced_total_skips_the_message() {
+        let dir = Dir::new("past-total");
+        let mut inbox = Inbox::new(Some(dir.0.clone()), Limits::default());
+        assert!(inbox.on_chunk(&chunk("end1", b"abc", 1, Some(5), More)).unwrap().is_none());
+        let arrival = inbox.on_chunk(&chunk("end1", b"defgh", 4, None, End)).unwrap();
+        assert!(
+            matches!(&arrival, Some(Arrival::Skipped { status: 400, reason, .. }) if reason == "a chunk reaches byte 8 of a 5-byte message"),
+            "{arrival:?}"
+        );
+        assert_eq!(dir.files(), 0, "the partial file is removed");
+        // A `$` chunk (`4-*/6`) whose bytes run past its own total, on a message with no
+        // total before it.
+        assert!(inbox.on_chunk(&chunk("end2", b"abc", 1, None, More)).unwrap().is_none());
+        let mut past_own_total = chunk("end2", b"defgh", 4, None, End);
+        past_own_total.headers.set(HeaderName::ByteRange, "4-*/6");
+        let arrival = inbox.on_chunk(&past_own_total).unwrap();
+        assert!(matches!(&arrival, Some(Arrival::Skipped { reason, .. }) if reason.contains("byte 8 of a 6-byte")));
+        // A `$` chunk that ends exactly at the total is the message.
+        inbox.on_chunk(&chunk("end3", b"abc", 1, Some(5), More)).unwrap();
+        let message = complete(inbox.on_chunk(&chunk("end3", b"de", 4, None, End)).unwrap());
+        assert_eq!(message.size, 5);
         assert!(inbox.abandon().is_empty());
     }
 

@@ -7,16 +7,24 @@
 //!   one line per received message (Message-ID, content type, size, SHA-256, and the file
 //!   when `--out DIR` saves bodies, streamed to disk). A message counts once every byte
 //!   of it has arrived; what a peer can make recv hold is bounded (`--max-size`, 16
-//!   messages in progress at once). Ends after `--count N` messages (printing what still
-//!   arrives while the session closes) or when the peer ends the session; exits 1 when a
-//!   message was left incomplete by the peer.
+//!   messages in progress at once). A message's success REPORT goes out only once it is
+//!   written and flushed to disk; one skipped or not saved gets a failure REPORT. Every
+//!   peer refused (481, 400) is printed with its address and the reason. Ends after
+//!   `--count N` messages (printing what still arrives while the session closes) or when
+//!   the peer ends the session; exits 1 when a message was left incomplete by the peer.
 //! - `msrp send --remote-path "URI …" (--text TEXT | --file PATH)…`: connects, binds,
 //!   sends each item in order (files streamed, with a progress bar), and prints one line
-//!   per message with its outcome; exits 0 only if every message was delivered.
+//!   per message with its outcome (with `--success-report`, waiting `--report-timeout`
+//!   for its REPORTs); exits 0 only if every message was delivered.
 //! - `msrp demo`: a receiver and a sender on 127.0.0.1 in one process: chat both ways
 //!   and a generated 256 MiB file checked with SHA-256 at both ends, then a short report.
 //! - `msrp decode`: reads MSRP bytes (a capture) from standard input and prints one line
 //!   per chunk and one per error (with its position), going on after each error.
+//!
+//! `--trace` on `recv` and `send` prints every chunk sent and received on standard
+//! error; `RUST_LOG` (e.g. `RUST_LOG=msrp=debug`) shows the library's diagnostics there.
+//! Ctrl-C stops `recv` (partial files removed) and `send` (the message in progress
+//! aborted with `#`, the session closed), with exit code 130.
 //!
 //! With `--json`, `recv` and `send` print one JSON object per line. Errors a person can
 //! act on (a bad URI, a refused connection, a 481, a TLS failure) print one line starting
@@ -28,9 +36,11 @@ mod demo;
 mod events;
 mod failure;
 mod inbox;
+mod interrupt;
 mod output;
 mod recv;
 mod send;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +53,7 @@ use crate::inbox::Limits;
 /// Send and receive MSRP (RFC 4975) messages and files.
 #[derive(Debug, Parser)]
 #[command(name = "msrp", version, about, propagate_version = true)]
+#[command(after_help = "Set RUST_LOG (e.g. RUST_LOG=msrp=debug) to see the library's diagnostics on standard error.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,16 +63,29 @@ struct Cli {
 enum Command {
     /// Listen for one MSRP session and print what arrives.
     #[command(group(ArgGroup::new("peer").required(true).args(["remote_path", "accept_any"])))]
+    #[command(after_help = RECV_NOTES)]
     Recv(RecvArgs),
     /// Connect to an MSRP peer and send text messages and files.
     #[command(group(ArgGroup::new("items").required(true).multiple(true).args(["text", "file"])))]
     #[command(group(ArgGroup::new("trust").args(["ca", "fingerprint"])))]
+    #[command(after_help = SEND_NOTES)]
     Send(SendArgs),
     /// Exchange chat messages and a 256 MiB file between two sessions on 127.0.0.1.
     Demo(DemoArgs),
     /// Print the chunks of MSRP bytes read from standard input.
     Decode,
 }
+
+/// The end of `msrp recv --help`.
+const RECV_NOTES: &str = "Each chunk is answered 200 as it arrives; a message's success REPORT goes out once the \
+message is written and flushed to disk, and a message skipped or not saved gets a failure REPORT instead. Every \
+connection refused (a wrong path or session id, bytes that are not MSRP) is printed with the peer's address and the \
+reason. Ctrl-C closes the session, removes partial files and exits with code 130. RUST_LOG=msrp=debug shows the \
+library's diagnostics on standard error.";
+
+/// The end of `msrp send --help`.
+const SEND_NOTES: &str = "Ctrl-C aborts the message in progress (its next chunk ends it with #), closes the \
+session and exits with code 130. RUST_LOG=msrp=debug shows the library's diagnostics on standard error.";
 
 /// Arguments of `msrp recv`.
 #[derive(Debug, clap::Args)]
@@ -98,6 +122,10 @@ pub(crate) struct RecvArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print every chunk sent and received on standard error (a text body cut to its
+    /// first 256 bytes with a count of the rest; a binary body only counted).
+    #[arg(long)]
+    pub(crate) trace: bool,
 }
 
 /// Arguments of `msrp send`.
@@ -119,9 +147,12 @@ pub(crate) struct SendArgs {
     /// application/octet-stream for --file).
     #[arg(long, value_name = "TYPE")]
     pub(crate) content_type: Option<String>,
-    /// Ask for success REPORTs and wait for them.
+    /// Ask for success REPORTs and wait for them after each item (see --report-timeout).
     #[arg(long)]
     pub(crate) success_report: bool,
+    /// Seconds to wait for an item's success REPORTs once its chunks were answered.
+    #[arg(long, value_name = "SECONDS", requires = "success_report", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) report_timeout: u64,
     /// Largest chunk body in bytes (at most 16 MiB).
     #[arg(long, value_name = "BYTES", value_parser = chunk_size)]
     pub(crate) chunk_size: Option<u64>,
@@ -138,6 +169,10 @@ pub(crate) struct SendArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Print every chunk sent and received on standard error (a text body cut to its
+    /// first 256 bytes with a count of the rest; a binary body only counted).
+    #[arg(long)]
+    pub(crate) trace: bool,
 }
 
 /// Arguments of `msrp demo`.
@@ -169,6 +204,7 @@ pub(crate) enum Item {
 }
 
 fn main() -> ExitCode {
+    trace::init_diagnostics();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -14,10 +14,10 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// Human lines, or JSON lines when `json`. Progress bars show only for people, and
-    /// only when standard error is a terminal.
-    pub(crate) fn new(json: bool) -> Self {
-        let target = if shows_bars(json, std::io::stderr().is_terminal()) {
+    /// Human lines, or JSON lines when `json`. Progress bars show only for people, only
+    /// when standard error is a terminal, and not when `--trace` prints chunks there.
+    pub(crate) fn new(json: bool, trace: bool) -> Self {
+        let target = if shows_bars(json || trace, std::io::stderr().is_terminal()) {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()

@@ -1,10 +1,11 @@
 //! `msrp recv`: listen, bind, print what arrives.
 //!
-//! The session engine answers every chunk (200) and sends the success REPORTs a sender
-//! asked for as the chunks arrive, before this command writes them to disk: a message
-//! that cannot be saved (a full disk, a folder gone) has already been confirmed to the
-//! sender. recv then prints `msrp: cannot save a message: …`, ends the session, and
-//! exits 1.
+//! The session engine answers every chunk with 200 as it arrives, but holds a message's
+//! success REPORT (`SessionConfig::confirm_messages`) until this command has written the
+//! whole message and flushed it to disk (`sync_data`): only then is it confirmed. A
+//! message that is skipped or cannot be saved (a full disk, a folder gone) is refused
+//! with a failure REPORT instead (where its Failure-Report allows one). A save failure
+//! also prints `msrp: cannot save a message: …`, ends the session, and exits 1.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -12,10 +13,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use msrp_tokio::core::Uri;
-use msrp_tokio::core::header::{Header, ToPath};
+use msrp_tokio::core::header::{Header, HeaderName, ToPath};
 use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
-use msrp_tokio::{AcceptTypes, AcceptorDirect, Session, TlsServer, Tokio};
+use msrp_tokio::core::{MsrpError, Uri};
+use msrp_tokio::{AcceptTypes, AcceptorDirect, OnRefused, Refused, Session, TlsServer, Tokio};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -23,7 +24,9 @@ use crate::RecvArgs;
 use crate::events::{self, Incoming};
 use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
 use crate::inbox::{Arrival, Inbox, Limits, Received};
+use crate::interrupt::Interrupt;
 use crate::output::{Output, hex};
+use crate::trace;
 
 /// A path as SDP writes it: URIs separated by spaces.
 pub(crate) fn path_text(path: &[Uri]) -> String {
@@ -31,7 +34,8 @@ pub(crate) fn path_text(path: &[Uri]) -> String {
 }
 
 pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
-    let out = Output::new(args.json);
+    let out = Output::new(args.json, args.trace);
+    let mut interrupt = Interrupt::listen().await;
     let local = parse_uri(&args.local_uri)?;
     let remote = args.remote_path.as_deref().map(parse_path).transpose()?;
     if let Some(dir) = &args.out {
@@ -42,8 +46,11 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let tls = server_tls(&args, &local)?;
     let mut config = SessionConfig::new(Role::Passive, Vec::new(), Vec::new());
     config.bind_timeout = Duration::from_secs(args.timeout);
-    let mut acceptor = AcceptorDirect::new(Tokio, None, false);
+    // Success REPORTs wait until a message is on disk.
+    config.confirm_messages = true;
+    let mut acceptor = AcceptorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
     acceptor.set_config(config);
+    acceptor.set_on_refused(print_refusals(out.clone()));
     if let Some(tls) = tls {
         acceptor.set_tls(tls);
     }
@@ -54,9 +61,14 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     })?;
     let path = path_text(&local_path);
     out.event("listening", json!({ "path": path }), || path.clone());
-    let bound = match remote {
-        Some(remote) => acceptor.complete(remote).await,
-        None => acceptor.complete_any().await,
+    let bound = tokio::select! {
+        bound = async {
+            match remote {
+                Some(remote) => acceptor.complete(remote).await,
+                None => acceptor.complete_any().await,
+            }
+        } => bound,
+        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before a peer bound the session")),
     };
     let transport = bound.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
     let remote_text = path_text(transport.remote_path());
@@ -64,7 +76,46 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
     let limits = Limits { max_size: args.max_size, max_open: Limits::MAX_OPEN };
     let (incoming, _reports) = events::spawn(Arc::clone(&session), Inbox::new(args.out.clone(), limits));
-    receive(&session, incoming, args.count, &out).await
+    receive(&session, incoming, args.count, &out, interrupt).await
+}
+
+/// Prints each connection the acceptor turns away: who, and why.
+fn print_refusals(out: Output) -> OnRefused {
+    Box::new(move |refused: Refused| {
+        let path = |name: &HeaderName| {
+            refused
+                .request
+                .as_ref()
+                .and_then(|request| request.headers.get(name))
+                .map(|value| value.as_str().to_owned())
+        };
+        let (from, to) = (path(&HeaderName::FromPath), path(&HeaderName::ToPath));
+        let fields = json!({
+            "peer": refused.peer.to_string(),
+            "code": refused.error.code,
+            "reason": refused.error.comment,
+            "from_path": from,
+            "to_path": to,
+        });
+        out.event("refused", fields, || match (&from, &to) {
+            (None, None) => format!("refused {}: {}; still waiting for the peer", refused.peer, refused.error.comment),
+            _ => format!(
+                "refused {} (From-Path {}, To-Path {}): {} {}; still waiting for the peer",
+                refused.peer,
+                from.as_deref().unwrap_or("none"),
+                to.as_deref().unwrap_or("none"),
+                refused.error.code,
+                refused.error.comment
+            ),
+        });
+    })
+}
+
+/// Confirms a message to the sender once it is safe on disk (its success REPORT goes
+/// out), or refuses it with a failure REPORT.
+async fn confirm(session: &Session, message_id: &str, outcome: Result<(), MsrpError>) {
+    // A session that has ended has no one left to tell.
+    let _ = session.confirm_message(message_id, outcome).await;
 }
 
 /// Why recv ended the session itself.
@@ -73,28 +124,49 @@ enum Stop {
     Count,
     /// A message could not be saved.
     SaveFailed(String),
+    /// Ctrl-C.
+    Interrupted,
 }
 
 /// Prints what arrives until the session ends. After `count` messages, or when a message
 /// cannot be saved, it shuts the session down and goes on printing what still arrives
 /// until the end, so that nothing answered 200 goes unmentioned and no partial file is
-/// left behind.
+/// left behind. Ctrl-C does the same, without waiting for anything.
 async fn receive(
     session: &Session,
     mut incoming: mpsc::Receiver<Incoming>,
     count: Option<u64>,
     out: &Output,
+    mut interrupt: Interrupt,
 ) -> Result<ExitCode, Failure> {
     let mut received = 0_u64;
     let mut incomplete = 0_u64;
     let mut stop = None;
     loop {
-        let Some(event) = incoming.recv().await else {
+        let interrupted = matches!(stop, Some(Stop::Interrupted));
+        let event = tokio::select! {
+            event = incoming.recv() => event,
+            () = interrupt.pressed(), if !interrupted => {
+                // The session ends at once (recv has nothing of its own to send); the
+                // messages cut short are then removed by the writer and printed here.
+                stop = Some(Stop::Interrupted);
+                session.shutdown(false).await;
+                continue;
+            }
+        };
+        let Some(event) = event else {
             // The reading task died without saying how the session ended.
             return Err(Failure::fatal("the session's event task stopped unexpectedly"));
         };
         match event {
             Incoming::Arrival(arrival) => {
+                match &arrival {
+                    Arrival::Complete(message) => confirm(session, &message.message_id, Ok(())).await,
+                    Arrival::Skipped { message_id, status, reason } => {
+                        confirm(session, message_id, Err(MsrpError::new(*status, reason.clone()))).await;
+                    }
+                    Arrival::Aborted { .. } => {}
+                }
                 print_arrival(out, &arrival);
                 if matches!(arrival, Arrival::Complete(_)) {
                     received += 1;
@@ -104,7 +176,11 @@ async fn receive(
                     }
                 }
             }
-            Incoming::Failed(text) => {
+            Incoming::Failed { message_id, text } => {
+                if let Some(message_id) = message_id {
+                    let refusal = MsrpError::new(413, "The message could not be saved");
+                    confirm(session, &message_id, Err(refusal)).await;
+                }
                 if stop.is_none() {
                     // Reported as the command's error once the session is down.
                     stop = Some(Stop::SaveFailed(text));
@@ -132,6 +208,14 @@ fn ended(
     out: &Output,
 ) -> Result<ExitCode, Failure> {
     match (stop, reason) {
+        (Some(Stop::Interrupted), _) => Err(Failure::interrupted(if incomplete > 0 {
+            format!(
+                "interrupted: the session is closed and {incomplete} partial file{} removed",
+                if incomplete == 1 { " is" } else { "s are" }
+            )
+        } else {
+            "interrupted: the session is closed".to_owned()
+        })),
         (Some(Stop::SaveFailed(text)), _) => Err(Failure::fatal(format!("cannot save a message: {text}"))),
         // Messages cut short by our own shutdown came after the ones asked for.
         (Some(Stop::Count), _) => Ok(ExitCode::SUCCESS),
@@ -187,9 +271,9 @@ pub(crate) fn print_arrival(out: &Output, arrival: &Arrival) {
                 format!("aborted id={message_id} after {size} bytes")
             });
         }
-        Arrival::Skipped { message_id, reason } => {
-            out.event("skipped", json!({ "message_id": message_id, "reason": reason }), || {
-                format!("skipped id={message_id}: {reason}; its chunks are ignored")
+        Arrival::Skipped { message_id, status, reason } => {
+            out.event("skipped", json!({ "message_id": message_id, "code": status, "reason": reason }), || {
+                format!("skipped id={message_id}: {reason}; its chunks are ignored (refused with {status})")
             });
         }
     }

@@ -1,4 +1,7 @@
 //! `msrp send`: connect, bind, send each item in order, print each outcome.
+//!
+//! Ctrl-C aborts the message in progress (its next chunk ends it with `#`), closes the
+//! session (waiting at most [`INTERRUPT_GRACE`] for that) and exits 130.
 
 use std::fmt::Write;
 use std::io;
@@ -13,7 +16,7 @@ use bytes::Bytes;
 use futures::io::AsyncRead;
 use indicatif::ProgressBar;
 use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
-use msrp_tokio::core::outbox::MessageOptions;
+use msrp_tokio::core::outbox::{MessageOptions, OutgoingId};
 use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig, SessionError};
 use msrp_tokio::tls::parse_fingerprint;
 use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio};
@@ -24,12 +27,18 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 use crate::events::{self, Incoming, ReportOutcome, Reports};
 use crate::failure::{Failure, address, describe, parse_path, parse_uri, seconds, tidy};
 use crate::inbox::{Inbox, Limits};
+use crate::interrupt::Interrupt;
 use crate::output::Output;
 use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed, read_file};
+use crate::trace;
 use crate::{Item, SendArgs};
 
-/// How long to wait for the success REPORTs of a delivered message.
+/// How long the demo waits for the success REPORTs of a delivered message (send has
+/// `--report-timeout`).
 pub(crate) const REPORT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// After Ctrl-C, how long the session may take to send the `#` and close.
+pub(crate) const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// How one message went.
 #[derive(Debug, Clone)]
@@ -53,7 +62,8 @@ enum Ready {
 }
 
 pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Failure> {
-    let out = Output::new(args.json);
+    let out = Output::new(args.json, args.trace);
+    let mut interrupt = Interrupt::listen().await;
     let remote = parse_path(&args.remote_path)?;
     let local = args.local_uri.as_deref().map(parse_uri).transpose()?;
     if let Some(content_type) = &args.content_type {
@@ -67,7 +77,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     let first = &remote[0];
     let tls = client_tls(&args, first.use_tls)?;
     let peer = address(first);
-    let mut connector = ConnectorDirect::new(Tokio, None, false);
+    let mut connector = ConnectorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
     let timeout = Duration::from_secs(args.timeout);
     connector.set_connect_timeout(timeout);
     let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
@@ -83,7 +93,11 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     }
     let local_path = path_text(&connector.prepare(local));
     out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
-    let transport = connector.complete(remote).await.map_err(|error| match error {
+    let bound = tokio::select! {
+        bound = connector.complete(remote) => bound,
+        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before the session was bound")),
+    };
+    let transport = bound.map_err(|error| match error {
         // Connected, but the binding SEND got no answer: nothing was refused.
         msrp_tokio::Error::Session(SessionError::BindTimeout) => {
             Failure::fatal(format!("{peer} accepted the connection but did not answer within {}", seconds(bind_wait)))
@@ -95,6 +109,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
     let (incoming, reports) = events::spawn(Arc::clone(&session), Inbox::new(None, Limits::default()));
     let printer = tokio::spawn(print_incoming(incoming, out.clone()));
+    let report_timeout = args.success_report.then(|| Duration::from_secs(args.report_timeout));
     let mut all_delivered = true;
     for (index, item) in items.into_iter().enumerate() {
         let number = index + 1;
@@ -114,37 +129,75 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
         };
         let sent = match started {
             Ok((message, bar)) => {
-                let message_id = message.message_id.clone();
-                let outcome = message.outcome().await;
+                let (id, message_id) = (message.id, message.message_id.clone());
+                let outcome = tokio::select! {
+                    outcome = message.outcome() => outcome,
+                    () = interrupt.pressed() => {
+                        if let Some(bar) = bar {
+                            bar.finish_and_clear();
+                        }
+                        let sent = Sent {
+                            message_id: Some(message_id),
+                            code: None,
+                            reason: "aborted: interrupted".to_owned(),
+                            bytes_reported: None,
+                            delivered: false,
+                        };
+                        print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
+                        return stop(&session, Some(id)).await;
+                    }
+                };
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
-                settle(&reports, message_id, outcome, size, args.success_report).await
+                tokio::select! {
+                    sent = settle(&reports, message_id, outcome, size, report_timeout) => sent,
+                    () = interrupt.pressed() => return stop(&session, None).await,
+                }
             }
             Err(text) => Sent { message_id: None, code: None, reason: text, bytes_reported: None, delivered: false },
         };
         all_delivered &= sent.delivered;
         print_sent(&out, number, &content_type, size, file.as_deref(), &sent);
     }
-    session.shutdown(true).await;
+    tokio::select! {
+        () = session.shutdown(true) => {}
+        () = interrupt.pressed() => return stop(&session, None).await,
+    }
     let _ = printer.await;
     Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Reads a message's outcome and, when they were asked for, its success REPORTs; what
-/// the book kept about the message is dropped.
+/// Ctrl-C: aborts the message in progress (`#`), closes the session, exit code 130.
+async fn stop(session: &Session, in_progress: Option<OutgoingId>) -> Result<ExitCode, Failure> {
+    if let Some(id) = in_progress {
+        // Failing means the message ended meanwhile: nothing to abort.
+        let _ = session.abort(id).await;
+    }
+    // The `#` goes out ahead of the shutdown; answers to it are not waited for long.
+    let _ = tokio::time::timeout(INTERRUPT_GRACE, session.shutdown(true)).await;
+    Err(Failure::interrupted(if in_progress.is_some() {
+        "interrupted: the message in progress was aborted and the session closed"
+    } else {
+        "interrupted: the session was closed"
+    }))
+}
+
+/// Reads a message's outcome and, when they were asked for (`report_timeout` is how long
+/// to wait for them), its success REPORTs; what the book kept about the message is
+/// dropped.
 pub(crate) async fn settle(
     reports: &Reports,
     message_id: String,
     outcome: MessageOutcome,
     size: u64,
-    success_report: bool,
+    report_timeout: Option<Duration>,
 ) -> Sent {
     let id = message_id.clone();
     let message_id = Some(message_id);
-    let sent = match outcome {
-        MessageOutcome::Delivered if success_report => {
-            match reports.wait(message_id.as_deref().unwrap_or_default(), size, REPORT_PATIENCE).await {
+    let sent = match (outcome, report_timeout) {
+        (MessageOutcome::Delivered, Some(patience)) => {
+            match reports.wait(message_id.as_deref().unwrap_or_default(), size, patience).await {
                 (ReportOutcome::Complete, bytes) => Sent {
                     message_id,
                     code: Some(200),
@@ -155,22 +208,22 @@ pub(crate) async fn settle(
                 (ReportOutcome::Failed(code, reason), bytes) => {
                     Sent { message_id, code: Some(code), reason, bytes_reported: Some(bytes), delivered: false }
                 }
-                (ReportOutcome::Missing, bytes) => Sent {
+                (missing, bytes) => Sent {
                     message_id,
                     code: Some(200),
-                    reason: format!("OK, but success REPORTs covered {bytes} of {size} bytes"),
+                    reason: missing_reports(&missing, bytes, size, patience),
                     bytes_reported: Some(bytes),
                     delivered: false,
                 },
             }
         }
-        MessageOutcome::Delivered => {
+        (MessageOutcome::Delivered, None) => {
             Sent { message_id, code: Some(200), reason: "OK".to_owned(), bytes_reported: None, delivered: true }
         }
-        MessageOutcome::Failed(error) => {
+        (MessageOutcome::Failed(error), _) => {
             Sent { message_id, code: Some(error.code), reason: error.comment, bytes_reported: None, delivered: false }
         }
-        MessageOutcome::Aborted => Sent {
+        (MessageOutcome::Aborted, _) => Sent {
             message_id,
             code: None,
             reason: "aborted: the file could not be read to its end".to_owned(),
@@ -180,6 +233,22 @@ pub(crate) async fn settle(
     };
     reports.forget(&id);
     sent
+}
+
+/// Why a delivered message counts as not confirmed: its success REPORTs covered `bytes`
+/// of its `size` when the wait ended.
+fn missing_reports(outcome: &ReportOutcome, bytes: u64, size: u64, patience: Duration) -> String {
+    let seconds = patience.as_secs();
+    match (outcome, bytes) {
+        (ReportOutcome::TimedOut, 0) => {
+            format!("OK, but the peer sent no success REPORT for it within {seconds} s (see --report-timeout)")
+        }
+        (ReportOutcome::TimedOut, _) => format!(
+            "OK, but within {seconds} s the peer's success REPORTs covered only {bytes} of {size} bytes (see --report-timeout)"
+        ),
+        (_, 0) => "OK, but the session ended before the peer sent a success REPORT for it".to_owned(),
+        _ => format!("OK, but the peer's success REPORTs covered only {bytes} of {size} bytes"),
+    }
 }
 
 fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: Option<&Path>, sent: &Sent) {
@@ -203,7 +272,8 @@ fn print_sent(out: &Output, number: usize, content_type: &str, size: u64, file: 
             sent.message_id.as_deref().unwrap_or("-"),
             sent.reason
         );
-        if let Some(bytes) = sent.bytes_reported {
+        // The reason says it already when nothing was reported.
+        if let Some(bytes) = sent.bytes_reported.filter(|&bytes| bytes > 0 || sent.delivered) {
             let _ = write!(line, " (reported {bytes} bytes)");
         }
         if let Some(file) = &file {
@@ -219,7 +289,7 @@ async fn print_incoming(mut incoming: mpsc::Receiver<Incoming>, out: Output) {
         match event {
             Incoming::Arrival(arrival) => print_arrival(&out, &arrival),
             Incoming::Incomplete(message_id, size) => print_incomplete(&out, &message_id, size),
-            Incoming::Failed(text) => print_save_failed(&out, &text),
+            Incoming::Failed { text, .. } => print_save_failed(&out, &text),
             Incoming::Ended(_) => return,
         }
     }

@@ -298,6 +298,14 @@ fn a_stranger_gets_481_from_recv() {
     let (status, lines, stderr) = recv.finish();
     assert!(status.success(), "{stderr}");
     assert!(lines.iter().any(|line| line.ends_with("text=\"it is me\"")), "{lines:?}");
+    // Issue 12 §3 refusals: recv said whom it refused, and why.
+    let refused = lines.iter().find(|line| line.starts_with("refused 127.0.0.1:")).expect("a refusal line");
+    assert!(
+        refused.ends_with(&format!(
+            " (From-Path {mallory}, To-Path {path}): 481 Invalid From-Path; still waiting for the peer"
+        )),
+        "{refused}"
+    );
 }
 
 #[test]
@@ -630,6 +638,293 @@ Content-Disposition: attachment; filename=\"dying.bin\"\r\n\r\n"
     assert!(stderr.starts_with("msrp: the session failed: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the partial file is removed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Sends SIGINT (Ctrl-C) to a process by its id.
+fn interrupt(pid: u32) {
+    let status = Command::new("kill").arg("-INT").arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// A peer written by hand on a socket: reads until `needle` has arrived (or the
+/// connection ends), keeping everything read.
+fn read_until(stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, needle: &str) -> bool {
+    let mut buffer = vec![0_u8; 64 * 1024];
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+    true
+}
+
+/// A hand-written MSRP peer listening for `send`: its URI, and the listener.
+fn listening_peer() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("msrp://127.0.0.1:{}/hand;tcp", listener.local_addr().unwrap().port());
+    (listener, uri)
+}
+
+/// The transaction id, To-Path and From-Path of each SEND start line and its headers in `text`.
+fn sends(text: &str) -> Vec<(String, String, String)> {
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    lines
+        .windows(3)
+        .filter_map(|window| {
+            let tid = window[0].strip_prefix("MSRP ")?.strip_suffix(" SEND")?;
+            let to = window[1].strip_prefix("To-Path: ")?;
+            let from = window[2].strip_prefix("From-Path: ")?;
+            Some((tid.to_owned(), to.to_owned(), from.to_owned()))
+        })
+        .collect()
+}
+
+fn ok_response((tid, to, from): &(String, String, String)) -> String {
+    format!("MSRP {tid} 200 OK\r\nTo-Path: {from}\r\nFrom-Path: {to}\r\n-------{tid}$\r\n")
+}
+
+/// Issue 12 §3 refusals: recv prints every peer it turns away, with its address and the
+/// reason (481 for a stranger, 400 for bytes that are not MSRP), and goes on waiting.
+#[test]
+fn issue12_recv_prints_each_refusal_with_the_peer_and_the_reason() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--remote-path", ALICE, "--json"]);
+    let path = recv.path();
+    let mallory = "msrp://127.0.0.1:2855/mallory;tcp";
+    let (status, _, _) = run(&["send", "--remote-path", &path, "--local-uri", mallory, "--text", "hi"]);
+    assert_eq!(status.code(), Some(1));
+    let refused: Value = serde_json::from_str(&recv.line()).unwrap();
+    assert_eq!(refused["event"], "refused");
+    assert!(refused["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{refused}");
+    assert_eq!(refused["code"], 481);
+    assert_eq!(refused["reason"], "Invalid From-Path");
+    assert_eq!(refused["from_path"], mallory);
+    assert_eq!(refused["to_path"], path);
+    let address = path.strip_prefix("msrp://").unwrap().split('/').next().unwrap().to_owned();
+    let mut garbage = std::net::TcpStream::connect(&address).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").unwrap();
+    let refused: Value = serde_json::from_str(&recv.line()).unwrap();
+    assert_eq!(refused["event"], "refused");
+    assert_eq!(refused["code"], 400);
+    assert!(refused["reason"].as_str().unwrap().starts_with("not MSRP: "), "{refused}");
+    assert_eq!(refused["from_path"], Value::Null);
+    let (status, _, stderr) = run(&["send", "--remote-path", &path, "--local-uri", ALICE, "--text", "it is me"]);
+    assert!(status.success(), "{stderr}");
+    let (status, rest, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(events(&json_lines(&rest.join("\n")), "message")[0]["text"], "it is me");
+}
+
+/// Issue 12 §3 trace: `--trace` prints every chunk either side sends and receives on
+/// standard error; a long body is cut to its first 256 bytes with a count of the rest.
+#[test]
+fn issue12_trace_prints_every_chunk_sent_and_received() {
+    let recv = Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any", "--trace", "--count", "2"]);
+    let path = recv.path();
+    let long = "x".repeat(1000);
+    let (status, stdout, stderr) =
+        run(&["send", "--remote-path", &path, "--text", "short one", "--text", &long, "--trace", "--success-report"]);
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("--- sent to {path} ---\nMSRP ")), "{stderr}");
+    assert!(stderr.contains("Content-Type: text/plain\n\nshort one\n-------"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("\n\n{}\n[… 744 more body bytes not shown]\n-------", "x".repeat(256))),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" 200 OK\n"), "the responses received: {stderr}");
+    assert!(stderr.contains(" REPORT\n") && stderr.contains("Status: 000 200 OK\n"), "{stderr}");
+    assert!(!stdout.contains("--- "), "the trace stays off standard output: {stdout}");
+    let (status, _, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("--- received on {path} ---\nMSRP ")), "{stderr}");
+    assert!(stderr.contains("short one\n-------"), "{stderr}");
+    assert!(stderr.contains("--- sent to ") && stderr.contains(" REPORT\n"), "{stderr}");
+}
+
+/// Issue 12 §3 report timeout: `--report-timeout` replaces the fixed 30 s wait, and a
+/// peer that never reports is named plainly. (This test waits its one second.)
+#[test]
+fn issue12_report_timeout_says_the_peer_sent_no_success_report() {
+    let (listener, uri) = listening_peer();
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        let mut answered = 0;
+        // Answers every SEND with 200 and never sends a REPORT.
+        loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            for send in sends(&text).iter().skip(answered) {
+                stream.write_all(ok_response(send).as_bytes()).unwrap();
+                answered += 1;
+            }
+            let mut buffer = [0_u8; 4096];
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return answered,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let (status, stdout, stderr) =
+        run(&["send", "--remote-path", &uri, "--text", "hello", "--success-report", "--report-timeout", "1"]);
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the wait is --report-timeout, not 30 s");
+    let line = stdout.lines().find(|line| line.starts_with("FAILED 1 ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.ends_with("→ 200 OK, but the peer sent no success REPORT for it within 1 s (see --report-timeout)"),
+        "{line}"
+    );
+    assert_eq!(peer.join().unwrap(), 2, "the binding SEND and the message");
+    let (status, _, stderr) = run(&["send", "--remote-path", &uri, "--text", "x", "--report-timeout", "5"]);
+    assert_eq!(status.code(), Some(2), "--report-timeout needs --success-report");
+    assert!(stderr.contains("--success-report"), "{stderr}");
+}
+
+/// Issue 12 §3 success REPORT after the bytes are safe (RFC 4975 §7.1.2, §7.3): recv
+/// sends the success REPORT once the message is on disk, and refuses one it skips with
+/// a failure REPORT (413) where it used to confirm it.
+#[test]
+fn issue12_recv_reports_success_only_for_what_it_saved() {
+    let dir = scratch("confirm");
+    let out = dir.join("received");
+    let recv = Recv::start(&[
+        "--local-uri",
+        "msrp://127.0.0.1:0/bob;tcp",
+        "--accept-any",
+        "--out",
+        out.to_str().unwrap(),
+        "--max-size",
+        "50",
+    ]);
+    let path = recv.path();
+    let address = path.strip_prefix("msrp://").unwrap().split('/').next().unwrap().to_owned();
+    let mut peer = std::net::TcpStream::connect(&address).unwrap();
+    peer.set_read_timeout(Some(LIMIT)).unwrap();
+    let from = "msrp://127.0.0.1:2855/careful;tcp";
+    let message = |tid: &str, message_id: &str, name: &str, body: &str| {
+        format!(
+            "MSRP {tid} SEND\r\nTo-Path: {path}\r\nFrom-Path: {from}\r\nMessage-ID: {message_id}\r\n\
+Byte-Range: 1-{len}/{len}\r\nSuccess-Report: yes\r\nContent-Type: text/plain\r\n\
+Content-Disposition: attachment; filename=\"{name}\"\r\n\r\n{body}\r\n-------{tid}$\r\n",
+            len = body.len()
+        )
+    };
+    peer.write_all(message("tra1", "small1", "small.txt", "saved").as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    assert!(read_until(&mut peer, &mut seen, "Status: 000 200 OK\r\n"), "{}", String::from_utf8_lossy(&seen));
+    // The REPORT came: the file is complete on disk already.
+    assert_eq!(std::fs::read_to_string(out.join("small.txt")).unwrap(), "saved");
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.starts_with("MSRP tra1 200 OK\r\n") && text.contains("Byte-Range: 1-5/5\r\n"), "{text}");
+    peer.write_all(message("tra2", "large1", "large.txt", &"y".repeat(100)).as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    assert!(read_until(&mut peer, &mut seen, "-------"), "{}", String::from_utf8_lossy(&seen));
+    assert!(read_until(&mut peer, &mut seen, " REPORT\r\n"), "{}", String::from_utf8_lossy(&seen));
+    assert!(read_until(&mut peer, &mut seen, "$\r\n"), "{}", String::from_utf8_lossy(&seen));
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let report = &text[text.find(" REPORT\r\n").unwrap()..];
+    assert!(report.contains("Message-ID: large1\r\nByte-Range: 1-100/100\r\n"), "{report}");
+    assert!(report.contains("Status: 000 413 larger than the limit of 50 bytes\r\n"), "{report}");
+    assert!(!report.contains("000 200"), "{report}");
+    drop(peer);
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{lines:?} {stderr}");
+    assert!(
+        lines.iter().any(|line| line.starts_with("skipped id=large1: larger than the limit of 50 bytes")),
+        "{lines:?}"
+    );
+    assert!(!out.join("large.txt").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 12 §3 Ctrl-C on recv: the message in progress is dropped, its partial file
+/// removed, and recv exits 130.
+#[test]
+fn issue12_ctrl_c_makes_recv_remove_partial_files_and_exit_130() {
+    let dir = scratch("interrupt-recv");
+    let out = dir.join("received");
+    let recv =
+        Recv::start(&["--local-uri", "msrp://127.0.0.1:0/bob;tcp", "--accept-any", "--out", out.to_str().unwrap()]);
+    let path = recv.path();
+    let address = path.strip_prefix("msrp://").unwrap().split('/').next().unwrap().to_owned();
+    let mut peer = std::net::TcpStream::connect(&address).unwrap();
+    peer.set_read_timeout(Some(LIMIT)).unwrap();
+    let from = "msrp://127.0.0.1:2855/halfway;tcp";
+    let head = format!(
+        "MSRP tra1 SEND\r\nTo-Path: {path}\r\nFrom-Path: {from}\r\nMessage-ID: half1\r\nByte-Range: 1-100/1000\r\n\
+Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"half.bin\"\r\n\r\n"
+    );
+    let mut first = head.into_bytes();
+    first.extend_from_slice(&[b'a'; 100]);
+    first.extend_from_slice(b"\r\n-------tra1+\r\n");
+    peer.write_all(&first).unwrap();
+    let mut seen = Vec::new();
+    assert!(read_until(&mut peer, &mut seen, "-------tra1$\r\n"));
+    assert_eq!(recv.line(), format!("bound to {from}"));
+    // The 200 may come before recv's writer has the chunk: wait until its file is there.
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&out).unwrap().count() == 0 {
+        assert!(started.elapsed() < LIMIT, "the partial file never appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    interrupt(recv.child.id());
+    let (status, lines, stderr) = recv.finish();
+    assert_eq!(status.code(), Some(130), "{lines:?} {stderr}");
+    assert!(lines.iter().any(|line| line.starts_with("incomplete id=half1: ")), "{lines:?}");
+    assert_eq!(stderr, "msrp: interrupted: the session is closed and 1 partial file is removed\n");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the partial file is removed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 12 §3 Ctrl-C on send (RFC 4975 §7.1: an interrupted message ends with `#`):
+/// send aborts the file in progress, closes the session and exits 130.
+#[test]
+fn issue12_ctrl_c_makes_send_abort_the_message_with_a_hash_and_exit_130() {
+    let dir = scratch("interrupt-send");
+    let source = dir.join("big.bin");
+    std::fs::write(&source, vec![7_u8; 20 << 20]).unwrap();
+    let (listener, uri) = listening_peer();
+    let mut send = Command::new(MSRP)
+        .args(["send", "--remote-path", &uri, "--file", source.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = read_all_in_background(send.stdout.take().unwrap());
+    let stderr = read_all_in_background(send.stderr.take().unwrap());
+    let (mut stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut seen = Vec::new();
+    assert!(read_until(&mut stream, &mut seen, "$\r\n"), "the binding SEND");
+    let binding = sends(&String::from_utf8_lossy(&seen)).remove(0);
+    stream.write_all(ok_response(&binding).as_bytes()).unwrap();
+    // The file's first chunk is on its way; this peer reads no further for now, so the
+    // message cannot be over when Ctrl-C comes.
+    assert!(read_until(&mut stream, &mut seen, "Content-Type: application/octet-stream\r\n\r\n"));
+    interrupt(send.id());
+    let saw_abort = {
+        let mut rest = Vec::new();
+        let mut buffer = vec![0_u8; 1 << 20];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => break false,
+                Ok(n) => rest.extend_from_slice(&buffer[..n]),
+            }
+            let tail = &rest[rest.len().saturating_sub(64)..];
+            if tail.ends_with(b"#\r\n") && String::from_utf8_lossy(tail).contains("-------") {
+                break true;
+            }
+        }
+    };
+    assert!(saw_abort, "the message ended with a # end-line");
+    drop(stream);
+    let status = wait(&mut send);
+    let (stdout, stderr) = (stdout.recv_timeout(LIMIT).unwrap(), stderr.recv_timeout(LIMIT).unwrap());
+    assert_eq!(status.code(), Some(130), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED 1 ") && stdout.contains("aborted: interrupted"), "{stdout}");
+    assert_eq!(stderr, "msrp: interrupted: the message in progress was aborted and the session closed\n");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use msrp_core::connect::PendingConnection;
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, SessionError};
-use msrp_core::{Chunk, DecoderLimits, IdGenerator, Uri};
+use msrp_core::{Chunk, ChunkParseError, DecoderLimits, IdGenerator, MsrpError, Uri};
 use rand_core::TryRngCore;
 
 use crate::driver;
@@ -209,31 +209,60 @@ pub(crate) async fn bind_engine<R: Runtime>(
     Ok(Transport { runtime: runtime.clone(), connection, events, paths })
 }
 
+/// A connection an acceptor or server turned away, as told to an [`OnRefused`]
+/// callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Where the connection came from.
+    pub peer: SocketAddr,
+    /// Why: the status the peer was answered with (481 not this session, 506 bound to
+    /// another connection), or would have been, had its request allowed a response; 400
+    /// (not sent: the connection is just closed) when its first bytes are not MSRP.
+    pub error: MsrpError,
+    /// The head of the request refused (its paths say whom the peer was looking for);
+    /// `None` when its first bytes are not MSRP.
+    pub request: Option<Chunk>,
+}
+
+/// Called with each connection an acceptor or server refuses (the decision is the
+/// session's or the `SessionRouter`'s; this only tells). Runs on the accepting task:
+/// keep it short.
+pub type OnRefused = Box<dyn FnMut(Refused) + Send>;
+
 /// What an acceptor waits for.
 enum Arrival {
-    /// A new connection.
-    Connection(std::io::Result<BoxStream>),
-    /// A connection's first request, or `None` when it failed before one.
-    FirstRequest(Option<(BoxStream, Chunk, Vec<Bytes>)>),
+    /// A new connection and where it came from.
+    Connection(std::io::Result<(BoxStream, SocketAddr)>),
+    /// A connection's first request, or why there is none (`None`: the peer left).
+    FirstRequest(Result<FirstRequest, Option<ChunkParseError>>, SocketAddr),
     Timeout,
 }
 
-/// Reads a new connection up to its first request's head: the head and every byte read
-/// (for the session to be fed); `None` when the peer left or does not speak MSRP.
-pub(crate) async fn read_first_request(mut stream: BoxStream) -> Option<(BoxStream, Chunk, Vec<Bytes>)> {
+/// The first request of a new connection: its head and every byte read (for the session
+/// to be fed).
+pub(crate) type FirstRequest = (BoxStream, Chunk, Vec<Bytes>);
+
+/// Reads a new connection up to its first request's head. `Err(None)` when the peer left
+/// first, `Err(Some(error))` when its bytes are not MSRP.
+pub(crate) async fn read_first_request(mut stream: BoxStream) -> Result<FirstRequest, Option<ChunkParseError>> {
     let mut pending = PendingConnection::new(DecoderLimits::default());
     let mut buffer = vec![0_u8; 16 * 1024];
     loop {
         let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return None,
+            Ok(0) | Err(_) => return Err(None),
             Ok(n) => n,
         };
         match pending.handle_received(Bytes::copy_from_slice(&buffer[..n])) {
             None => {}
-            Some(Ok(head)) => return Some((stream, head, pending.into_received())),
-            Some(Err(_)) => return None,
+            Some(Ok(head)) => return Ok((stream, head, pending.into_received())),
+            Some(Err(error)) => return Err(Some(error)),
         }
     }
+}
+
+/// The refusal of a connection whose first bytes are not MSRP.
+pub(crate) fn unreadable(peer: SocketAddr, error: &ChunkParseError) -> Refused {
+    Refused { peer, error: MsrpError::new(400, format!("not MSRP: {error}")), request: None }
 }
 
 /// Writes what `engine` has to transmit (an answer to a refused request).
@@ -374,13 +403,20 @@ pub struct AcceptorDirect<R: Runtime> {
     runtime: R,
     common: Common,
     listener: Option<Box<dyn Listener>>,
+    on_refused: Option<OnRefused>,
 }
 
 impl<R: Runtime> AcceptorDirect<R> {
     /// An acceptor; `logger` sees the connection's traffic; `use_sessmatch` matches
     /// incoming paths by session id only.
     pub fn new(runtime: R, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
-        Self { runtime, common: Common::new(logger, use_sessmatch), listener: None }
+        Self { runtime, common: Common::new(logger, use_sessmatch), listener: None, on_refused: None }
+    }
+
+    /// Tells `callback` of every connection `complete` refuses (a stranger's 481), with
+    /// the peer's address and why.
+    pub fn set_on_refused(&mut self, callback: OnRefused) {
+        self.on_refused = Some(callback);
     }
 
     /// Replaces the session settings (chunk size, timeouts, …); role and paths are set
@@ -443,7 +479,7 @@ impl<R: Runtime> AcceptorDirect<R> {
             }
         };
         let mut accepted = Box::pin(futures::stream::unfold(listener, |mut listener| async move {
-            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            let accepted = listener.accept().await;
             Some((accepted, listener))
         }));
         // Connections on their way to a first request, side by side: one that stays
@@ -451,8 +487,8 @@ impl<R: Runtime> AcceptorDirect<R> {
         let mut arrivals = FuturesUnordered::new();
         loop {
             let next = std::future::poll_fn(|cx| {
-                if let Poll::Ready(Some(first)) = arrivals.poll_next_unpin(cx) {
-                    return Poll::Ready(Arrival::FirstRequest(first));
+                if let Poll::Ready(Some((first, peer))) = arrivals.poll_next_unpin(cx) {
+                    return Poll::Ready(Arrival::FirstRequest(first, peer));
                 }
                 if let Poll::Ready(Some(stream)) = accepted.poll_next_unpin(cx) {
                     return Poll::Ready(Arrival::Connection(stream));
@@ -460,16 +496,19 @@ impl<R: Runtime> AcceptorDirect<R> {
                 timeout.poll_unpin(cx).map(|()| Arrival::Timeout)
             })
             .await;
-            let (mut stream, head, received) = match next {
-                Arrival::Connection(Ok(stream)) => {
+            let (mut stream, head, received, peer) = match next {
+                Arrival::Connection(Ok((stream, peer))) => {
                     let tls = tls.clone();
                     arrivals.push(async move {
                         // A peer that fails its handshake or leaves before its first request is let go.
                         let stream = match tls {
-                            Some(tls) => tls.accept(stream).await.ok()?,
+                            Some(tls) => match tls.accept(stream).await {
+                                Ok(stream) => stream,
+                                Err(_) => return (Err(None), peer),
+                            },
                             None => stream,
                         };
-                        read_first_request(stream).await
+                        (read_first_request(stream).await, peer)
                     });
                     continue;
                 }
@@ -477,8 +516,14 @@ impl<R: Runtime> AcceptorDirect<R> {
                     let where_ = local_path.last().map(address_of_uri).unwrap_or_default();
                     return Err(Error::listen(&where_, &error));
                 }
-                Arrival::FirstRequest(None) => continue,
-                Arrival::FirstRequest(Some(first)) => first,
+                Arrival::FirstRequest(Ok((stream, head, received)), peer) => (stream, head, received, peer),
+                Arrival::FirstRequest(Err(Some(error)), peer) => {
+                    if let Some(on_refused) = &mut self.on_refused {
+                        on_refused(unreadable(peer, &error));
+                    }
+                    continue;
+                }
+                Arrival::FirstRequest(Err(None), _) => continue,
                 Arrival::Timeout => return Err(SessionError::BindTimeout.into()),
             };
             let remote_path = match &remote_path {
@@ -499,6 +544,16 @@ impl<R: Runtime> AcceptorDirect<R> {
                 self.common.logger = self.common.logger.take().or(Some(engine.take_logger()));
                 write_transmits(&mut engine, &mut stream, now).await;
                 let _ = stream.close().await;
+                if let Some(on_refused) = &mut self.on_refused {
+                    // The session's own check decided; a first request that passes it
+                    // and still binds nothing is no SEND (a REPORT or a response).
+                    let error = engine
+                        .transport()
+                        .check_incoming_send_chunk(&head)
+                        .err()
+                        .unwrap_or_else(|| MsrpError::new(400, "The first request is not a SEND"));
+                    on_refused(Refused { peer, error, request: Some(head) });
+                }
                 continue;
             }
             return bind_engine(&self.runtime, engine, stream).await;

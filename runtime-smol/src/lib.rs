@@ -42,7 +42,9 @@ pub mod tls;
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 
-pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, get_acceptor, get_connector};
+pub use connect::{
+    AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused, get_acceptor, get_connector,
+};
 pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;

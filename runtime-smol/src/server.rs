@@ -18,7 +18,10 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
-use crate::connect::{bind_engine, listen_address, local_uri_or_default, new_engine, os_ids, read_first_request};
+use crate::connect::{
+    OnRefused, Refused, bind_engine, listen_address, local_uri_or_default, new_engine, os_ids, read_first_request,
+    unreadable,
+};
 use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
@@ -39,6 +42,7 @@ struct State<R: Runtime> {
     config: SessionConfig,
     logger: Option<Box<dyn TrafficLogger>>,
     tls: Option<TlsServer>,
+    on_refused: Option<OnRefused>,
 }
 
 /// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
@@ -61,6 +65,7 @@ impl<R: Runtime> MsrpServer<R> {
             config: SessionConfig::new(Role::Passive, Vec::new(), Vec::new()),
             logger,
             tls: None,
+            on_refused: None,
         };
         Self { runtime, state: Arc::new(Mutex::new(state)) }
     }
@@ -68,6 +73,12 @@ impl<R: Runtime> MsrpServer<R> {
     /// Replaces the session settings of the connections to come.
     pub fn set_config(&mut self, config: SessionConfig) {
         lock(&self.state).config = config;
+    }
+
+    /// Tells `callback` of every connection the router refuses (481 for a URI not
+    /// prepared, 506 for one bound to another connection), with the peer's address.
+    pub fn set_on_refused(&mut self, callback: OnRefused) {
+        lock(&self.state).on_refused = Some(callback);
     }
 
     /// The certificate shown on ports prepared with `msrps` URIs.
@@ -100,7 +111,7 @@ impl<R: Runtime> MsrpServer<R> {
             let state = Arc::clone(&self.state);
             let runtime = self.runtime.clone();
             self.runtime.spawn(Box::pin(async move {
-                while let Ok((stream, _)) = listener.accept().await {
+                while let Ok((stream, peer)) = listener.accept().await {
                     let tls = tls.clone();
                     let connection = {
                         let mut state = lock(&state);
@@ -117,7 +128,7 @@ impl<R: Runtime> MsrpServer<R> {
                             },
                             None => stream,
                         };
-                        route(runtime_for_route, state, connection, stream).await;
+                        route(runtime_for_route, state, (connection, peer), stream).await;
                     }));
                 }
             }));
@@ -173,12 +184,28 @@ fn lock<R: Runtime>(state: &Mutex<State<R>>) -> std::sync::MutexGuard<'_, State<
 
 /// Reads a new connection's first request and routes it: a session for a prepared URI
 /// is bound at once, with the request's From-Path as its peer.
-async fn route<R: Runtime>(runtime: R, state: Arc<Mutex<State<R>>>, connection: ConnectionId, stream: BoxStream) {
-    let Some((mut stream, first, received)) = read_first_request(stream).await else { return };
+async fn route<R: Runtime>(
+    runtime: R,
+    state: Arc<Mutex<State<R>>>,
+    (connection, peer_address): (ConnectionId, SocketAddr),
+    stream: BoxStream,
+) {
+    let (mut stream, first, received) = match read_first_request(stream).await {
+        Ok(first) => first,
+        Err(error) => {
+            if let (Some(error), Some(on_refused)) = (error, &mut lock(&state).on_refused) {
+                on_refused(unreadable(peer_address, &error));
+            }
+            return;
+        }
+    };
     let route = lock(&state).router.route(connection, &first);
     let local_uri = match route {
         Route::Bind { local_uri } => local_uri,
-        Route::Reject { response, .. } => {
+        Route::Reject { error, response } => {
+            if let Some(on_refused) = &mut lock(&state).on_refused {
+                on_refused(Refused { peer: peer_address, error, request: Some(first.clone()) });
+            }
             if let Some(response) = response {
                 let _ = stream.write_all(&response.encode()).await;
             }

@@ -303,6 +303,16 @@ impl<R: Runtime> Session<R> {
         Ok(())
     }
 
+    /// The application's word on a complete incoming message, when the session's
+    /// `SessionConfig::confirm_messages` is on (see the core's `Session::confirm_message`):
+    /// `Ok(())` once it is safe (say, written and flushed to disk) sends its success
+    /// REPORT; `Err(status)` sends a failure REPORT with that status (e.g. 413) where the
+    /// message's `Failure-Report` allows one. Returns whether a REPORT went out.
+    pub async fn confirm_message(&self, message_id: &str, outcome: Result<(), MsrpError>) -> Result<bool, Error> {
+        let message_id = message_id.to_owned();
+        Ok(self.connection.call(move |state, now| state.session.confirm_message(now, &message_id, outcome)).await??)
+    }
+
     async fn start(
         &self,
         start: impl FnOnce(&mut crate::driver::DriverState, std::time::Instant) -> Result<OutgoingId, SendError>

@@ -45,7 +45,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OutgoingFile, OutgoingMessage, Runtime, TlsClient, TlsError,
+    CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused, Runtime,
+    TlsClient, TlsError,
     TlsServer, tls,
 };
 

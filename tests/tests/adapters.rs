@@ -558,7 +558,11 @@ runtimes!(writes_blocked_by_a_stalled_peer);
 /// a 506 for a second connection to a session bound already.
 async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
     use msrp_smol::MsrpServer;
-    let server = MsrpServer::new(b, None);
+    let mut server = MsrpServer::new(b, None);
+    // Issue 12 §3 refusals: the application hears of each connection the router refuses.
+    let refusals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let told = std::sync::Arc::clone(&refusals);
+    server.set_on_refused(Box::new(move |refused| told.lock().unwrap().push(refused)));
     let first = server.prepare("msrp://127.0.0.1:0/room1;tcp".parse().unwrap(), None).await.unwrap();
     let port = first[0].port.unwrap();
     let room1 = first[0].to_string();
@@ -589,6 +593,10 @@ async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
     assert!(response.starts_with("MSRP stranger 506 "), "{response}");
     alice.send_message("text/plain", Bytes::from_static(b"still here")).await.unwrap();
     assert_eq!(&for_alice.receive_chunk().await.unwrap().data[..], b"still here");
+    let refusals = refusals.lock().unwrap();
+    let codes: Vec<u16> = refusals.iter().map(|refused| refused.error.code).collect();
+    assert_eq!(codes, [481, 506]);
+    assert!(refusals.iter().all(|refused| refused.peer.ip().is_loopback() && refused.request.is_some()));
 }
 
 /// Sends one SEND with a body over a raw socket and returns everything read back.
@@ -648,6 +656,11 @@ pairs!(transport_calls:
 /// goes on waiting for its peer; a connection that stays silent does not hold it up.
 async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let mut acceptor = AcceptorDirect::new(b, None, false);
+    // Issue 12 §3 refusals: the stranger is told to the application.
+    let (told, refusals) = futures::channel::mpsc::unbounded();
+    acceptor.set_on_refused(Box::new(move |refused| {
+        let _ = told.unbounded_send(refused);
+    }));
     // Bob's settings, which must survive the stranger: whole messages of 100 bytes at most.
     let mut bob_config = config();
     bob_config.reassembly = Some(msrp_core::session::ReassemblyLimits { max_message_size: 100, max_open_messages: 4 });
@@ -672,7 +685,43 @@ async fn acceptor_waits_past_a_stranger<A: Runtime, B: Runtime>(a: A, b: B) {
     let too_big = alice.send_message("text/plain", Bytes::from(vec![b'x'; 1000])).await.unwrap();
     assert!(matches!(too_big.outcome().await, MessageOutcome::Failed(error) if error.code == 413));
     alice.shutdown(true).await;
+    drop(acceptor);
+    let refusals: Vec<_> = futures::StreamExt::collect(refusals).await;
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!((refusals[0].error.code, refusals[0].error.comment.as_str()), (481, "Invalid From-Path"));
 }
+
+/// Issue 12 §3 success REPORT after the bytes are safe: with `confirm_messages`, the
+/// adapters' `Session::confirm_message` lets the success REPORT go (RFC 4975 §7.1.2).
+async fn success_report_after_confirmation<R: Runtime>(runtime: R) {
+    use msrp_core::header::HeaderName;
+    use msrp_core::outbox::MessageOptions;
+    use msrp_core::session::Event;
+    let mut bob_config = config();
+    bob_config.confirm_messages = true;
+    let (alice, bob) = pair(runtime.clone(), runtime, None, Some(bob_config)).await;
+    let mut options = MessageOptions::default();
+    options.headers.set(HeaderName::ContentType, "text/plain");
+    options.headers.set(HeaderName::SuccessReport, "yes");
+    let message = alice.send_message_with(options, Bytes::from_static(b"keep me")).await.unwrap();
+    let message_id = message.message_id.clone();
+    assert_eq!(message.outcome().await, MessageOutcome::Delivered);
+    let chunk = bob.receive_chunk().await.unwrap();
+    assert_eq!(chunk.message_id(), Some(message_id.as_str()));
+    assert_eq!(bob.confirm_message(&message_id, Ok(())).await, Ok(true));
+    let report = loop {
+        match alice.next_event().await {
+            Some(Event::Report { report, .. }) => break report,
+            Some(_) => {}
+            None => panic!("the session ended without the REPORT"),
+        }
+    };
+    assert_eq!(report.status().map(|status| status.code), Some(200));
+    assert_eq!(report.message_id(), Some(message_id.as_str()));
+    alice.shutdown(true).await;
+}
+
+runtimes!(success_report_after_confirmation);
 
 pairs!(acceptor_waits_past_a_stranger:
     tokio_tokio => (Tokio, Tokio),

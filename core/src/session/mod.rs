@@ -27,7 +27,8 @@
 //!   unknown method, 400 NICKNAME without Use-Nickname), answered by RFC 4975 §7.2, and
 //!   delivered as [`Event::Incoming`] chunks (in segments of about
 //!   [`SessionConfig::segment_size`]) or, with [`SessionConfig::reassembly`], as whole
-//!   messages. `Success-Report: yes` gets a `000 200` REPORT once the message is complete.
+//!   messages. `Success-Report: yes` gets a `000 200` REPORT once the message is complete
+//!   (and, with [`SessionConfig::confirm_messages`], once the application confirmed it).
 //!   A malformed chunk is answered with the status its error gives
 //!   ([`ChunkParseError::status`]: 400, or 413 for size limits, when a response can be
 //!   addressed and is allowed) and the session goes on: the decoder resynchronises on the
@@ -231,8 +232,8 @@ use crate::reassembly::{Coverage, Reassembler};
 use crate::transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
 use crate::uri::Uri;
 
-use self::receive::Incoming;
 pub use self::receive::MAX_REPORT_FRAGMENTS;
+use self::receive::{Incoming, Unconfirmed};
 use self::transactions::{TransactionKind, Transactions};
 
 /// Which side opens the connection and sends the first SEND (RFC 4975 §5.4).
@@ -301,6 +302,11 @@ pub struct SessionConfig {
     pub max_tracked_reports: usize,
     /// Events queued inside the session beyond which [`Session::wants_read`] is false.
     pub max_queued_events: usize,
+    /// Hold each incoming message's success REPORT until the application confirms the
+    /// message with [`Session::confirm_message`] (or refuses it, which sends a failure
+    /// REPORT where `Failure-Report` allows one); off by default. The 200 responses to
+    /// the chunks go out as they arrive either way.
+    pub confirm_messages: bool,
     /// Parser limits.
     pub decoder_limits: DecoderLimits,
 }
@@ -326,6 +332,7 @@ impl SessionConfig {
             message_buffer: 512 * 1024,
             max_tracked_reports: 1024,
             max_queued_events: 1024,
+            confirm_messages: false,
             decoder_limits: DecoderLimits::default(),
         }
     }
@@ -655,6 +662,8 @@ pub struct Session {
     owed_reports: HashMap<String, Coverage>,
     /// Success REPORTs ready, sent once the chunk that completed them is answered.
     pending_reports: Vec<Chunk>,
+    /// Incoming messages waiting for [`Session::confirm_message`].
+    unconfirmed: Unconfirmed,
     outbox: Outbox,
     messages: BTreeMap<OutgoingId, Outgoing>,
     /// Messages delivered that still wait for their success REPORT, oldest first, at most
@@ -742,6 +751,7 @@ impl Session {
             reassembler,
             owed_reports: HashMap::new(),
             pending_reports: Vec::new(),
+            unconfirmed: Unconfirmed::default(),
             messages: BTreeMap::new(),
             awaiting_reports: VecDeque::new(),
             report_per_piece: VecDeque::new(),

@@ -1,16 +1,19 @@
 //! The receive path of a session: decoded chunks are checked, answered, delivered and
 //! reported on.
 
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::chunk::{Chunk, ContinuationFlag, END_LINE_PREFIX, Method};
 use crate::codec::{Assembly, ChunkParseError, Decoded};
 use crate::header::{ByteRange, HeaderName, SuccessReport};
-use crate::reassembly::Reassembled;
+use crate::reassembly::{Coverage, Reassembled};
 use crate::transport::MsrpError;
 
 use super::transactions::TransactionKind;
-use super::{Event, MessageOutcome, Session, SessionError, State};
+use super::{Event, MessageOutcome, SendError, Session, SessionError, State};
 
 /// Separate pieces of one message tracked for its success REPORT before the pieces are
 /// reported as they are.
@@ -27,6 +30,36 @@ pub(super) enum Verdict {
     Request,
     /// Answered already, or a response: drop the body.
     Skip,
+}
+
+/// Incoming messages whose success REPORTs wait for the application's word
+/// ([`SessionConfig::confirm_messages`](super::SessionConfig::confirm_messages)), by
+/// Message-ID, at most `max_tracked_reports` of them (the oldest is given up past that).
+#[derive(Debug, Default)]
+pub(super) struct Unconfirmed {
+    messages: HashMap<String, Held>,
+    /// Message-IDs, oldest first.
+    order: VecDeque<String>,
+}
+
+/// What is kept of a message until it is confirmed or refused.
+#[derive(Debug)]
+struct Held {
+    /// The head of its first chunk, without a body: what a REPORT answers.
+    request: Chunk,
+    /// Bytes whose success REPORT is held; `None` once the pieces grew past
+    /// [`MAX_REPORT_FRAGMENTS`] (the message then gets no success REPORT).
+    owed: Option<Coverage>,
+    /// Its length, once a Byte-Range total or the `$` chunk said it.
+    length: Option<u64>,
+}
+
+impl Unconfirmed {
+    fn remove(&mut self, message_id: &str) -> Option<Held> {
+        let held = self.messages.remove(message_id)?;
+        self.order.retain(|id| id != message_id);
+        Some(held)
+    }
 }
 
 /// The chunk being received.
@@ -226,6 +259,7 @@ impl Session {
         self.logger.warn(&format!("refusing {}: {error}", chunk.transaction_id));
         if let Some(message_id) = chunk.message_id() {
             self.owed_reports.remove(message_id);
+            self.unconfirmed.remove(message_id);
             if let Some(reassembler) = &mut self.reassembler {
                 reassembler.forget(message_id);
             }
@@ -245,6 +279,12 @@ impl Session {
     /// `max_tracked_reports` messages are open; later chunks of such a message are then
     /// reported one by one. So memory stays bounded whatever the peer sends.
     fn owe_report(&mut self, chunk: &Chunk) {
+        // A bodiless message (binding, keepalive) never reaches the application, so it
+        // is never confirmed: its REPORT goes out at once.
+        let held = self.config.confirm_messages && !is_empty_message(chunk);
+        if held {
+            self.hold(chunk);
+        }
         if chunk.success_report() != SuccessReport::Yes {
             return;
         }
@@ -274,16 +314,123 @@ impl Session {
                 if self.report_per_piece.len() >= self.config.max_tracked_reports {
                     self.report_per_piece.pop_front();
                 }
-                self.report_per_piece.push_back(message_id);
+                self.report_per_piece.push_back(message_id.clone());
                 pieces
             } else {
                 return;
             }
         };
         for range in ranges {
-            let report = self.transport.make_report(chunk, 200, Some("OK".to_owned()), range);
-            self.pending_reports.extend(report);
+            if held {
+                self.owe_held(&message_id, range);
+            } else {
+                let report = self.transport.make_report(chunk, 200, Some("OK".to_owned()), range);
+                self.pending_reports.extend(report);
+            }
         }
+    }
+
+    /// Keeps what a later [`Session::confirm_message`] needs to know of `chunk`'s message;
+    /// an `#` chunk forgets it (the sender gave it up: nothing is owed).
+    fn hold(&mut self, chunk: &Chunk) {
+        let Some(message_id) = chunk.message_id() else { return };
+        if chunk.contflag == ContinuationFlag::Abort {
+            self.unconfirmed.remove(message_id);
+            return;
+        }
+        let range = chunk.byte_range();
+        let start = range.map_or(1, |range| range.start);
+        let end = (chunk.contflag == ContinuationFlag::End)
+            .then(|| (start - 1).saturating_add(chunk.data.len() as u64))
+            .or_else(|| range.and_then(|range| range.total));
+        if let Some(held) = self.unconfirmed.messages.get_mut(message_id) {
+            if chunk.contflag == ContinuationFlag::End || held.length.is_none() {
+                held.length = end.or(held.length);
+            }
+            return;
+        }
+        if self.unconfirmed.order.len() >= self.config.max_tracked_reports {
+            if let Some(oldest) = self.unconfirmed.order.pop_front() {
+                self.logger.warn(&format!("message {oldest} was not confirmed in time: it gets no success REPORT"));
+                self.unconfirmed.messages.remove(&oldest);
+            }
+        }
+        let request = Chunk { data: Bytes::new(), ..chunk.clone() };
+        let held = Held { request, owed: Some(Coverage::default()), length: end };
+        self.unconfirmed.messages.insert(message_id.to_owned(), held);
+        self.unconfirmed.order.push_back(message_id.to_owned());
+    }
+
+    /// Holds a success REPORT for `range` of a message until it is confirmed.
+    fn owe_held(&mut self, message_id: &str, range: ByteRange) {
+        let Some(held) = self.unconfirmed.messages.get_mut(message_id) else { return };
+        let Some(owed) = &mut held.owed else { return };
+        owed.record_range(range.start, range.end, None, false);
+        if owed.fragments() > MAX_REPORT_FRAGMENTS {
+            held.owed = None;
+            self.logger.warn(&format!("message {message_id} came in too many pieces: it gets no success REPORT"));
+        }
+    }
+
+    /// The application's word on a complete incoming message, with
+    /// [`SessionConfig::confirm_messages`](super::SessionConfig::confirm_messages) on
+    /// (e.g. once it is safely on disk).
+    ///
+    /// `Ok(())` sends the success REPORTs held for it (RFC 4975 §7.1.2: the REPORT says
+    /// the message was received; one covering it all when it arrived whole, else one per
+    /// piece). `Err(error)` (a status other than 200, such as 413) sends a failure
+    /// REPORT with that status over the whole message instead, when its
+    /// `Failure-Report` allows one (`yes` or `partial`, RFC 4975 §7.1.2, §7.3): its
+    /// chunks were answered 200 already, so a REPORT is the only way left to say it
+    /// failed. Either way the message is forgotten.
+    ///
+    /// Returns whether a REPORT went out: `false` when its headers asked for none, or
+    /// when nothing is held for `message_id` (the mode is off, it was confirmed
+    /// already, it had no Message-ID, or it was given up past `max_tracked_reports`
+    /// messages waiting). `Err` only when the session is closed.
+    pub fn confirm_message(
+        &mut self,
+        now: Instant,
+        message_id: &str,
+        outcome: Result<(), MsrpError>,
+    ) -> Result<bool, SendError> {
+        self.advance(now);
+        if self.state == State::Closed {
+            return Err(SendError::Closed);
+        }
+        let Some(held) = self.unconfirmed.remove(message_id) else { return Ok(false) };
+        let length = held.length;
+        let ranges: Vec<ByteRange> = match outcome {
+            Ok(()) => {
+                let pieces: Vec<(u64, u64)> = held.owed.iter().flat_map(Coverage::ranges).collect();
+                match pieces[..] {
+                    [(1, last)] if length == Some(last) => vec![ByteRange::new(1, Some(last), Some(last))],
+                    _ => pieces
+                        .into_iter()
+                        .map(|(first, last)| ByteRange::new(first, Some(last), length.filter(|&total| total >= last)))
+                        .collect(),
+                }
+            }
+            Err(error) => {
+                // Nothing more of it is owed a success REPORT, whatever still arrives.
+                self.owed_reports.remove(message_id);
+                if let Some(reassembler) = &mut self.reassembler {
+                    reassembler.forget(message_id);
+                }
+                let range = ByteRange::new(1, length, length);
+                let report = self.transport.make_report(&held.request, error.code, Some(error.comment), range);
+                let sent = report.is_some();
+                self.replies.extend(report);
+                return Ok(sent);
+            }
+        };
+        let mut sent = false;
+        for range in ranges {
+            let report = self.transport.make_report(&held.request, 200, Some("OK".to_owned()), range);
+            sent |= report.is_some();
+            self.replies.extend(report);
+        }
+        Ok(sent)
     }
 
     fn on_response(&mut self, response: &Chunk) {

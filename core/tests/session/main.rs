@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod confirm;
 mod harness;
 
 use bytes::Bytes;
