@@ -15,11 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::io::AsyncRead;
 use indicatif::ProgressBar;
+use msrp_tokio::core::Uri;
 use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
 use msrp_tokio::core::outbox::{MessageOptions, OutgoingId};
 use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig, SessionError};
 use msrp_tokio::tls::parse_fingerprint;
-use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio};
+use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio, Transport};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
@@ -74,36 +75,7 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     if items.is_empty() {
         return Err(Failure::usage("nothing to send: give --text or --file"));
     }
-    let first = &remote[0];
-    let tls = client_tls(&args, first.use_tls)?;
-    let peer = address(first);
-    let mut connector = ConnectorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
-    let timeout = Duration::from_secs(args.timeout);
-    connector.set_connect_timeout(timeout);
-    let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
-    config.bind_timeout = timeout;
-    if let Some(chunk_size) = args.chunk_size {
-        config.max_chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
-    }
-    // The binding SEND fails by the bind timeout or by the response timeout, the earlier.
-    let bind_wait = timeout.min(config.response_timeout);
-    connector.set_config(config);
-    if let Some(tls) = tls {
-        connector.set_tls(tls);
-    }
-    let local_path = path_text(&connector.prepare(local));
-    out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
-    let bound = tokio::select! {
-        bound = connector.complete(remote) => bound,
-        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before the session was bound")),
-    };
-    let transport = bound.map_err(|error| match error {
-        // Connected, but the binding SEND got no answer: nothing was refused.
-        msrp_tokio::Error::Session(SessionError::BindTimeout) => {
-            Failure::fatal(format!("{peer} accepted the connection but did not answer within {}", seconds(bind_wait)))
-        }
-        other => Failure::fatal(describe(&other, &peer)),
-    })?;
+    let transport = bind(&args, remote, local, &out, &mut interrupt).await?;
     let remote_text = path_text(transport.remote_path());
     out.event("bound", json!({ "remote_path": remote_text }), || format!("bound to {remote_text}"));
     let session = Arc::new(Session::new(transport, AcceptTypes::any(), None));
@@ -166,6 +138,46 @@ pub(crate) async fn run(args: SendArgs, items: Vec<Item>) -> Result<ExitCode, Fa
     }
     let _ = printer.await;
     Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Connects and binds (within `--timeout`), printing the local path once it is known.
+async fn bind(
+    args: &SendArgs,
+    remote: Vec<Uri>,
+    local: Option<Uri>,
+    out: &Output,
+    interrupt: &mut Interrupt,
+) -> Result<Transport, Failure> {
+    let first = &remote[0];
+    let tls = client_tls(args, first.use_tls)?;
+    let peer = address(first);
+    let mut connector = ConnectorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
+    let timeout = Duration::from_secs(args.timeout);
+    connector.set_connect_timeout(timeout);
+    let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
+    config.bind_timeout = timeout;
+    if let Some(chunk_size) = args.chunk_size {
+        config.max_chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+    }
+    // The binding SEND fails by the bind timeout or by the response timeout, the earlier.
+    let bind_wait = timeout.min(config.response_timeout);
+    connector.set_config(config);
+    if let Some(tls) = tls {
+        connector.set_tls(tls);
+    }
+    let local_path = path_text(&connector.prepare(local));
+    out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
+    let bound = tokio::select! {
+        bound = connector.complete(remote) => bound,
+        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before the session was bound")),
+    };
+    bound.map_err(|error| match error {
+        // Connected, but the binding SEND got no answer: nothing was refused.
+        msrp_tokio::Error::Session(SessionError::BindTimeout) => {
+            Failure::fatal(format!("{peer} accepted the connection but did not answer within {}", seconds(bind_wait)))
+        }
+        other => Failure::fatal(describe(&other, &peer)),
+    })
 }
 
 /// Ctrl-C: aborts the message in progress (`#`), closes the session, exit code 130.
