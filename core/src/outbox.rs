@@ -7,6 +7,11 @@
 //! be interleaved fairly"). The last chunk of a message ends with `$`, an aborted message
 //! ends with `#`, and a message the peer refused with 413 sends nothing more.
 //!
+//! A chunk's body leaves in slices ([`Outbox::open_chunk`], then [`Outbox::next_slice`]),
+//! so that a chunk in progress can be ended early with `+` when other traffic waits
+//! ([`Outbox::interrupt`], RFC 4975 §7.1.1); the rest of its body goes back to its
+//! message and leaves in a later chunk. An abort or a 413 ends a chunk in progress with `#`.
+//!
 //! The outbox only builds chunks; the session engine decides when to send them.
 
 use std::collections::VecDeque;
@@ -14,9 +19,9 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::chunk::{Chunk, ContinuationFlag};
+use crate::chunk::{Chunk, ContinuationFlag, end_line_needle};
 use crate::header::{ByteRange, HeaderName, Headers};
-use crate::transport::{ChunkParams, Transport};
+use crate::transport::{ChunkParams, MAX_UNINTERRUPTIBLE_BODY, Transport};
 
 /// Identifies a message in an [`Outbox`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,7 +94,58 @@ pub struct Outbox {
     max_chunk_size: usize,
     /// Round-robin order: the front message gives the next chunk.
     messages: VecDeque<Entry>,
+    /// The chunk whose body is being handed out; its message is out of `messages` until
+    /// the chunk ends.
+    open: Option<OpenChunk>,
     next_id: u64,
+}
+
+/// A chunk whose head went out and whose body is handed out in slices.
+#[derive(Debug)]
+struct OpenChunk {
+    message: Entry,
+    transaction_id: String,
+    /// Byte-Range start of the chunk.
+    start: u64,
+    /// The body still to go out ends the chunk at `body.len()`; an abort may shorten it.
+    body: Bytes,
+    /// Body bytes handed out.
+    sent: usize,
+    /// The end-line's flag and whether it ends the message, as things stand.
+    flag: ContinuationFlag,
+    last: bool,
+    /// Whether its Byte-Range end is `*`, so that it may end before `body` does.
+    interruptible: bool,
+    /// Whether the encoding has a body section (the end-line then starts with a CRLF).
+    body_section: bool,
+}
+
+/// Body bytes of the chunk in progress, and its end-line when the chunk ends with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSlice {
+    /// The message the chunk belongs to.
+    pub id: OutgoingId,
+    /// The chunk's transaction id.
+    pub transaction_id: String,
+    /// The next body bytes (a slice of the message's data, not a copy); may be empty.
+    pub data: Bytes,
+    /// Set when the chunk ends after `data`.
+    pub end: Option<ChunkEnd>,
+}
+
+/// How a chunk ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkEnd {
+    /// The end-line, with the CRLF that closes the body when there is one.
+    pub line: Bytes,
+    /// Its flag: `+` also when the chunk was interrupted.
+    pub flag: ContinuationFlag,
+    /// Whether the message ends with this chunk (`$` or `#`).
+    pub last: bool,
+    /// The chunk's Byte-Range start.
+    pub start: u64,
+    /// Body bytes the chunk carried.
+    pub len: u64,
 }
 
 /// One chunk cut from a message.
@@ -106,7 +162,7 @@ pub struct OutgoingChunk {
 impl Outbox {
     /// An empty outbox cutting chunks of at most `max_chunk_size` body bytes (at least 1).
     pub fn new(max_chunk_size: usize) -> Self {
-        Self { max_chunk_size: max_chunk_size.max(1), messages: VecDeque::new(), next_id: 0 }
+        Self { max_chunk_size: max_chunk_size.max(1), messages: VecDeque::new(), open: None, next_id: 0 }
     }
 
     /// Starts a message; data follows with [`Outbox::write`], then [`Outbox::finish`].
@@ -166,7 +222,13 @@ impl Outbox {
 
     /// Aborts a message: unsent data is dropped; if part of it was already sent, its
     /// next chunk ends it with `#` (RFC 4975 §7.1).
+    /// A chunk of the message in progress ends at once with `#` when it may be
+    /// interrupted, after the rest of its body when not.
     pub fn abort(&mut self, id: OutgoingId) -> Result<(), OutboxError> {
+        if let Some(open) = self.open.as_mut().filter(|open| open.message.id == id) {
+            open.end_with_abort();
+            return Ok(());
+        }
         let index = self.messages.iter().position(|m| m.id == id).ok_or(OutboxError::UnknownMessage(id))?;
         if !self.messages[index].sent_any {
             // Nothing went out: the peer never hears of it.
@@ -182,50 +244,154 @@ impl Outbox {
 
     /// The peer refused the message (413, RFC 4975 §10.5): nothing more is sent for it.
     /// Returns the message it was, if any.
+    /// A chunk of it in progress ends at once with `#` when it may be interrupted (after
+    /// the rest of its body when not), as RFC 4975 §10.5 asks.
     pub fn stop(&mut self, message_id: &str) -> Option<OutgoingId> {
+        if let Some(open) = self.open.as_mut().filter(|open| open.message.message_id == message_id) {
+            open.end_with_abort();
+            return Some(open.message.id);
+        }
         let index = self.messages.iter().position(|m| m.message_id == message_id)?;
         self.messages.remove(index).map(|m| m.id)
     }
 
     /// Whether a message is still in the outbox.
     pub fn contains(&self, id: OutgoingId) -> bool {
-        self.messages.iter().any(|m| m.id == id)
+        self.entries().any(|m| m.id == id)
     }
 
     /// Bytes written to one message and not yet cut into chunks; `None` once it ended.
     pub fn pending_len(&self, id: OutgoingId) -> Option<usize> {
-        self.messages.iter().find(|m| m.id == id).map(|m| m.pending_len)
+        self.entries().find(|m| m.id == id).map(|m| m.pending_len)
     }
 
     /// The Message-ID of a message still in the outbox.
     pub fn message_id(&self, id: OutgoingId) -> Option<&str> {
-        self.messages.iter().find(|m| m.id == id).map(|m| m.message_id.as_str())
+        self.entries().find(|m| m.id == id).map(|m| m.message_id.as_str())
     }
 
-    /// Whether no message is left.
+    /// Whether no message is left (and no chunk is in progress).
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
+        self.messages.is_empty() && self.open.is_none()
     }
 
     /// Bytes written and not yet cut into chunks, over all messages.
     pub fn pending_bytes(&self) -> usize {
-        self.messages.iter().map(|m| m.pending_len).sum()
+        self.entries().map(|m| m.pending_len).sum()
     }
 
-    /// The next chunk to send, or `None` when no message has one ready. A streamed
-    /// message gives a chunk once `max_chunk_size` bytes are pending or it is finished.
+    /// Whether a chunk is in progress: its head went out, its end-line not yet.
+    pub fn has_open_chunk(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Drops every message. A chunk in progress still ends, with `#` (at once when it may
+    /// be interrupted), so that what went out of it is a whole frame: take its last slice
+    /// with [`Outbox::next_slice`].
+    pub fn clear(&mut self) {
+        self.messages.clear();
+        if let Some(open) = &mut self.open {
+            open.end_with_abort();
+        }
+    }
+
+    /// The next chunk to send whole, or `None` when no message has one ready (or a chunk
+    /// is in progress): [`Outbox::open_chunk`] with all of its body at once.
     pub fn next_chunk(&mut self, transport: &mut Transport) -> Option<OutgoingChunk> {
+        let out = self.open_chunk(transport)?;
+        // An unlimited slice ends the chunk as planned.
+        self.next_slice(usize::MAX);
+        Some(out)
+    }
+
+    /// Starts the next chunk, or `None` when no message has one ready or a chunk is in
+    /// progress. A streamed message gives a chunk once `max_chunk_size` bytes are pending
+    /// or it is finished. The chunk comes whole, as planned (its `data` is all its body and
+    /// `last` whether it ends the message); its body is then handed out with
+    /// [`Outbox::next_slice`], and it may end early ([`Outbox::interrupt`], an abort).
+    pub fn open_chunk(&mut self, transport: &mut Transport) -> Option<OutgoingChunk> {
+        if self.open.is_some() {
+            return None;
+        }
         for _ in 0..self.messages.len() {
             let mut message = self.messages.pop_front()?;
             if let Some(out) = self.cut(&mut message, transport) {
-                if !out.last {
-                    self.messages.push_back(message);
-                }
+                let start = out.chunk.byte_range().map_or(1, |range| range.start);
+                self.open = Some(OpenChunk {
+                    message,
+                    transaction_id: out.chunk.transaction_id.clone(),
+                    start,
+                    body: out.chunk.data.clone(),
+                    sent: 0,
+                    flag: out.chunk.contflag,
+                    last: out.last,
+                    interruptible: out.chunk.byte_range().is_some_and(|range| range.end.is_none()),
+                    body_section: out.chunk.has_body_section(),
+                });
                 return Some(out);
             }
             self.messages.push_back(message);
         }
         None
+    }
+
+    /// The next body bytes of the chunk in progress, at most `max_len` of them (no copy),
+    /// with its end-line when they end it; `None` when no chunk is in progress. Once the
+    /// end-line is handed out the chunk is over and its message takes its turn again.
+    pub fn next_slice(&mut self, max_len: usize) -> Option<ChunkSlice> {
+        let open = self.open.as_mut()?;
+        let len = (open.body.len() - open.sent).min(max_len);
+        let data = open.body.slice(open.sent..open.sent + len);
+        open.sent += len;
+        let end = (open.sent == open.body.len()).then(|| open.end());
+        let slice = ChunkSlice { id: open.message.id, transaction_id: open.transaction_id.clone(), data, end };
+        if slice.end.is_some() {
+            self.close_open();
+        }
+        Some(slice)
+    }
+
+    /// Ends the chunk in progress early with `+` (RFC 4975 §7.1.1: a SEND larger than 2048
+    /// octets is interrupted for pending responses and REPORTs), and gives back the rest
+    /// of its body to its message, which sends it in a later chunk. Returns the chunk's
+    /// last slice (its end-line, after a few more body bytes in the rare case that ending
+    /// the body right here would put this chunk's end-line in it, R4975-7.1-8), or `None`
+    /// when the chunk may not be interrupted: its Byte-Range end is not `*`, fewer than
+    /// 2048 bytes of it went out (no chunk is made smaller, R4975-7.1.1-10), or it ends
+    /// with `#` anyway.
+    pub fn interrupt(&mut self) -> Option<ChunkSlice> {
+        let open = self.open.as_mut()?;
+        if !open.interruptible || open.sent < MAX_UNINTERRUPTIBLE_BODY || open.flag == ContinuationFlag::Abort {
+            return None;
+        }
+        let cut = open.safe_cut();
+        if cut == open.body.len() {
+            // The body ends here anyway.
+            return self.next_slice(usize::MAX);
+        }
+        let rest = open.body.split_off(cut);
+        let message = &mut open.message;
+        message.chunked -= rest.len() as u64;
+        message.pending_len += rest.len();
+        message.pending.push_front(rest);
+        open.flag = ContinuationFlag::More;
+        open.last = false;
+        self.next_slice(usize::MAX)
+    }
+
+    /// The chunk in progress ended: its message takes its turn again (last in the
+    /// round-robin order, so that an interrupted message does not keep the others waiting).
+    fn close_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            if !open.last {
+                self.messages.push_back(open.message);
+            }
+        }
+    }
+
+    /// Every message, the one of the chunk in progress too.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.messages.iter().chain(self.open.as_ref().map(|open| &open.message))
     }
 
     fn cut(&self, message: &mut Entry, transport: &mut Transport) -> Option<OutgoingChunk> {
@@ -278,7 +444,48 @@ impl Outbox {
     }
 
     fn message_mut(&mut self, id: OutgoingId) -> Option<&mut Entry> {
-        self.messages.iter_mut().find(|m| m.id == id)
+        self.messages.iter_mut().chain(self.open.as_mut().map(|open| &mut open.message)).find(|m| m.id == id)
+    }
+}
+
+impl OpenChunk {
+    /// The end-line as things stand.
+    fn end(&self) -> ChunkEnd {
+        let needle = end_line_needle(&self.transaction_id);
+        // The CRLF that closes a body opens the needle; a chunk without a body section has none.
+        let skip = if self.body_section { 0 } else { 2 };
+        let mut line = BytesMut::with_capacity(needle.len() + 3);
+        line.extend_from_slice(&needle[skip..]);
+        line.extend_from_slice(&[self.flag.as_byte(), b'\r', b'\n']);
+        ChunkEnd { line: line.freeze(), flag: self.flag, last: self.last, start: self.start, len: self.sent as u64 }
+    }
+
+    /// The message is aborted or stopped: the chunk ends with `#`, at once when it may be
+    /// interrupted (what was not sent is dropped), after the rest of its body when not.
+    fn end_with_abort(&mut self) {
+        self.message.pending.clear();
+        self.message.pending_len = 0;
+        self.message.aborted = true;
+        if self.interruptible {
+            let cut = self.safe_cut();
+            self.body.truncate(cut);
+        }
+        self.flag = ContinuationFlag::Abort;
+        self.last = true;
+    }
+
+    /// The first length, from the bytes sent on, at which the body may end: a body that
+    /// ends with this chunk's end-line but the CRLF would end the chunk there on the
+    /// receiver's side (the end-line that follows supplies the CRLF).
+    fn safe_cut(&self) -> usize {
+        let needle = end_line_needle(&self.transaction_id);
+        let ends_with_end_line = |body: &[u8]| match body.split_last() {
+            Some((&flag, before)) => {
+                ContinuationFlag::from_byte(flag).is_some() && (before.ends_with(&needle) || before == &needle[2..])
+            }
+            None => false,
+        };
+        (self.sent..self.body.len()).find(|&cut| !ends_with_end_line(&self.body[..cut])).unwrap_or(self.body.len())
     }
 }
 

@@ -80,6 +80,15 @@ impl Node {
         let n = std::mem::take(&mut self.unacked);
         self.session.handle_input(now, Input::Written(n));
     }
+
+    /// Acknowledges at most `n` bytes of the writes that were held (a socket draining
+    /// slowly); returns how many.
+    pub(crate) fn release_some_writes(&mut self, now: Instant, n: usize) -> usize {
+        let n = n.min(self.unacked);
+        self.unacked -= n;
+        self.session.handle_input(now, Input::Written(n));
+        n
+    }
 }
 
 /// Two sessions connected back to back; bytes arrive re-split into pieces of at most
