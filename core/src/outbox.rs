@@ -86,6 +86,9 @@ struct Entry {
     aborted: bool,
     /// Whether a chunk of this message went out (an abort must then be said with `#`).
     sent_any: bool,
+    /// The front of `pending` is the rest of an interrupted chunk: it goes next as a chunk
+    /// of its own, not joined (copied) with what follows.
+    resumed: bool,
 }
 
 /// The outgoing messages of a session. See the [module docs](self).
@@ -181,6 +184,7 @@ impl Outbox {
             finished: false,
             aborted: false,
             sent_any: false,
+            resumed: false,
         });
         id
     }
@@ -374,6 +378,7 @@ impl Outbox {
         message.chunked -= rest.len() as u64;
         message.pending_len += rest.len();
         message.pending.push_front(rest);
+        message.resumed = true;
         open.flag = ContinuationFlag::More;
         open.last = false;
         self.next_slice(usize::MAX)
@@ -396,11 +401,17 @@ impl Outbox {
 
     fn cut(&self, message: &mut Entry, transport: &mut Transport) -> Option<OutgoingChunk> {
         // A finished message always has a chunk to give: at least the empty one that carries `$`.
-        let ready = message.aborted || message.finished || message.pending_len >= self.max_chunk_size;
+        let ready =
+            message.aborted || message.finished || message.resumed || message.pending_len >= self.max_chunk_size;
         if !ready {
             return None;
         }
-        let take = message.pending_len.min(self.max_chunk_size);
+        let mut take = message.pending_len.min(self.max_chunk_size);
+        if std::mem::take(&mut message.resumed) {
+            if let Some(rest) = message.pending.front().filter(|rest| rest.len() >= MAX_UNINTERRUPTIBLE_BODY) {
+                take = take.min(rest.len());
+            }
+        }
         let data = take_bytes(&mut message.pending, take);
         message.pending_len -= take;
         let last = message.aborted || (message.finished && message.pending_len == 0);
@@ -629,6 +640,134 @@ mod tests {
             (last.chunk.contflag, last.chunk.byte_range()),
             (ContinuationFlag::End, Some(ByteRange::new(9, Some(10), Some(10))))
         );
+    }
+
+    /// The bytes of one chunk as its slices give them: head, then every slice until the end.
+    fn write_open_chunk(outbox: &mut Outbox, head: &OutgoingChunk, slice: usize) -> (Vec<u8>, ChunkEnd) {
+        let mut wire = head.chunk.encode_start().to_vec();
+        loop {
+            let piece = outbox.next_slice(slice).expect("the chunk is open");
+            assert!(piece.data.len() <= slice);
+            wire.extend_from_slice(&piece.data);
+            if let Some(end) = piece.end {
+                wire.extend_from_slice(&end.line);
+                return (wire, end);
+            }
+        }
+    }
+
+    fn decode(wire: &[u8]) -> Chunk {
+        let mut decoder = crate::codec::Decoder::new(crate::codec::DecoderLimits::default());
+        decoder.feed(Bytes::copy_from_slice(wire));
+        decoder.poll_chunk(Some(usize::MAX)).expect("a whole chunk").expect("a valid chunk")
+    }
+
+    // Issue 12 §2.5, R4975-7.1.1-12: a chunk in progress ends early with `+` after the
+    // bytes handed out, and the rest of the message follows in a new chunk from the next
+    // byte; slices share the message's buffer (no copy).
+    #[test]
+    fn issue_12_2_5_a_chunk_in_progress_is_interrupted_and_resumed() {
+        let (mut transport, mut outbox) = (transport(), Outbox::new(16_384));
+        let body = Bytes::from((0..20_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        let id = outbox.send(&mut transport, text("application/octet-stream"), body.clone());
+        let head = outbox.open_chunk(&mut transport).expect("a chunk");
+        assert!(outbox.open_chunk(&mut transport).is_none(), "one chunk at a time");
+        let first = outbox.next_slice(4096).expect("open");
+        assert_eq!((first.data.len(), first.end.is_none()), (4096, true));
+        assert_eq!(first.data.as_ptr(), body.as_ptr(), "a slice is not a copy");
+        let last = outbox.interrupt().expect("an interruptible chunk");
+        let end = last.end.expect("the end-line");
+        assert!(last.data.is_empty());
+        assert_eq!((end.flag, end.last, end.start, end.len), (ContinuationFlag::More, false, 1, 4096));
+        assert!(!outbox.has_open_chunk() && outbox.contains(id));
+        let mut wire = head.chunk.encode_start().to_vec();
+        wire.extend_from_slice(&first.data);
+        wire.extend_from_slice(&end.line);
+        let interrupted = decode(&wire);
+        assert_eq!(interrupted.byte_range(), Some(ByteRange::new(1, None, Some(20_000))));
+        assert_eq!((interrupted.contflag, &interrupted.data[..]), (ContinuationFlag::More, &body[..4096]));
+        // The rest of the chunk goes as a chunk of its own (not joined with what follows:
+        // no copy), then the rest of the message.
+        let rest = drain(&mut outbox, &mut transport);
+        let ranges: Vec<_> = rest.iter().map(|c| c.chunk.byte_range().expect("range")).collect();
+        assert_eq!(ranges, [ByteRange::new(4097, None, Some(20_000)), ByteRange::new(16_385, None, Some(20_000))]);
+        assert_eq!(rest[0].chunk.data.as_ptr(), body[4096..].as_ptr());
+        let joined: Vec<u8> = rest.iter().flat_map(|c| c.chunk.data.to_vec()).collect();
+        assert_eq!(joined, body[4096..]);
+        assert_eq!(rest[1].chunk.contflag, ContinuationFlag::End);
+    }
+
+    // Issue 12 §2.5, R4975-5.1-1, R4975-7.1.1-10: a chunk whose Byte-Range names its end
+    // (2048 bytes or less), or of which fewer than 2048 bytes went out, is not interrupted.
+    #[test]
+    fn issue_12_2_5_short_chunks_are_not_interrupted() {
+        let (mut transport, mut outbox) = (transport(), Outbox::new(2048));
+        outbox.send(&mut transport, text("text/plain"), Bytes::from(vec![b'a'; 3000]));
+        let head = outbox.open_chunk(&mut transport).expect("a chunk");
+        assert_eq!(head.chunk.byte_range(), Some(ByteRange::new(1, Some(2048), Some(3000))));
+        outbox.next_slice(1000).expect("open");
+        assert!(outbox.interrupt().is_none(), "its end is in its Byte-Range");
+        let (_, end) = write_open_chunk(&mut outbox, &head, 1000);
+        assert_eq!((end.flag, end.len), (ContinuationFlag::More, 2048));
+
+        let mut outbox = Outbox::new(8192);
+        outbox.send(&mut transport, text("text/plain"), Bytes::from(vec![b'b'; 8192]));
+        outbox.open_chunk(&mut transport).expect("a chunk");
+        outbox.next_slice(1000).expect("open");
+        assert!(outbox.interrupt().is_none(), "only 1000 bytes went out");
+        outbox.next_slice(1048).expect("open");
+        assert_eq!(outbox.interrupt().and_then(|slice| slice.end).map(|end| end.len), Some(2048));
+    }
+
+    // Issue 12 §2.5, R4975-7.1-8: an interruption never ends the body on the chunk's own
+    // end-line (`-------tid+` right before the cut would end the chunk there): the body
+    // goes on past it.
+    #[test]
+    fn issue_12_2_5_an_interruption_never_ends_the_body_on_its_end_line() {
+        let (mut transport, mut outbox) = (transport(), Outbox::new(8192));
+        let mut peek = transport.clone();
+        let tid = peek.ids().transaction_id();
+        let mut body = vec![b'x'; 4096 - tid.len() - 10];
+        body.extend_from_slice(format!("\r\n-------{tid}+").as_bytes());
+        assert_eq!(body.len(), 4096);
+        body.extend_from_slice(b"yz and more");
+        body.resize(8192, b'w');
+        let options = MessageOptions { message_id: Some("cut-here".into()), ..text("text/plain") };
+        outbox.send(&mut transport, options, Bytes::from(body.clone()));
+        let head = outbox.open_chunk(&mut transport).expect("a chunk");
+        assert_eq!(head.chunk.transaction_id, tid, "the whole body does not hold the end-line");
+        outbox.next_slice(4096).expect("open");
+        let last = outbox.interrupt().expect("interruptible");
+        assert_eq!(&last.data[..], b"y");
+        let end = last.end.expect("the end-line");
+        let mut wire = head.chunk.encode_start().to_vec();
+        wire.extend_from_slice(&body[..4096]);
+        wire.extend_from_slice(&last.data);
+        wire.extend_from_slice(&end.line);
+        let chunk = decode(&wire);
+        assert_eq!((&chunk.data[..], chunk.contflag), (&body[..4097], ContinuationFlag::More));
+    }
+
+    // Issue 12 §2.5, R4975-7.1-7, R4975-10.5: an abort or a 413 while a chunk is in
+    // progress ends it at once with `#`; nothing more of the message follows.
+    #[test]
+    fn issue_12_2_5_abort_and_413_end_the_chunk_in_progress_with_a_hash() {
+        for stop in [false, true] {
+            let (mut transport, mut outbox) = (transport(), Outbox::new(65_536));
+            let id = outbox.send(&mut transport, text("text/plain"), Bytes::from(vec![b'c'; 100_000]));
+            let head = outbox.open_chunk(&mut transport).expect("a chunk");
+            outbox.next_slice(8192).expect("open");
+            if stop {
+                assert_eq!(outbox.stop(head.chunk.message_id().expect("id")), Some(id));
+            } else {
+                outbox.abort(id).expect("open");
+            }
+            let last = outbox.next_slice(8192).expect("still open");
+            let end = last.end.expect("it ends now");
+            assert!(last.data.is_empty());
+            assert_eq!((end.flag, end.last, end.len), (ContinuationFlag::Abort, true, 8192));
+            assert!(outbox.is_empty() && outbox.next_chunk(&mut transport).is_none());
+        }
     }
 
     // R4975-7.1-8: a body holding the chunk's end-line gets another transaction id.

@@ -851,6 +851,26 @@ fn issue_12_2_5_a_413_interrupts_the_chunk_in_progress() {
     );
 }
 
+// Issue 12 §2.5, R4975-7.1-7: closing while a chunk is in progress ends it with `#`
+// first, so the peer reads whole frames up to the close (no truncated chunk).
+#[test]
+fn issue_12_2_5_closing_ends_the_chunk_in_progress_with_a_hash() {
+    let (mut pair, file) = slow_file_transfer();
+    pair.alice.release_some_writes(pair.now, 64 * 1024);
+    pair.run();
+    pair.alice.session.close(pair.now);
+    pair.run();
+    pair.alice.release_writes(pair.now);
+    pair.run();
+    let sends = file_chunks(&pair.alice);
+    let last = sends.last().unwrap();
+    assert_eq!((last.contflag, last.data.len()), (ContinuationFlag::Abort, 64 * 1024));
+    assert!(matches!(&done(&pair.alice.take_events())[..], [(id, MessageOutcome::Failed(_))] if *id == file));
+    let bob_events = pair.bob.take_events();
+    assert_eq!(closed_reason(&bob_events), Some(&Some(SessionError::ConnectionClosed)));
+    assert!(bob_events.contains(&Event::IncomingAborted { message_id: last.message_id().unwrap().to_owned() }));
+}
+
 #[test]
 fn an_aborted_message_ends_with_a_hash() {
     // R4975-7.1-7: `#` aborts; a message aborted before anything left sends nothing.
