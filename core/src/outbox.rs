@@ -72,6 +72,7 @@ pub enum OutboxError {
 
 /// A message in the outbox.
 #[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts, not a hidden state machine
 struct Entry {
     id: OutgoingId,
     message_id: String,
