@@ -111,7 +111,7 @@ struct OpenChunk {
     transaction_id: String,
     /// Byte-Range start of the chunk.
     start: u64,
-    /// The body still to go out ends the chunk at `body.len()`; an abort may shorten it.
+    /// The chunk's body as planned; an interruption or an abort shortens it.
     body: Bytes,
     /// Body bytes handed out.
     sent: usize,

@@ -154,8 +154,9 @@ pub struct SessionConfig {
     /// Longest a shutdown waits for queued messages and responses (30 s).
     pub shutdown_timeout: Duration,
     /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
-    /// more message data (a chunk's head or a slice of its body) is handed out (256 KiB: the socket's own buffer keeps the link
-    /// busy, and the less waits here, the more of it is still in cache when written).
+    /// more message data (a chunk's head or a slice of its body) is handed out (256 KiB:
+    /// the socket's own buffer keeps the link busy, and the less waits here, the more of it
+    /// is still in cache when written).
     pub write_high_watermark: usize,
     /// Bytes a streamed message may hold before `write_message` takes less (512 KiB).
     pub message_buffer: usize,
@@ -1137,10 +1138,10 @@ impl Session {
         if let Some(message) = self.messages.get_mut(&out.id) {
             message.open_transactions += 1;
         }
-        let kind = Some(TransactionKind::Message(out.id));
+        let kind = TransactionKind::Message(out.id);
         let transmit = if out.chunk.data.len() <= self.config.max_slice_size {
             // The whole chunk at once, as it was cut.
-            let transmit = self.transmit(&out.chunk, kind);
+            let transmit = self.transmit(&out.chunk, Some(kind));
             if let Some(end) = self.outbox.next_slice(usize::MAX).and_then(|slice| slice.end) {
                 self.chunk_ended(out.id, &end);
             }
@@ -1153,9 +1154,7 @@ impl Session {
                 self.logger.sent_new_chunk(&head, &self.transport, &out.chunk);
             }
             self.transmitted += head.len() as u64;
-            if let Some(kind) = kind {
-                self.transactions.open(&out.chunk, kind, u64::MAX);
-            }
+            self.transactions.open(&out.chunk, kind, u64::MAX);
             self.arm_keepalive();
             let slice = self.outbox.next_slice(self.config.max_slice_size)?;
             let mut transmit = self.transmit_slice(slice);
