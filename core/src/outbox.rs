@@ -401,18 +401,18 @@ impl Outbox {
     }
 
     fn cut(&self, message: &mut Entry, transport: &mut Transport) -> Option<OutgoingChunk> {
+        // The rest of an interrupted chunk goes as a chunk of its own (no copy), unless it
+        // is too short for one (R4975-7.1.1-10); then it waits to be joined like any data.
+        let resumed = std::mem::take(&mut message.resumed)
+            .then(|| message.pending.front().map_or(0, Bytes::len))
+            .filter(|&rest| rest >= MAX_UNINTERRUPTIBLE_BODY);
         // A finished message always has a chunk to give: at least the empty one that carries `$`.
         let ready =
-            message.aborted || message.finished || message.resumed || message.pending_len >= self.max_chunk_size;
+            message.aborted || message.finished || resumed.is_some() || message.pending_len >= self.max_chunk_size;
         if !ready {
             return None;
         }
-        let mut take = message.pending_len.min(self.max_chunk_size);
-        if std::mem::take(&mut message.resumed) {
-            if let Some(rest) = message.pending.front().filter(|rest| rest.len() >= MAX_UNINTERRUPTIBLE_BODY) {
-                take = take.min(rest.len());
-            }
-        }
+        let take = message.pending_len.min(self.max_chunk_size).min(resumed.unwrap_or(usize::MAX));
         let data = take_bytes(&mut message.pending, take);
         message.pending_len -= take;
         let last = message.aborted || (message.finished && message.pending_len == 0);
