@@ -830,6 +830,28 @@ fn issue_12_2_5_without_pending_responses_a_chunk_is_not_cut_early() {
     assert_eq!(done(&pair.alice.take_events()), vec![(file, MessageOutcome::Delivered)]);
 }
 
+// Issue 12 §2.5: a chunk's body leaves in slices of at most `max_slice_size`, each a
+// slice of the application's buffer (no copy), while less than the watermark is unwritten.
+#[test]
+fn issue_12_2_5_slices_are_bounded_and_share_the_application_buffer() {
+    let mut pair = Pair::bound();
+    let data = pattern(1 << 20);
+    let range = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
+    pair.alice.session.send_message(pair.now, options("application/octet-stream"), data.clone()).unwrap();
+    let (slice, watermark) =
+        (pair.alice.session.config().max_slice_size, pair.alice.session.config().write_high_watermark);
+    let mut bodies = 0;
+    while let Some(output) = pair.alice.session.poll_output(pair.now) {
+        let Output::Transmit(transmit) = output else { continue };
+        let body = &transmit.parts[1];
+        assert!(body.len() <= slice, "a transmit carries {} B of body", body.len());
+        assert!(range.contains(&(body.as_ptr() as usize)), "a slice was copied");
+        assert!(pair.alice.session.unwritten() <= (watermark + slice + 1024) as u64);
+        bodies += body.len();
+    }
+    assert_eq!(bodies, watermark, "handed out up to the watermark, then held back");
+}
+
 // Issue 12 §2.5, R4975-10.5: a 413 that comes while a chunk is in progress interrupts it
 // (with `#`), and nothing more of the message is sent.
 #[test]
