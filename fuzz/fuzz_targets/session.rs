@@ -32,7 +32,8 @@
 //!   `Event::Closed`, which comes at most once and exactly when `is_closed()`; an engine
 //!   that closed by itself (not on `Input::Closed`) says `Output::Close`; a closed engine
 //!   has no timeout and no pending transaction;
-//! - every `Transmit` is exactly one well-formed chunk;
+//! - every `Transmit` is exactly one well-formed chunk, or a piece of one (a chunk larger
+//!   than `max_slice_size` leaves as head and first slice, more slices, the end-line);
 //! - `unwritten()` equals the bytes transmitted minus those reported written; a chunk of a
 //!   message is only cut while `unwritten()` is under `write_high_watermark`; once drained,
 //!   `wants_read()` is true exactly when the engine is open and at most the watermark of
@@ -230,6 +231,9 @@ impl Plan {
             config.accept_types = AcceptTypes::new(["text/plain"]);
         }
         config.max_chunk_size = CHUNK_SIZES[bits(h1, 0, 7)];
+        // The least slice the engine takes: a 2100-byte chunk leaves in two slices and can
+        // be interrupted after the first.
+        config.max_slice_size = 2048;
         config.segment_size = SEGMENT_SIZES[bits(h1, 3, 7)];
         config.write_high_watermark = WATERMARKS[bits(h2, 0, 7)];
         config.message_buffer = MESSAGE_BUFFERS[bits(h2, 3, 7)];
@@ -264,19 +268,30 @@ fn body(len: usize, seed: u8) -> Bytes {
     }
 }
 
-/// Decodes one transmit; it must hold exactly one complete, valid chunk.
-fn decode_transmit(bytes: &Bytes) -> Result<Chunk, String> {
+/// Decodes the transmits of one chunk so far: at most one valid chunk, `None` while it is
+/// not complete.
+fn decode_transmit(bytes: &Bytes) -> Result<Option<Chunk>, String> {
     let mut decoder = Decoder::new(DecoderLimits { max_whole_chunk: usize::MAX, ..DecoderLimits::default() });
     decoder.feed(bytes.clone());
     let chunk = match decoder.poll_chunk(None) {
         Some(Ok(chunk)) => chunk,
         Some(Err(error)) => return Err(format!("does not decode: {error}")),
-        None => return Err("is not a complete chunk".to_owned()),
+        None => return Ok(None),
     };
     if !decoder.is_idle() {
         return Err("holds more than one chunk".to_owned());
     }
-    Ok(chunk)
+    Ok(Some(chunk))
+}
+
+/// The head of the first transmit of a chunk that leaves in several.
+fn decode_head(bytes: &Bytes) -> Option<Chunk> {
+    let mut decoder = Decoder::new(DecoderLimits { max_whole_chunk: usize::MAX, ..DecoderLimits::default() });
+    decoder.feed(bytes.clone());
+    match decoder.poll() {
+        Some(Ok(Decoded::Head(head))) => Some(head),
+        _ => None,
+    }
 }
 
 /// A message the application started.
@@ -316,6 +331,10 @@ struct Endpoint {
     auto_written: bool,
     /// Transmitted bytes the adapter has not written yet.
     send_buffer: VecDeque<Bytes>,
+    /// The transmits of a chunk whose end-line has not come yet, and `unwritten()` before
+    /// the first of them.
+    chunk_so_far: BytesMut,
+    unwritten_before_chunk: u64,
     transmitted: u64,
     written: u64,
     /// Responses and REPORTs of the engine handed out and not yet all written: (stream
@@ -364,6 +383,8 @@ impl Endpoint {
             watermark,
             auto_written,
             send_buffer: VecDeque::new(),
+            chunk_so_far: BytesMut::new(),
+            unwritten_before_chunk: 0,
             transmitted: 0,
             written: 0,
             reply_marks: VecDeque::new(),
@@ -513,19 +534,40 @@ impl Endpoint {
             joined.extend_from_slice(part);
         }
         let bytes = joined.freeze();
-        let chunk = decode_transmit(&bytes).unwrap_or_else(|problem| {
-            violated!("{}: a transmit {problem}: {:?}", self.name, String::from_utf8_lossy(&bytes))
+        let first = self.chunk_so_far.is_empty();
+        if first {
+            self.unwritten_before_chunk = unwritten_before;
+        }
+        self.chunk_so_far.extend_from_slice(&bytes);
+        let so_far = self.chunk_so_far.clone().freeze();
+        let decoded = decode_transmit(&so_far).unwrap_or_else(|problem| {
+            violated!("{}: a transmit {problem}: {:?}", self.name, String::from_utf8_lossy(&so_far))
         });
+        let Some(chunk) = decoded else {
+            // A piece of a large chunk (a SEND); the rest follows in the next transmits. Its
+            // transaction is open from its head on.
+            if first {
+                match decode_head(&so_far) {
+                    Some(head) if head.method() == Some(&Method::Send) => self.note_request(&head),
+                    _ => violated!("{}: a transmit starts no SEND and ends no chunk", self.name),
+                }
+            }
+            self.send_buffer.push_back(bytes);
+            if self.auto_written {
+                self.write(now, len, len, wire);
+            }
+            return;
+        };
+        self.chunk_so_far.clear();
+        let unwritten_before = self.unwritten_before_chunk;
         let is_reply = !chunk.is_request()
             || (chunk.method() == Some(&Method::Report) && chunk.headers.get(&app_marker()).is_none());
         if is_reply {
             self.reply_marks.push_back((self.transmitted, len as u64));
             self.unwritten_replies += len as u64;
         }
-        if chunk.is_request() && chunk.method() != Some(&Method::Report) {
-            self.unanswered.insert(chunk.transaction_id.clone());
-            self.recent_requests.push_front(chunk.transaction_id.clone());
-            self.recent_requests.truncate(8);
+        if first && chunk.is_request() && chunk.method() != Some(&Method::Report) {
+            self.note_request(&chunk);
         }
         let is_message_chunk = chunk.method() == Some(&Method::Send)
             && chunk.message_id().is_some_and(|id| id.starts_with(MESSAGE_PREFIX));
@@ -540,6 +582,13 @@ impl Endpoint {
         if self.auto_written {
             self.write(now, len, len, wire);
         }
+    }
+
+    /// A request that expects a response went out (its head).
+    fn note_request(&mut self, request: &Chunk) {
+        self.unanswered.insert(request.transaction_id.clone());
+        self.recent_requests.push_front(request.transaction_id.clone());
+        self.recent_requests.truncate(8);
     }
 
     fn sent_mut(&mut self, id: OutgoingId) -> &mut Sent {

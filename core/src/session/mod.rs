@@ -37,7 +37,9 @@
 //!   [`SessionError::Parse`].
 //! - **Sending**: messages, whole or streamed with backpressure, are cut into chunks of
 //!   [`SessionConfig::max_chunk_size`] and interleaved; each ends in exactly one
-//!   [`Event::MessageDone`]. A 413 stops a message; `abort` ends it with `#`.
+//!   [`Event::MessageDone`]. A 413 stops a message; `abort` ends it with `#`. A chunk's
+//!   body leaves in slices of [`SessionConfig::max_slice_size`], and a chunk in progress
+//!   ends early with `+` when a response, REPORT or request waits (RFC 4975 §7.1.1).
 //! - **Keepalive**: an empty SEND with `Keep-Alive: yes` after
 //!   [`SessionConfig::keepalive_interval`] without outgoing requests; a 408 on it fails
 //!   the session.
@@ -227,9 +229,9 @@ use crate::codec::{ChunkParseError, Decoder, DecoderLimits};
 use crate::header::{ContentType, Header, HeaderName, Headers, KeepAlive};
 use crate::ids::IdGenerator;
 use crate::log::{NullLogger, TrafficLogger};
-use crate::outbox::{MessageOptions, Outbox, OutboxError, OutgoingId};
+use crate::outbox::{ChunkEnd, ChunkSlice, MessageOptions, Outbox, OutboxError, OutgoingId};
 use crate::reassembly::{Coverage, Reassembler};
-use crate::transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
+use crate::transport::{AcceptTypes, ChunkParams, MAX_UNINTERRUPTIBLE_BODY, MsrpError, Transport};
 use crate::uri::Uri;
 
 pub use self::receive::MAX_REPORT_FRAGMENTS;
@@ -269,6 +271,14 @@ pub struct SessionConfig {
     pub accept_types: AcceptTypes,
     /// Largest body of an outgoing SEND chunk (256 KiB).
     pub max_chunk_size: usize,
+    /// Largest piece of a chunk's body in one [`Transmit`] (64 KiB; at least 2048). A
+    /// larger chunk leaves slice by slice, each handed out while less than
+    /// [`SessionConfig::write_high_watermark`] is unwritten. When a response, a REPORT or
+    /// a request is due meanwhile, the chunk in progress ends early with `+` (its
+    /// Byte-Range end is `*`), what is due goes out, and the rest of the message follows in
+    /// a new chunk (RFC 4975 §7.1.1: a SEND larger than 2048 octets is interrupted for
+    /// pending responses and REPORTs). Other messages still take turns chunk by chunk.
+    pub max_slice_size: usize,
     /// Incoming chunks are delivered in segments of about this many bytes (64 KiB): a
     /// segment goes out once it holds this many, or earlier when the next piece read would
     /// take it past this size (so large reads pass as they are, without a copy).
@@ -292,8 +302,9 @@ pub struct SessionConfig {
     /// peer that keeps the connection open but never reads would hold the session forever.
     pub write_stall_timeout: Duration,
     /// Output handed to the adapter and not yet [written](Input::Written) beyond which no
-    /// more chunks of messages are cut (256 KiB: the socket's own buffer keeps the link
-    /// busy, and the less waits here, the more of it is still in cache when written).
+    /// more message data (a chunk's head or a slice of its body) is handed out (256 KiB:
+    /// the socket's own buffer keeps the link busy, and the less waits here, the more of it
+    /// is still in cache when written).
     pub write_high_watermark: usize,
     /// Bytes a streamed message may hold before `write_message` takes less (512 KiB).
     pub message_buffer: usize,
@@ -321,6 +332,7 @@ impl SessionConfig {
             use_sessmatch: false,
             accept_types: AcceptTypes::any(),
             max_chunk_size: 256 * 1024,
+            max_slice_size: 64 * 1024,
             segment_size: 64 * 1024,
             reassembly: None,
             response_timeout: RESPONSE_TIMEOUT,
@@ -379,9 +391,11 @@ pub enum Output {
     Close,
 }
 
-/// Bytes to write: one chunk as head, body and end-line. The body is a slice of the
-/// application's data (small bodies are copied into the head); write with a vectored
-/// write or one after the other.
+/// Bytes to write: a chunk, or a piece of one, as head, body and end-line. The body is a
+/// slice of the application's data (small bodies are copied into the head); a chunk larger
+/// than [`SessionConfig::max_slice_size`] comes in several transmits (head and first slice,
+/// further slices, the last with the end-line). Write with a vectored write or one after
+/// the other.
 ///
 /// Write all of it, in order; what the socket does not take at once waits, ahead of later
 /// transmits. Report what was written with [`Input::Written`]: without it no response
@@ -709,8 +723,10 @@ impl Session {
     /// transaction and message id, so a seeded generator makes a run replayable.
     ///
     /// Values that would stop the engine are raised to the least that works: timeouts
-    /// and the keepalive interval to 1 ms, sizes and counts to 1, and `message_buffer` to
-    /// at least `max_chunk_size` (a streamed message is cut once a chunk's worth waits).
+    /// and the keepalive interval to 1 ms, sizes and counts to 1, `max_slice_size` to 2048
+    /// (a smaller slice would make an interrupted chunk smaller than RFC 4975 §7.1.1
+    /// wants), and `message_buffer` to at least `max_chunk_size` (a streamed message is
+    /// cut once a chunk's worth waits).
     pub fn new(mut config: SessionConfig, ids: IdGenerator, now: Instant) -> Result<Self, MsrpError> {
         let least = Duration::from_millis(1);
         for duration in [
@@ -731,6 +747,7 @@ impl Session {
         ] {
             *size = (*size).max(1);
         }
+        config.max_slice_size = config.max_slice_size.max(MAX_UNINTERRUPTIBLE_BODY);
         config.message_buffer = config.message_buffer.max(config.max_chunk_size);
         let transport =
             Transport::new(config.local_path.clone(), config.remote_path.clone(), ids, config.use_sessmatch)?;
@@ -1312,8 +1329,19 @@ impl Session {
     }
 
     /// The next bytes to write: replies first, then the binding SEND, the application's
-    /// requests, and chunks of messages while under the write high watermark.
+    /// requests, and chunks of messages while under the write high watermark. A chunk in
+    /// progress is never broken into: what waits ends it early with `+` (or, when it may
+    /// not be interrupted yet, waits for its next slice), and once the session closed it
+    /// ends with `#`.
     fn next_transmit(&mut self) -> Option<Transmit> {
+        if self.outbox.has_open_chunk() && (self.other_output_waits() || self.state == State::Closed) {
+            // R4975-7.1.1-12: responses and REPORTs do not wait behind the rest of a chunk.
+            let slice = match self.outbox.interrupt() {
+                Some(slice) => slice,
+                None => self.outbox.next_slice(self.config.max_slice_size)?,
+            };
+            return Some(self.transmit_slice(slice));
+        }
         if let Some(reply) = self.replies.pop_front() {
             let transmit = self.transmit(&reply, None);
             let len = transmit.len() as u64;
@@ -1337,21 +1365,78 @@ impl Session {
         if self.unwritten() >= self.config.write_high_watermark as u64 {
             return None;
         }
-        let out = self.outbox.next_chunk(&mut self.transport)?;
+        if let Some(slice) = self.outbox.next_slice(self.config.max_slice_size) {
+            return Some(self.transmit_slice(slice));
+        }
+        let out = self.outbox.open_chunk(&mut self.transport)?;
         if let Some(message) = self.messages.get_mut(&out.id) {
             message.open_transactions += 1;
-            message.all_sent |= out.last;
-            if out.chunk.contflag == ContinuationFlag::End {
-                // The length is known now, also for a message streamed without a total,
-                // whose success REPORTs (per piece) may all say `*` for it.
-                let start = out.chunk.byte_range().map_or(1, |range| range.start);
-                let length = (start + out.chunk.data.len() as u64).saturating_sub(1);
-                message.reported.record_range(start, None, Some(length), true);
-            }
         }
-        let transmit = self.transmit(&out.chunk, Some(TransactionKind::Message(out.id)));
+        let kind = TransactionKind::Message(out.id);
+        let transmit = if out.chunk.data.len() <= self.config.max_slice_size {
+            // The whole chunk at once, as it was cut.
+            let transmit = self.transmit(&out.chunk, Some(kind));
+            if let Some(end) = self.outbox.next_slice(usize::MAX).and_then(|slice| slice.end) {
+                self.chunk_ended(out.id, &end);
+            }
+            transmit
+        } else {
+            // The head and a first slice; the chunk's end (and so where its transaction's
+            // last byte is) comes with its last slice.
+            let head = out.chunk.encode_start();
+            if self.logger.logs_traffic() {
+                self.logger.sent_new_chunk(&head, &self.transport, &out.chunk);
+            }
+            self.transmitted += head.len() as u64;
+            self.transactions.open(&out.chunk, kind, u64::MAX);
+            self.arm_keepalive();
+            let slice = self.outbox.next_slice(self.config.max_slice_size)?;
+            let mut transmit = self.transmit_slice(slice);
+            transmit.parts[0] = head;
+            transmit
+        };
         self.note_writable(out.id);
         Some(transmit)
+    }
+
+    /// Whether something other than message data waits to be written.
+    fn other_output_waits(&self) -> bool {
+        !self.replies.is_empty() || !self.raw.is_empty() || !self.requests.is_empty()
+    }
+
+    /// Logs and accounts for a slice of the chunk in progress (its head went out before).
+    /// At the chunk's end, its transaction learns where its last byte is.
+    fn transmit_slice(&mut self, slice: ChunkSlice) -> Transmit {
+        if self.logger.logs_traffic() {
+            if !slice.data.is_empty() {
+                self.logger.sent_chunk_data(&slice.data, &self.transport, &slice.transaction_id);
+            }
+            if let Some(end) = &slice.end {
+                self.logger.sent_chunk_end(&end.line, &self.transport, &slice.transaction_id);
+            }
+        }
+        let line = slice.end.as_ref().map_or_else(Bytes::new, |end| end.line.clone());
+        let transmit = Transmit { parts: [Bytes::new(), slice.data, line] };
+        self.transmitted += transmit.len() as u64;
+        if let Some(end) = slice.end {
+            self.transactions.set_end(&slice.transaction_id, self.transmitted);
+            self.chunk_ended(slice.id, &end);
+        }
+        transmit
+    }
+
+    /// A chunk of an outgoing message ended (its end-line was handed out).
+    fn chunk_ended(&mut self, id: OutgoingId, end: &ChunkEnd) {
+        let Some(message) = self.messages.get_mut(&id) else { return };
+        message.all_sent |= end.last;
+        if end.flag == ContinuationFlag::End {
+            // The length is known now, also for a message streamed without a total,
+            // whose success REPORTs (per piece) may all say `*` for it.
+            let length = (end.start + end.len).saturating_sub(1);
+            message.reported.record_range(end.start, None, Some(length), true);
+        }
+        // A response that came before the end-line may have been all it waited for.
+        self.settle_message(id);
     }
 
     /// Encodes, logs and accounts for one chunk; a request with `kind` opens a transaction.
@@ -1566,7 +1651,12 @@ impl Session {
         for awaited in std::mem::take(&mut self.awaiting_reports) {
             self.events.push_back(Event::ReportMissing { message: awaited.id, message_id: awaited.message_id });
         }
-        self.outbox = Outbox::new(self.config.max_chunk_size);
+        if tell_adapter {
+            // A chunk in progress still ends (with `#`) before the connection closes.
+            self.outbox.clear();
+        } else {
+            self.outbox = Outbox::new(self.config.max_chunk_size);
+        }
         self.events.push_back(Event::Closed { reason });
         self.close_pending = tell_adapter;
     }

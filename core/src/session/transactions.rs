@@ -102,6 +102,14 @@ impl Transactions {
         self.unwritten.push_back((end, request.transaction_id.clone(), self.sequence));
     }
 
+    /// The request `transaction_id`, opened with its end unknown (`u64::MAX`: a chunk whose
+    /// body leaves in slices, the last request opened until it ends), ends at offset `end`.
+    pub(super) fn set_end(&mut self, transaction_id: &str, end: u64) {
+        if let Some(entry) = self.unwritten.iter_mut().rev().find(|(_, id, _)| id == transaction_id) {
+            entry.0 = end;
+        }
+    }
+
     /// The stream is written up to offset `written`: the timers of the requests it
     /// covers start, each ending at `deadline`.
     pub(super) fn arm_written(&mut self, written: u64, deadline: Instant) {

@@ -81,11 +81,13 @@ impl Node {
         self.session.handle_input(now, Input::Written(n));
     }
 
-    /// Acknowledges at most `n` bytes of the writes held (a socket that drains slowly).
-    pub(crate) fn release_some_writes(&mut self, now: Instant, n: usize) {
+    /// Acknowledges at most `n` bytes of the writes that were held (a socket draining
+    /// slowly); returns how many.
+    pub(crate) fn release_some_writes(&mut self, now: Instant, n: usize) -> usize {
         let n = n.min(self.unacked);
         self.unacked -= n;
         self.session.handle_input(now, Input::Written(n));
+        n
     }
 }
 

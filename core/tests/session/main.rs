@@ -862,6 +862,172 @@ fn a_chat_message_overtakes_a_10_mib_transfer() {
     assert_eq!(incoming(&bob_events).iter().map(|c| c.data.len()).sum::<usize>(), (10 << 20) + 3);
 }
 
+/// The file's chunks and the responses a node wrote, in wire order.
+fn file_chunks_and_responses(node: &harness::Node) -> Vec<Chunk> {
+    let file_or_response = |c: &Chunk| c.content_type() == Some("application/octet-stream") || c.code().is_some();
+    node.sent_chunks().into_iter().filter(file_or_response).collect()
+}
+
+/// The file's chunks a node wrote.
+fn file_chunks(node: &harness::Node) -> Vec<Chunk> {
+    file_chunks_and_responses(node).into_iter().filter(|c| c.method() == Some(&Method::Send)).collect()
+}
+
+/// A 1 MiB file from Alice in 256 KiB chunks (the defaults: 64 KiB slices, 256 KiB write
+/// watermark) to Bob, who reassembles it; Alice's socket drains only when told.
+fn slow_file_transfer() -> (Pair, OutgoingId) {
+    let (alice, mut bob) = configs();
+    bob.reassembly = Some(ReassemblyLimits { max_message_size: 4 << 20, max_open_messages: 4 });
+    let mut pair = Pair::bound_with(alice, bob);
+    pair.alice.hold_writes = true;
+    let file =
+        pair.alice.session.send_message(pair.now, options("application/octet-stream"), pattern(1 << 20)).unwrap();
+    pair.run();
+    (pair, file)
+}
+
+/// Lets Alice's socket drain 16 KiB at a time until everything is written and answered.
+fn drain_slowly(pair: &mut Pair) {
+    while pair.alice.release_some_writes(pair.now, 16 * 1024) > 0 {
+        pair.run();
+        // R4975-7.1.1-12: what is handed out but unwritten stays under the watermark plus a
+        // slice (and a head), however large the chunk.
+        let config = pair.alice.session.config();
+        let bound = config.write_high_watermark + config.max_slice_size + 1024;
+        assert!(pair.alice.session.unwritten() <= bound as u64, "{} B unwritten", pair.alice.session.unwritten());
+    }
+    pair.alice.hold_writes = false;
+    pair.run();
+}
+
+// Issue 12 §2.5, R4975-7.1.1-12 (and R4975-5.1-1): a SEND larger than 2048 octets is
+// interrupted for a pending response. Alice owes Bob a 200 while the second 256 KiB chunk
+// of her file is in progress: that chunk ends early with `+`, the 200 goes out, and the
+// rest of the file follows in new chunks; Bob reassembles it byte for byte.
+#[test]
+fn issue_12_2_5_a_200_overtakes_the_rest_of_a_large_chunk() {
+    let (mut pair, file) = slow_file_transfer();
+    let chunk_size = pair.alice.session.config().max_chunk_size;
+    // The first chunk went out whole; the second starts once there is room again.
+    pair.alice.release_some_writes(pair.now, 64 * 1024);
+    pair.run();
+    let chat = pair.bob.session.send_message(pair.now, options("text/plain"), Bytes::from_static(b"hi")).unwrap();
+    pair.run();
+    drain_slowly(&mut pair);
+
+    let wire = file_chunks_and_responses(&pair.alice);
+    let ok_to_bob = wire.iter().position(|c| c.code() == Some(200) && c.to_path().unwrap().0 == vec![uri(BOB)]);
+    let ok_to_bob = ok_to_bob.expect("Alice answered Bob's SEND");
+    let before: Vec<_> = wire[..ok_to_bob].iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    let after: Vec<_> = wire[ok_to_bob..].iter().filter(|c| c.method() == Some(&Method::Send)).collect();
+    let sent_before: usize = before.iter().map(|c| c.data.len()).sum();
+    assert!(sent_before < 2 * chunk_size, "the 200 came after {sent_before} B of the file, behind the whole chunk");
+    let interrupted = before.last().unwrap();
+    assert_eq!(interrupted.byte_range().unwrap().start, chunk_size as u64 + 1);
+    assert!(interrupted.data.len() < chunk_size, "the chunk in progress was not ended early");
+    assert_eq!(interrupted.contflag, ContinuationFlag::More);
+    assert_eq!(interrupted.byte_range().unwrap().end, None, "an interruptible chunk says `*` for its end");
+    // The rest follows from the next byte on, in Byte-Range order, and the last chunk ends with `$`.
+    let mut next = 1;
+    for chunk in before.iter().chain(&after) {
+        assert_eq!(chunk.byte_range().unwrap().start, next);
+        next += chunk.data.len() as u64;
+    }
+    assert_eq!(next, (1 << 20) + 1);
+    assert_eq!(after.last().unwrap().contflag, ContinuationFlag::End);
+
+    let bob_events = pair.bob.take_events();
+    let whole = incoming(&bob_events);
+    assert_eq!(whole.len(), 1);
+    assert_eq!(whole[0].data, pattern(1 << 20), "Bob reassembled the file byte for byte");
+    assert_eq!(done(&bob_events), vec![(chat, MessageOutcome::Delivered)]);
+    assert_eq!(done(&pair.alice.take_events()), vec![(file, MessageOutcome::Delivered)]);
+}
+
+// Issue 12 §2.5, R4975-7.1.1-10: with nothing else waiting, chunks are not cut early (as
+// few chunks as the chunk size allows), although their bodies leave in slices and what is
+// unwritten stays bounded (checked in `drain_slowly`).
+#[test]
+fn issue_12_2_5_without_pending_responses_a_chunk_is_not_cut_early() {
+    let (mut pair, file) = slow_file_transfer();
+    drain_slowly(&mut pair);
+    let chunk_size = pair.alice.session.config().max_chunk_size;
+    let sends = file_chunks(&pair.alice);
+    assert_eq!(sends.len(), (1 << 20) / chunk_size);
+    assert!(sends.iter().all(|c| c.data.len() == chunk_size && c.byte_range().unwrap().end.is_none()));
+    assert_eq!(sends.last().unwrap().contflag, ContinuationFlag::End);
+    assert_eq!(incoming(&pair.bob.take_events())[0].data, pattern(1 << 20));
+    assert_eq!(done(&pair.alice.take_events()), vec![(file, MessageOutcome::Delivered)]);
+}
+
+// Issue 12 §2.5: a chunk's body leaves in slices of at most `max_slice_size`, each a
+// slice of the application's buffer (no copy), while less than the watermark is unwritten.
+#[test]
+fn issue_12_2_5_slices_are_bounded_and_share_the_application_buffer() {
+    let mut pair = Pair::bound();
+    let data = pattern(1 << 20);
+    let range = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
+    pair.alice.session.send_message(pair.now, options("application/octet-stream"), data.clone()).unwrap();
+    let (slice, watermark) =
+        (pair.alice.session.config().max_slice_size, pair.alice.session.config().write_high_watermark);
+    let mut bodies = 0;
+    while let Some(output) = pair.alice.session.poll_output(pair.now) {
+        let Output::Transmit(transmit) = output else { continue };
+        let body = &transmit.parts[1];
+        assert!(body.len() <= slice, "a transmit carries {} B of body", body.len());
+        assert!(range.contains(&(body.as_ptr() as usize)), "a slice was copied");
+        assert!(pair.alice.session.unwritten() <= (watermark + slice + 1024) as u64);
+        bodies += body.len();
+    }
+    assert_eq!(bodies, watermark, "handed out up to the watermark, then held back");
+}
+
+// Issue 12 §2.5, R4975-10.5: a 413 that comes while a chunk is in progress interrupts it
+// (with `#`), and nothing more of the message is sent.
+#[test]
+fn issue_12_2_5_a_413_interrupts_the_chunk_in_progress() {
+    let (mut alice, mut bob) = configs();
+    alice.write_high_watermark = 64 * 1024;
+    bob.reassembly = Some(ReassemblyLimits { max_message_size: 512 * 1024, max_open_messages: 4 });
+    let mut pair = Pair::bound_with(alice, bob);
+    pair.alice.hold_writes = true;
+    let file =
+        pair.alice.session.send_message(pair.now, options("application/octet-stream"), pattern(1 << 20)).unwrap();
+    pair.run();
+    drain_slowly(&mut pair);
+    let sends = file_chunks(&pair.alice);
+    assert_eq!(sends.len(), 1, "a chunk went out after the 413");
+    assert_eq!(sends[0].contflag, ContinuationFlag::Abort);
+    assert!(sends[0].data.len() < pair.alice.session.config().max_chunk_size, "the chunk was not interrupted");
+    assert!(
+        matches!(&done(&pair.alice.take_events())[..], [(id, MessageOutcome::Failed(error))] if *id == file && error.code == 413)
+    );
+}
+
+// Issue 12 §2.5, R4975-7.1-7: closing while a chunk is in progress ends it with `#`
+// first, so the peer reads whole frames up to the close (no truncated chunk).
+#[test]
+fn issue_12_2_5_closing_ends_the_chunk_in_progress_with_a_hash() {
+    let (mut pair, file) = slow_file_transfer();
+    pair.alice.release_some_writes(pair.now, 64 * 1024);
+    pair.run();
+    pair.alice.session.close(pair.now);
+    pair.run();
+    pair.alice.release_writes(pair.now);
+    pair.run();
+    let sends = file_chunks(&pair.alice);
+    let last = sends.last().unwrap();
+    assert_eq!((last.contflag, last.data.len()), (ContinuationFlag::Abort, 64 * 1024));
+    assert!(matches!(&done(&pair.alice.take_events())[..], [(id, MessageOutcome::Failed(_))] if *id == file));
+    // Everything Alice wrote reads as whole frames.
+    let mut decoder = Decoder::new(DecoderLimits::default());
+    decoder.feed(Bytes::from(pair.alice.wire.clone()));
+    while let Some(chunk) = decoder.poll_chunk(Some(usize::MAX)) {
+        chunk.unwrap();
+    }
+    assert_eq!(decoder.finish(), None, "Alice's output ends inside a frame");
+}
+
 #[test]
 fn an_aborted_message_ends_with_a_hash() {
     // R4975-7.1-7: `#` aborts; a message aborted before anything left sends nothing.

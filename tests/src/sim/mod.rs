@@ -30,9 +30,10 @@
 //!   write stall only with a link fault (a reader that stopped) or a slow link;
 //!   never `Failed`, never another parse error;
 //! - `unwritten()` equals the bytes the harness took in transmits minus those it reported
-//!   written, and stays under `2 × write_high_watermark + max_chunk_size + 4 KiB +
-//!   4 × MAX_READ` (a watermark's worth of message data and one of replies, the chunk being
-//!   cut, a head, and the replies to the reads of one step);
+//!   written, and stays under `2 × write_high_watermark + min(max_slice_size,
+//!   max_chunk_size) + 4 KiB + 4 × MAX_READ` (a watermark's worth of message data and one
+//!   of replies, the chunk or slice of one handed out last, a head, and the replies to the
+//!   reads of one step);
 //! - `tracked_reports()` is at most `max_tracked_reports` messages and
 //!   `MAX_REPORT_FRAGMENTS` pieces each; `pending_transactions()` is at most the
 //!   requests the session transmitted and 0 once it is closed; a connection waiting for
@@ -927,8 +928,19 @@ impl Sim {
         if head.as_ref().is_some_and(|(head, _)| head.method().is_some()) {
             peer.requests_transmitted += 1;
         }
-        if let Some(message_id) = head.as_ref().and_then(last_chunk_of) {
-            self.oracle.last_chunk_sent(&message_id, peer.transmitted);
+        // A chunk may start in one transmit and end in a later one.
+        let flag = match &head {
+            Some((chunk, flag)) => {
+                peer.open_send =
+                    (chunk.method() == Some(&Method::Send)).then(|| chunk.message_id().map(str::to_owned)).flatten();
+                *flag
+            }
+            None => end_flag(&transmit.parts[2]),
+        };
+        if flag.is_some() {
+            if let Some(message_id) = peer.open_send.take().filter(|_| flag == Some(ContinuationFlag::End)) {
+                self.oracle.last_chunk_sent(&message_id, peer.transmitted);
+            }
         }
         let (pair, end) = (peer.pair, peer.end);
         let result = if peer.socket_open {
@@ -1124,8 +1136,9 @@ impl Sim {
                 continue;
             }
             let config = session.config();
-            let bound =
-                2 * config.write_high_watermark as u64 + config.max_chunk_size as u64 + 4096 + 4 * MAX_READ as u64;
+            // A chunk larger than a slice leaves slice by slice (issue 12 §2.5).
+            let last_handed_out = config.max_slice_size.min(config.max_chunk_size) as u64;
+            let bound = 2 * config.write_high_watermark as u64 + last_handed_out + 4096 + 4 * MAX_READ as u64;
             if session.unwritten() > bound {
                 return Err(format!(
                     "{}: {} B unwritten, over the bound of {bound} B (watermark {})",
@@ -1161,10 +1174,10 @@ fn head_of(transmit: &Transmit) -> Option<(Chunk, Option<ContinuationFlag>)> {
     Some((head?, flag))
 }
 
-/// The Message-ID of a SEND head when its chunk is the message's last (`$`).
-fn last_chunk_of((head, flag): &(Chunk, Option<ContinuationFlag>)) -> Option<String> {
-    let last = head.method() == Some(&Method::Send) && *flag == Some(ContinuationFlag::End);
-    last.then(|| head.message_id().map(str::to_owned)).flatten()
+/// The flag of an end-line that ends a transmit without a head (the last slice of a chunk).
+fn end_flag(end_line: &[u8]) -> Option<ContinuationFlag> {
+    let flag = end_line.strip_suffix(b"\r\n")?.last()?;
+    ContinuationFlag::from_byte(*flag)
 }
 
 /// How much one read takes: often a lot, sometimes a little, now and then one byte.

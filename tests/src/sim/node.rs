@@ -42,6 +42,9 @@ pub struct Peer {
     pub app_ended: bool,
     /// Requests among its transmits.
     pub requests_transmitted: u64,
+    /// The Message-ID of the SEND chunk whose head it transmitted and whose end-line not
+    /// yet (a large chunk leaves in several transmits).
+    pub open_send: Option<String>,
     /// Bytes its session transmitted, and those reported written to it.
     pub transmitted: u64,
     pub written: u64,
@@ -112,6 +115,7 @@ impl Peer {
             told_closed: false,
             app_ended: false,
             requests_transmitted: 0,
+            open_send: None,
             transmitted: 0,
             written: 0,
             script,
@@ -129,6 +133,9 @@ impl Peer {
 fn random_config(rng: &mut SimRng, role: Role, local: Uri, remote: Uri) -> SessionConfig {
     let mut config = SessionConfig::new(role, vec![local], vec![remote]);
     config.max_chunk_size = rng.pick(&[64, 1000, 4096, 16 * 1024, 64 * 1024, 256 * 1024]);
+    // Chunks over 2048 bytes leave in slices, so that they are interrupted for replies
+    // (derived, not drawn, so that the seeds keep their random choices).
+    config.max_slice_size = config.max_chunk_size / 4;
     config.segment_size = rng.pick(&[100, 4096, 64 * 1024]);
     config.write_high_watermark = rng.pick(&[1, 2048, 64 * 1024, 1 << 20]);
     config.message_buffer = rng.pick(&[1, 4096, 64 * 1024, 1 << 20]);
