@@ -872,7 +872,7 @@ fn fingerprints_read_as_sdp_writes_them() {
 #[test]
 fn smol_adapter_runs_under_async_std() {
     async_std::task::block_on(async {
-        let (alice, bob) = pair(Smol, Smol, None, None).await;
+        let (alice, bob) = Box::pin(pair(Smol, Smol, None, None)).await;
         let message = alice.send_message("text/plain", Bytes::from_static(b"async-std")).await.unwrap();
         assert_eq!(&bob.receive_chunk().await.unwrap().data[..], b"async-std");
         assert_eq!(message.outcome().await, MessageOutcome::Delivered);
