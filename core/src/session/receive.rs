@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::chunk::{Chunk, ContinuationFlag, END_LINE_PREFIX, Method};
 use crate::codec::{Assembly, ChunkParseError, Decoded};
-use crate::header::{ByteRange, HeaderName, SuccessReport};
+use crate::header::{ByteRange, HeaderName, Headers, SuccessReport};
 use crate::reassembly::{Coverage, Reassembled};
 use crate::transport::MsrpError;
 
@@ -355,8 +355,7 @@ impl Session {
                 self.unconfirmed.messages.remove(&oldest);
             }
         }
-        let request = Chunk { data: Bytes::new(), ..chunk.clone() };
-        let held = Held { request, owed: Some(Coverage::default()), length: end };
+        let held = Held { request: report_basis(chunk), owed: Some(Coverage::default()), length: end };
         self.unconfirmed.messages.insert(message_id.to_owned(), held);
         self.unconfirmed.order.push_back(message_id.to_owned());
     }
@@ -382,7 +381,9 @@ impl Session {
     /// REPORT with that status over the whole message instead, when its
     /// `Failure-Report` allows one (`yes` or `partial`, RFC 4975 §7.1.2, §7.3): its
     /// chunks were answered 200 already, so a REPORT is the only way left to say it
-    /// failed. Either way the message is forgotten.
+    /// failed. Either way the message is forgotten: confirmed before all of it arrived,
+    /// the REPORTs cover the pieces held so far, and chunks that arrive later are held
+    /// again, for another confirmation.
     ///
     /// Returns whether a REPORT went out: `false` when its headers asked for none, or
     /// when nothing is held for `message_id` (the mode is off, it was confirmed
@@ -557,4 +558,20 @@ impl MessageOutcome {
     pub fn is_delivered(&self) -> bool {
         *self == Self::Delivered
     }
+}
+
+/// What a REPORT about `request` is made from ([`Transport::make_report`]: its method and
+/// the headers it reads), copied out of the read buffer. A held head keeps neither the
+/// peer's other headers nor the buffer its values are slices of, so messages waiting for
+/// the application's confirmation cost a few hundred bytes each, whatever the peer sent.
+///
+/// [`Transport::make_report`]: crate::transport::Transport::make_report
+fn report_basis(request: &Chunk) -> Chunk {
+    let mut basis = Chunk { headers: Headers::new(), data: Bytes::new(), ..request.clone() };
+    for name in [HeaderName::FromPath, HeaderName::MessageId, HeaderName::SuccessReport, HeaderName::FailureReport] {
+        if let Some(value) = request.headers.get(&name) {
+            basis.headers.set(name, value.as_str());
+        }
+    }
+    basis
 }
