@@ -1,5 +1,5 @@
 //! The session engine (`msrp_core::session`), driven back to back with a virtual clock. Each test names the
-//! conformance items (../shared/conformance.md) it shows.
+//! conformance items it shows (`R<rfc>-<section>-<n>`, the ids of the project's RFC conformance checklist).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
