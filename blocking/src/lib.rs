@@ -46,7 +46,7 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, Refused, TlsError};
+pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, Refused, TlsError, io_phrase};
 pub use threads::Threads;
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`).

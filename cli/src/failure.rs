@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use msrp_tokio::core::session::SessionError;
-use msrp_tokio::core::{Uri, UriError};
+use msrp_tokio::core::{DisplayDuration, Uri, UriError};
 use msrp_tokio::{ConnectError, Error, TlsError};
 
 /// Why the command stops: printed as `msrp: <text>`.
@@ -109,7 +109,7 @@ pub(crate) fn describe(error: &Error, peer: &str) -> String {
         Error::Connect(ConnectError::Tls(tls)) => format!("TLS with {peer} failed: {}", tls_reason(tls)),
         Error::Connect(ConnectError::Refused { .. }) => format!("cannot connect to {peer}: connection refused"),
         Error::Connect(ConnectError::TimedOut { after, .. }) => {
-            format!("cannot connect to {peer}: no answer within {}", seconds(*after))
+            format!("cannot connect to {peer}: no answer within {}", DisplayDuration(*after))
         }
         Error::Connect(ConnectError::Io { reason, .. }) => format!("cannot connect to {peer}: {reason}"),
         Error::Connect(other) => format!("cannot connect to {peer}: {other}"),
@@ -131,26 +131,6 @@ fn tls_reason(error: &TlsError) -> String {
     format!("{error}{hint}")
 }
 
-/// A timeout in whole seconds (at least 1) or in milliseconds below a second.
-pub(crate) fn seconds(duration: std::time::Duration) -> String {
-    if duration.as_secs() == 0 { format!("{} ms", duration.as_millis()) } else { format!("{} s", duration.as_secs()) }
-}
-
-/// An OS error as a phrase: `Connection refused (os error 111)` → `connection refused`.
-pub(crate) fn tidy(text: &str) -> String {
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) if chars.clone().next().is_some_and(char::is_lowercase) => {
-            first.to_lowercase().chain(chars).collect()
-        }
-        _ => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,8 +138,6 @@ mod tests {
 
     #[test]
     fn errors_read_as_one_plain_line() {
-        assert_eq!(tidy("Connection refused (os error 111)"), "connection refused");
-        assert_eq!(tidy("TLS handshake"), "TLS handshake");
         let refused = Error::Session(SessionError::BindRefused(MsrpError::new(481, "Invalid From-Path")));
         assert_eq!(describe(&refused, "x"), "the peer refused the session (481 Invalid From-Path)");
         let refused = Error::Connect(ConnectError::Refused { address: "127.0.0.1:9".parse().unwrap() });

@@ -16,13 +16,13 @@ use std::time::Duration;
 use msrp_tokio::core::header::{Header, HeaderName, ToPath};
 use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
 use msrp_tokio::core::{MsrpError, Uri};
-use msrp_tokio::{AcceptTypes, AcceptorDirect, OnRefused, Refused, Session, TlsServer, Tokio};
+use msrp_tokio::{AcceptTypes, AcceptorDirect, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::RecvArgs;
 use crate::events::{self, Incoming};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri, tidy};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri};
 use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::interrupt::Interrupt;
 use crate::output::{Output, hex};
@@ -39,9 +39,8 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let local = parse_uri(&args.local_uri)?;
     let remote = args.remote_path.as_deref().map(parse_path).transpose()?;
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).map_err(|error| {
-            Failure::usage(format!("cannot use --out {}: {}", dir.display(), tidy(&error.to_string())))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|error| Failure::usage(format!("cannot use --out {}: {}", dir.display(), io_phrase(&error))))?;
     }
     let tls = server_tls(&args, &local)?;
     let mut config = SessionConfig::new(Role::Passive, Vec::new(), Vec::new());
@@ -259,7 +258,7 @@ fn server_tls(args: &RecvArgs, local: &Uri) -> Result<Option<TlsServer>, Failure
 /// A whole file, or a usage error naming it.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path)
-        .map_err(|error| Failure::usage(format!("cannot read {}: {}", path.display(), tidy(&error.to_string()))))
+        .map_err(|error| Failure::usage(format!("cannot read {}: {}", path.display(), io_phrase(&error))))
 }
 
 /// One line for a received (or aborted) message.

@@ -15,18 +15,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::io::AsyncRead;
 use indicatif::ProgressBar;
-use msrp_tokio::core::Uri;
 use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
 use msrp_tokio::core::outbox::{MessageOptions, OutgoingId};
 use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig, SessionError};
+use msrp_tokio::core::{DisplayDuration, Uri};
 use msrp_tokio::tls::parse_fingerprint;
-use msrp_tokio::{AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio, Transport};
+use msrp_tokio::{
+    AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio, Transport, io_phrase,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri, seconds, tidy};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri};
 use crate::inbox::{Inbox, Limits};
 use crate::interrupt::Interrupt;
 use crate::output::Output;
@@ -173,9 +175,10 @@ async fn bind(
     };
     bound.map_err(|error| match error {
         // Connected, but the binding SEND got no answer: nothing was refused.
-        msrp_tokio::Error::Session(SessionError::BindTimeout) => {
-            Failure::fatal(format!("{peer} accepted the connection but did not answer within {}", seconds(bind_wait)))
-        }
+        msrp_tokio::Error::Session(SessionError::BindTimeout) => Failure::fatal(format!(
+            "{peer} accepted the connection but did not answer within {}",
+            DisplayDuration(bind_wait)
+        )),
         other => Failure::fatal(describe(&other, &peer)),
     })
 }
@@ -340,7 +343,7 @@ async fn send_file(
 ) -> Result<OutgoingMessage, String> {
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|error| format!("cannot open {}: {}", path.display(), tidy(&error.to_string())))?;
+        .map_err(|error| format!("cannot open {}: {}", path.display(), io_phrase(&error)))?;
     let mut headers = headers(content_type, success_report);
     let name: String = file_name(path).chars().map(|c| if c == '"' || c == '\\' { '_' } else { c }).collect();
     headers.set(HeaderName::ContentDisposition, format!("attachment; filename=\"{name}\""));
@@ -369,9 +372,8 @@ fn check_item(item: Item) -> Result<Ready, Failure> {
         }
         Item::Text(text) => Ok(Ready::Text(Bytes::from(text))),
         Item::File(path) => {
-            let metadata = std::fs::metadata(&path).map_err(|error| {
-                Failure::usage(format!("cannot read {}: {}", path.display(), tidy(&error.to_string())))
-            })?;
+            let metadata = std::fs::metadata(&path)
+                .map_err(|error| Failure::usage(format!("cannot read {}: {}", path.display(), io_phrase(&error))))?;
             if !metadata.is_file() {
                 return Err(Failure::usage(format!("cannot send {}: not a regular file", path.display())));
             }

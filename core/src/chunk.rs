@@ -438,12 +438,18 @@ impl Chunk {
     }
 
     fn write_end(&self, out: &mut BytesMut, continuation: ContinuationFlag) {
-        let prefix = if self.has_body_section() { END_LINE_PREFIX } else { &END_LINE_PREFIX[2..] };
-        out.put_slice(prefix);
-        out.put_slice(self.transaction_id.as_bytes());
-        out.put_u8(continuation.as_byte());
-        out.put_slice(b"\r\n");
+        put_end_line(out, &self.transaction_id, self.has_body_section(), continuation);
     }
+}
+
+/// Writes a chunk's end-line, with the CRLF that closes its body when it has a body
+/// section (`body_section`).
+pub(crate) fn put_end_line(out: &mut BytesMut, transaction_id: &str, body_section: bool, flag: ContinuationFlag) {
+    let prefix = if body_section { END_LINE_PREFIX } else { &END_LINE_PREFIX[2..] };
+    out.put_slice(prefix);
+    out.put_slice(transaction_id.as_bytes());
+    out.put_u8(flag.as_byte());
+    out.put_slice(b"\r\n");
 }
 
 /// Writes text that must stay on one line: CR and LF become spaces.

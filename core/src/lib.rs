@@ -115,5 +115,6 @@ pub use chunk::{Chunk, ContinuationFlag, Method, StartLine};
 pub use codec::{ChunkParseError, Decoded, Decoder, DecoderLimits};
 pub use header::{Header, HeaderError, HeaderName, Headers};
 pub use ids::IdGenerator;
+pub use session::DisplayDuration;
 pub use transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
 pub use uri::{Uri, UriError};

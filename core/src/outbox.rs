@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::chunk::{Chunk, ContinuationFlag, end_line_needle};
+use crate::chunk::{Chunk, ContinuationFlag, end_line_needle, put_end_line};
 use crate::header::{ByteRange, HeaderName, Headers};
 use crate::transport::{ChunkParams, MAX_UNINTERRUPTIBLE_BODY, Transport};
 
@@ -240,10 +240,7 @@ impl Outbox {
             self.messages.remove(index);
             return Ok(());
         }
-        let message = &mut self.messages[index];
-        message.pending.clear();
-        message.pending_len = 0;
-        message.aborted = true;
+        self.messages[index].drop_rest();
         Ok(())
     }
 
@@ -475,24 +472,27 @@ impl Outbox {
     }
 }
 
+impl Entry {
+    /// Aborted: what was not cut into chunks is dropped, and its next chunk ends it with `#`.
+    fn drop_rest(&mut self) {
+        self.pending.clear();
+        self.pending_len = 0;
+        self.aborted = true;
+    }
+}
+
 impl OpenChunk {
     /// The end-line as things stand.
     fn end(&self) -> ChunkEnd {
-        let needle = end_line_needle(&self.transaction_id);
-        // The CRLF that closes a body opens the needle; a chunk without a body section has none.
-        let skip = if self.body_section { 0 } else { 2 };
-        let mut line = BytesMut::with_capacity(needle.len() + 3);
-        line.extend_from_slice(&needle[skip..]);
-        line.extend_from_slice(&[self.flag.as_byte(), b'\r', b'\n']);
+        let mut line = BytesMut::with_capacity(self.transaction_id.len() + 12);
+        put_end_line(&mut line, &self.transaction_id, self.body_section, self.flag);
         ChunkEnd { line: line.freeze(), flag: self.flag, last: self.last, start: self.start, len: self.sent as u64 }
     }
 
     /// The message is aborted or stopped: the chunk ends with `#`, at once when it may be
     /// interrupted (what was not sent is dropped), after the rest of its body when not.
     fn end_with_abort(&mut self) {
-        self.message.pending.clear();
-        self.message.pending_len = 0;
-        self.message.aborted = true;
+        self.message.drop_rest();
         if self.interruptible {
             let cut = self.safe_cut();
             self.body.truncate(cut);

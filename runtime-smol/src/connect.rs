@@ -13,7 +13,7 @@ use futures::{FutureExt, StreamExt};
 use msrp_core::connect::PendingConnection;
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, SessionError};
-use msrp_core::{Chunk, ChunkParseError, DecoderLimits, IdGenerator, MsrpError, Uri};
+use msrp_core::{Chunk, ChunkParseError, DecoderLimits, DisplayDuration, IdGenerator, MsrpError, Uri};
 use rand_core::TryRngCore;
 
 use crate::driver;
@@ -38,7 +38,7 @@ pub enum ConnectError {
     },
     /// Connecting (resolving the name, TCP, and the TLS handshake for `msrps`) took
     /// longer than the connect timeout.
-    #[error("connecting to {address} took longer than {}", in_words(*.after))]
+    #[error("connecting to {address} took longer than {}", DisplayDuration(*.after))]
     TimedOut {
         /// `host:port` as the URI names it.
         address: String,
@@ -79,15 +79,6 @@ impl ConnectError {
             std::io::ErrorKind::ConnectionRefused => Self::Refused { address },
             kind => Self::Io { address, kind, reason: io_phrase(error) },
         }
-    }
-}
-
-/// A duration as a person reads it: `30 s`, `200 ms`.
-pub(crate) fn in_words(duration: Duration) -> String {
-    if duration.subsec_nanos() == 0 {
-        format!("{} s", duration.as_secs())
-    } else {
-        format!("{} ms", duration.as_millis())
     }
 }
 

@@ -48,7 +48,7 @@ pub use connect::{
 pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
-pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime};
+pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime, io_phrase};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
 pub use tls::{TlsClient, TlsError, TlsServer};

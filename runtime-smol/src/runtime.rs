@@ -76,8 +76,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IoStream<T> {
     }
 }
 
-/// An I/O error as a phrase: `Connection refused (os error 111)` → `connection refused`.
-pub(crate) fn io_phrase(error: &io::Error) -> String {
+/// An I/O error as a phrase for a message: `Connection refused (os error 111)` →
+/// `connection refused` (the errors of this crate word system errors with it).
+pub fn io_phrase(error: &io::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" (os error ") {
         Some(at) if text.ends_with(')') => &text[..at],
@@ -299,7 +300,13 @@ impl ReadBuffer {
 
 #[cfg(test)]
 mod tests {
-    use super::ReadBuffer;
+    use super::{ReadBuffer, io_phrase};
+
+    #[test]
+    fn system_errors_read_as_a_phrase() {
+        assert_eq!(io_phrase(&std::io::Error::other("Connection refused (os error 111)")), "connection refused");
+        assert_eq!(io_phrase(&std::io::Error::other("TLS handshake")), "TLS handshake");
+    }
 
     /// Reads `n` bytes of `fill` into the buffer's room.
     fn read(buffer: &mut ReadBuffer, n: usize, fill: u8) -> bytes::Bytes {

@@ -46,7 +46,7 @@ pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
     CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused, Runtime,
-    TlsClient, TlsError, TlsServer, tls,
+    TlsClient, TlsError, TlsServer, io_phrase, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.

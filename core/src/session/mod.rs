@@ -1538,8 +1538,10 @@ fn wants_success_report(headers: &Headers) -> bool {
     headers.get(&HeaderName::SuccessReport).is_some_and(|value| value.as_str().trim().eq_ignore_ascii_case("yes"))
 }
 
-/// A duration as people read it in a message: `30 s`, `1.5 s`, `250 ms`.
-struct DisplayDuration(Duration);
+/// A duration as people read it in a message: `30 s`, `1.5 s`, `250 ms`. The errors of
+/// every msrp crate word their timeouts with it, so that they read alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisplayDuration(pub Duration);
 
 impl std::fmt::Display for DisplayDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -258,15 +258,21 @@ impl Session {
     fn refuse(&mut self, chunk: &Chunk, error: &MsrpError) {
         self.logger.warn(&format!("refusing {}: {error}", chunk.transaction_id));
         if let Some(message_id) = chunk.message_id() {
-            self.owed_reports.remove(message_id);
-            self.unconfirmed.remove(message_id);
-            if let Some(reassembler) = &mut self.reassembler {
-                reassembler.forget(message_id);
-            }
+            self.forget_incoming(message_id);
         }
         // Reports made ready by earlier segments of this chunk would confirm bytes now refused.
         self.pending_reports.clear();
         self.reply(chunk, error.code, Some(error.comment.clone()));
+    }
+
+    /// An incoming message is refused: no REPORT is owed or held for it any more, and
+    /// nothing of it is gathered.
+    fn forget_incoming(&mut self, message_id: &str) {
+        self.owed_reports.remove(message_id);
+        self.unconfirmed.remove(message_id);
+        if let Some(reassembler) = &mut self.reassembler {
+            reassembler.forget(message_id);
+        }
     }
 
     /// Records a delivered chunk of a message that asked for a success REPORT and makes
@@ -414,10 +420,7 @@ impl Session {
             }
             Err(error) => {
                 // Nothing more of it is owed a success REPORT, whatever still arrives.
-                self.owed_reports.remove(message_id);
-                if let Some(reassembler) = &mut self.reassembler {
-                    reassembler.forget(message_id);
-                }
+                self.forget_incoming(message_id);
                 let range = ByteRange::new(1, length, length);
                 let report = self.transport.make_report(&held.request, error.code, Some(error.comment), range);
                 let sent = report.is_some();

@@ -132,11 +132,17 @@ impl Transactions {
 
     /// Ends the transaction `transaction_id` (its response arrived).
     pub(super) fn take(&mut self, transaction_id: &str) -> Option<Transaction> {
-        let transaction = self.live.remove(transaction_id)?;
-        self.reported_requests = self.reported_requests.saturating_sub(usize::from(transaction.reported_by.is_some()));
+        let transaction = self.remove_live(transaction_id)?;
         if let Some(key) = transaction.deadline {
             self.deadlines.remove(&key);
         }
+        Some(transaction)
+    }
+
+    /// Removes a live transaction, keeping the count of those a REPORT can end.
+    fn remove_live(&mut self, transaction_id: &str) -> Option<Transaction> {
+        let transaction = self.live.remove(transaction_id)?;
+        self.reported_requests -= usize::from(transaction.reported_by.is_some());
         Some(transaction)
     }
 
@@ -175,9 +181,7 @@ impl Transactions {
             // Every armed timer belongs to a live transaction (`take` removes its key);
             // checking keeps a stale key from stopping the others.
             if self.live.get(&transaction_id).is_some_and(|transaction| transaction.deadline == Some(key)) {
-                let mut transaction = self.live.remove(&transaction_id)?;
-                self.reported_requests =
-                    self.reported_requests.saturating_sub(usize::from(transaction.reported_by.is_some()));
+                let mut transaction = self.remove_live(&transaction_id)?;
                 transaction.deadline = None;
                 return Some((transaction_id, transaction));
             }
