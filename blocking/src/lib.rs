@@ -46,7 +46,10 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, Refused, TlsError, io_phrase};
+pub use msrp_smol::{
+    CONNECT_TIMEOUT, ConnectError, DigestUri, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE, RELAY_PORT, Refused,
+    RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
+};
 pub use threads::Threads;
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`).
@@ -61,6 +64,11 @@ impl ConnectorDirect {
     /// Replaces the session settings; role and paths are set by the connector.
     pub fn set_config(&mut self, config: SessionConfig) {
         self.0.set_config(config);
+    }
+
+    /// How to check the server when the first hop is an `msrps` URI.
+    pub fn set_tls(&mut self, tls: TlsClient) {
+        self.0.set_tls(tls);
     }
 
     /// How long connecting may take, the TLS handshake included
@@ -94,13 +102,18 @@ impl AcceptorDirect {
         Self(msrp_smol::AcceptorDirect::new(Threads, logger, use_sessmatch))
     }
 
-    /// Replaces the session settings; role and paths are set by the acceptor.
+    /// The certificate to show when the local URI is an `msrps` one.
+    pub fn set_tls(&mut self, tls: TlsServer) {
+        self.0.set_tls(tls);
+    }
+
     /// Tells `callback` of every connection `complete` refuses, with the peer's address
     /// and why.
     pub fn set_on_refused(&mut self, callback: OnRefused) {
         self.0.set_on_refused(callback);
     }
 
+    /// Replaces the session settings; role and paths are set by the acceptor.
     pub fn set_config(&mut self, config: SessionConfig) {
         self.0.set_config(config);
     }
@@ -158,14 +171,190 @@ impl MsrpServer {
     }
 }
 
-/// A connector without a relay (msrplib `get_connector(relay=None)`).
-pub fn get_connector(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {
-    ConnectorDirect::new(logger, use_sessmatch)
+/// A session through a relay, either side (msrplib `RelayConnection(relay, mode)`).
+#[doc(alias = "RelayConnection")]
+pub struct RelayConnection(msrp_smol::RelayConnection<Threads>);
+
+impl RelayConnection {
+    /// A connection through `relay` in `mode`; `logger` sees the traffic;
+    /// `use_sessmatch` matches paths by session id.
+    pub fn new(relay: RelaySettings, mode: Mode, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+        Self(msrp_smol::RelayConnection::new(Threads, relay, mode, logger, use_sessmatch))
+    }
+
+    /// The relay settings.
+    pub fn relay(&self) -> &RelaySettings {
+        self.0.relay()
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.0.mode()
+    }
+
+    /// How long reaching the relay may take ([`CONNECT_TIMEOUT`] unless set).
+    pub fn set_connect_timeout(&mut self, timeout: std::time::Duration) {
+        self.0.set_connect_timeout(timeout);
+    }
+
+    /// Replaces the session settings; the chunk size is capped at the relay's.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        self.0.set_config(config);
+    }
+
+    /// Connects to the relay, authenticates and returns the full local path for SDP
+    /// (msrplib `prepare`).
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
+        block_on(self.0.prepare(local_uri))
+    }
+
+    /// Binds the session through the relay (msrplib `complete`).
+    pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Closes the relay connection `prepare` opened (msrplib `cleanup`).
+    pub fn cleanup(&mut self) {
+        self.0.cleanup();
+    }
 }
 
-/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
-pub fn get_acceptor(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> AcceptorDirect {
-    AcceptorDirect::new(logger, use_sessmatch)
+/// The active face of [`RelayConnection`] (msrplib `ConnectorRelay`).
+#[doc(alias = "ConnectorRelay")]
+pub struct ConnectorRelay(RelayConnection);
+
+/// The passive face of [`RelayConnection`] (msrplib `AcceptorRelay`).
+#[doc(alias = "AcceptorRelay")]
+pub struct AcceptorRelay(RelayConnection);
+
+macro_rules! relay_face {
+    ($face:ident, $mode:expr) => {
+        impl $face {
+            /// A relayed connection in this face's mode; see [`RelayConnection::new`].
+            pub fn new(relay: RelaySettings, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+                Self(RelayConnection::new(relay, $mode, logger, use_sessmatch))
+            }
+        }
+
+        impl std::ops::Deref for $face {
+            type Target = RelayConnection;
+            fn deref(&self) -> &RelayConnection {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $face {
+            fn deref_mut(&mut self) -> &mut RelayConnection {
+                &mut self.0
+            }
+        }
+    };
+}
+
+relay_face!(ConnectorRelay, Mode::Active);
+relay_face!(AcceptorRelay, Mode::Passive);
+
+/// An outbound connection, direct or through a relay ([`get_connector`]).
+pub enum Connector {
+    /// Straight to the peer.
+    Direct(ConnectorDirect),
+    /// Through a relay.
+    Relay(ConnectorRelay),
+}
+
+impl Connector {
+    /// The full local path for SDP (msrplib `prepare`); through a relay this connects and
+    /// authenticates first.
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
+        match self {
+            Self::Direct(direct) => Ok(direct.prepare(local_uri)),
+            Self::Relay(relay) => relay.prepare(local_uri),
+        }
+    }
+
+    /// Connects, binds and returns the transport (msrplib `complete`).
+    pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        match self {
+            Self::Direct(direct) => direct.complete(full_remote_path),
+            Self::Relay(relay) => relay.complete(full_remote_path),
+        }
+    }
+
+    /// Replaces the session settings.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        match self {
+            Self::Direct(direct) => direct.set_config(config),
+            Self::Relay(relay) => relay.set_config(config),
+        }
+    }
+
+    /// Forgets what `prepare` set up (msrplib `cleanup`).
+    pub fn cleanup(&mut self) {
+        match self {
+            Self::Direct(direct) => direct.cleanup(),
+            Self::Relay(relay) => relay.cleanup(),
+        }
+    }
+}
+
+/// An inbound connection, direct or through a relay ([`get_acceptor`]).
+pub enum Acceptor {
+    /// The peer connects to us.
+    Direct(AcceptorDirect),
+    /// The peer reaches us through a relay.
+    Relay(AcceptorRelay),
+}
+
+impl Acceptor {
+    /// The full local path for SDP (msrplib `prepare`).
+    pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
+        match self {
+            Self::Direct(direct) => direct.prepare(local_uri),
+            Self::Relay(relay) => relay.prepare(local_uri),
+        }
+    }
+
+    /// Waits for the peer to bind and returns the transport (msrplib `complete`).
+    pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
+        match self {
+            Self::Direct(direct) => direct.complete(full_remote_path),
+            Self::Relay(relay) => relay.complete(full_remote_path),
+        }
+    }
+
+    /// Replaces the session settings.
+    pub fn set_config(&mut self, config: SessionConfig) {
+        match self {
+            Self::Direct(direct) => direct.set_config(config),
+            Self::Relay(relay) => relay.set_config(config),
+        }
+    }
+
+    /// Stops listening, or closes the relay connection (msrplib `cleanup`).
+    pub fn cleanup(&mut self) {
+        match self {
+            Self::Direct(direct) => direct.cleanup(),
+            Self::Relay(relay) => relay.cleanup(),
+        }
+    }
+}
+
+/// An outbound connection (msrplib `get_connector(relay)`): through `relay` when given,
+/// else direct.
+pub fn get_connector(relay: Option<RelaySettings>, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Connector {
+    match relay {
+        Some(relay) => Connector::Relay(ConnectorRelay::new(relay, logger, use_sessmatch)),
+        None => Connector::Direct(ConnectorDirect::new(logger, use_sessmatch)),
+    }
+}
+
+/// An inbound connection (msrplib `get_acceptor(relay)`): through `relay` when given,
+/// else direct.
+pub fn get_acceptor(relay: Option<RelaySettings>, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Acceptor {
+    match relay {
+        Some(relay) => Acceptor::Relay(AcceptorRelay::new(relay, logger, use_sessmatch)),
+        None => Acceptor::Direct(AcceptorDirect::new(logger, use_sessmatch)),
+    }
 }
 
 /// A bound connection (msrplib `MSRPTransport`).

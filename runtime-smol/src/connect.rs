@@ -51,6 +51,15 @@ pub enum ConnectError {
         /// The host the URI names.
         host: String,
     },
+    /// Looking up where a relay is (DNS SRV, RFC 4976 §8) failed: no name server
+    /// answered, or it answered with an error.
+    #[error("looking up the MSRP relay of {domain} failed: {reason}")]
+    Dns {
+        /// The domain looked up.
+        domain: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The TLS handshake of an `msrps` connection failed.
     #[error(transparent)]
     Tls(TlsError),
@@ -140,7 +149,7 @@ async fn listen_on<R: Runtime>(runtime: &R, uri: &Uri) -> Result<Box<dyn Listene
 /// Opens a connection to `uri`: its host resolved through the runtime (each of its
 /// addresses tried in turn), TCP, then the TLS handshake with `tls` for an `msrps` URI;
 /// all of it within `timeout`.
-async fn connect_to<R: Runtime>(
+pub(crate) async fn connect_to<R: Runtime>(
     runtime: &R,
     uri: &Uri,
     tls: Option<&TlsClient>,
@@ -271,18 +280,18 @@ async fn write_transmits(engine: &mut Engine, stream: &mut BoxStream, now: Insta
 }
 
 /// Settings shared by connectors and acceptors.
-struct Common {
-    logger: Option<Box<dyn TrafficLogger>>,
+pub(crate) struct Common {
+    pub(crate) logger: Option<Box<dyn TrafficLogger>>,
     tls_client: Option<TlsClient>,
     tls_server: Option<TlsServer>,
-    use_sessmatch: bool,
-    ids: IdGenerator,
+    pub(crate) use_sessmatch: bool,
+    pub(crate) ids: IdGenerator,
     local_path: Option<Vec<Uri>>,
-    config: Option<SessionConfig>,
+    pub(crate) config: Option<SessionConfig>,
 }
 
 impl Common {
-    fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+    pub(crate) fn new(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
         Self {
             logger,
             tls_client: None,
@@ -556,22 +565,4 @@ impl<R: Runtime> AcceptorDirect<R> {
         self.listener = None;
         self.common.local_path = None;
     }
-}
-
-/// A connector without a relay (msrplib `get_connector(relay=None)`).
-pub fn get_connector<R: Runtime>(
-    runtime: R,
-    logger: Option<Box<dyn TrafficLogger>>,
-    use_sessmatch: bool,
-) -> ConnectorDirect<R> {
-    ConnectorDirect::new(runtime, logger, use_sessmatch)
-}
-
-/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
-pub fn get_acceptor<R: Runtime>(
-    runtime: R,
-    logger: Option<Box<dyn TrafficLogger>>,
-    use_sessmatch: bool,
-) -> AcceptorDirect<R> {
-    AcceptorDirect::new(runtime, logger, use_sessmatch)
 }

@@ -35,20 +35,24 @@
 mod connect;
 mod driver;
 pub mod runtime;
+mod relay;
 mod server;
 mod session;
 pub mod tls;
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
+pub use msrp_core::relay::{DigestUri, RelayError, RelayEvent};
 
-pub use connect::{
-    AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused, get_acceptor, get_connector,
-};
+pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused};
 pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime, io_phrase};
+pub use relay::{
+    Acceptor, AcceptorRelay, Connector, ConnectorRelay, Mode, RELAY_CHUNK_SIZE, RELAY_PORT, RelayConnection, RelaySettings,
+    get_acceptor, get_connector,
+};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
 pub use tls::{TlsClient, TlsError, TlsServer};

@@ -11,6 +11,7 @@ use futures::io::{AsyncRead, AsyncReadExt};
 use futures::lock::Mutex as AsyncMutex;
 use msrp_core::header::HeaderName;
 use msrp_core::outbox::{MessageOptions, OutgoingId};
+use msrp_core::relay::RelayError;
 use msrp_core::session::{Event, MessageOutcome, SendError, SessionError, TransactionError, transaction_result};
 use msrp_core::{AcceptTypes, Chunk, ChunkParams, MsrpError, Uri};
 
@@ -36,6 +37,10 @@ pub enum Error {
     /// TLS, or another system error.
     #[error(transparent)]
     Connect(ConnectError),
+    /// The relay did not let this side use it: wrong credentials, a refusal, no answer
+    /// in time, or the relay closed the connection while authenticating.
+    #[error(transparent)]
+    Relay(RelayError),
     /// Listening for peers (or accepting one) failed.
     #[error("cannot listen on {address}: {reason}")]
     Listen {

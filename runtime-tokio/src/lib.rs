@@ -45,8 +45,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused, Runtime,
-    TlsClient, TlsError, TlsServer, io_phrase, tls,
+    CONNECT_TIMEOUT, ConnectError, DigestUri, Error, Mode, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage,
+    RELAY_CHUNK_SIZE, RELAY_PORT, Refused, RelayError, RelayEvent, RelaySettings, Runtime, TlsClient, TlsError, TlsServer,
+    io_phrase, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.
@@ -60,14 +61,35 @@ pub type Session = msrp_smol::Session<Tokio>;
 /// msrplib's `MSRPServer` on tokio.
 pub type MsrpServer = msrp_smol::MsrpServer<Tokio>;
 
-/// A connector without a relay (msrplib `get_connector(relay=None)`).
-pub fn get_connector(logger: Option<Box<dyn core::log::TrafficLogger>>, use_sessmatch: bool) -> ConnectorDirect {
-    msrp_smol::get_connector(Tokio, logger, use_sessmatch)
+/// msrplib's `RelayConnection` on tokio.
+pub type RelayConnection = msrp_smol::RelayConnection<Tokio>;
+/// msrplib's `ConnectorRelay` on tokio.
+pub type ConnectorRelay = msrp_smol::ConnectorRelay<Tokio>;
+/// msrplib's `AcceptorRelay` on tokio.
+pub type AcceptorRelay = msrp_smol::AcceptorRelay<Tokio>;
+/// A direct or relayed outbound connection ([`get_connector`]).
+pub type Connector = msrp_smol::Connector<Tokio>;
+/// A direct or relayed inbound connection ([`get_acceptor`]).
+pub type Acceptor = msrp_smol::Acceptor<Tokio>;
+
+/// An outbound connection (msrplib `get_connector(relay)`): through `relay` when given,
+/// else direct.
+pub fn get_connector(
+    relay: Option<RelaySettings>,
+    logger: Option<Box<dyn core::log::TrafficLogger>>,
+    use_sessmatch: bool,
+) -> Connector {
+    msrp_smol::get_connector(Tokio, relay, logger, use_sessmatch)
 }
 
-/// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
-pub fn get_acceptor(logger: Option<Box<dyn core::log::TrafficLogger>>, use_sessmatch: bool) -> AcceptorDirect {
-    msrp_smol::get_acceptor(Tokio, logger, use_sessmatch)
+/// An inbound connection (msrplib `get_acceptor(relay)`): through `relay` when given,
+/// else direct.
+pub fn get_acceptor(
+    relay: Option<RelaySettings>,
+    logger: Option<Box<dyn core::log::TrafficLogger>>,
+    use_sessmatch: bool,
+) -> Acceptor {
+    msrp_smol::get_acceptor(Tokio, relay, logger, use_sessmatch)
 }
 
 /// The tokio runtime of the current context.
