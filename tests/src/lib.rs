@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub mod relay;
 pub mod sim;
 
 /// The RFC example messages, byte for byte, with their index (`tests/vectors/`).
