@@ -1,7 +1,8 @@
 //! # msrp-tests
 //!
 //! Test-only crate: conformance tests of the protocol layer against the RFC vectors
-//! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), and
+//! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), a scripted
+//! RFC 4976 relay for relay-client tests ([`relay`]), and
 //! (as the stack grows) the cross-runtime scenario suite.
 #![forbid(unsafe_code)]
 

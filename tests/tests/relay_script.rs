@@ -602,3 +602,28 @@ fn requests_without_a_grant_of_their_own_are_forbidden_and_ignore_auth_is_silent
     assert!(harness.next(0).is_none());
     assert_eq!((harness.relay.stats().auth_requests, harness.relay.stats().auth_ignored), (1, 1));
 }
+
+#[test]
+fn a_non_send_request_is_forwarded_unanswered_and_its_response_routed_back() {
+    let mut harness = Harness::new(RelayScript::default(), 2);
+    let alice_grant = use_path(&harness.auth(0, &[])).to_string();
+    let bob_grant = use_path(&harness.auth(1, &[])).to_string();
+    let (alice, bob) = ("msrp://127.0.0.1:9/c0;tcp", "msrp://127.0.0.1:9/c1;tcp");
+    let to = format!("{alice_grant} {bob_grant} {bob}");
+    let headers = [("To-Path", to.as_str()), ("From-Path", alice), ("Use-Nickname", "\"Al\"")];
+    harness.feed(0, &request("nick0001", "NICKNAME", &headers, None, '$'));
+    assert!(harness.next(0).is_none(), "no hop-by-hop answer to a non-SEND request");
+    let nickname = harness.next(1).expect("forwarded");
+    let from = format!("{alice_grant} {alice}");
+    assert_eq!(header(&nickname, "From-Path"), Some(from.as_str()));
+
+    // Bob answers end to end along the From-Path he got.
+    harness.feed(1, &response("nick0001", 200, &from, bob));
+    let answer = harness.next(0).expect("the response, routed back");
+    assert_eq!((answer.transaction_id.as_str(), answer.code()), ("nick0001", Some(200)));
+    assert_eq!(header(&answer, "To-Path"), Some(alice));
+    let back = format!("{bob_grant} {bob}");
+    assert_eq!(header(&answer, "From-Path"), Some(back.as_str()));
+    let stats = harness.relay.stats();
+    assert_eq!((stats.forwarded_requests, stats.forwarded_responses, stats.hop_responses), (1, 1, 0));
+}
