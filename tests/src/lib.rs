@@ -1,12 +1,14 @@
 //! # msrp-tests
 //!
 //! Test-only crate: conformance tests of the protocol layer against the RFC vectors
-//! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), and
+//! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), a scripted
+//! RFC 4976 relay for relay-client tests ([`relay`]), and
 //! (as the stack grows) the cross-runtime scenario suite.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
+pub mod relay;
 pub mod sim;
 
 /// The RFC example messages, byte for byte, with their index (`tests/vectors/`).
