@@ -2,11 +2,13 @@
 //!
 //! Test-only crate: conformance tests of the protocol layer against the RFC vectors
 //! in `tests/vectors/` (see its README), the deterministic simulation of the whole stack ([`sim`]), and
-//! (as the stack grows) the cross-runtime scenario suite.
+//! (as the stack grows) the cross-runtime scenario suite, and the start/stop harness of Kamailio, the real
+//! third-party MSRP relay the interop suite (`tests/kamailio.rs`) runs against ([`kamailio`]).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 
+pub mod kamailio;
 pub mod sim;
 
 /// The RFC example messages, byte for byte, with their index (`tests/vectors/`).
