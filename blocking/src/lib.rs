@@ -213,6 +213,12 @@ impl RelayConnection {
         block_on(self.0.complete(full_remote_path)).map(Transport)
     }
 
+    /// Passive only: binds whichever peer's request comes first through the relay; its
+    /// From-Path becomes the remote path.
+    pub fn complete_any(&mut self) -> Result<Transport, Error> {
+        block_on(self.0.complete_any()).map(Transport)
+    }
+
     /// Closes the relay connection `prepare` opened (msrplib `cleanup`).
     pub fn cleanup(&mut self) {
         self.0.cleanup();

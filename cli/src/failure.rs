@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use msrp_tokio::core::session::SessionError;
 use msrp_tokio::core::{DisplayDuration, Uri, UriError};
-use msrp_tokio::{ConnectError, Error, TlsError};
+use msrp_tokio::{ConnectError, Error, RelayError, RelaySettings, TlsError};
 
 /// Why the command stops: printed as `msrp: <text>`.
 #[derive(Debug)]
@@ -91,6 +91,13 @@ fn uri_reason(error: &UriError) -> String {
     }
 }
 
+/// `host:port` of a relay, for messages.
+pub(crate) fn relay_address(relay: &RelaySettings) -> String {
+    let host = relay.host.as_deref().unwrap_or(&relay.domain);
+    let port = relay.port.unwrap_or(msrp_tokio::RELAY_PORT);
+    if host.contains(':') { format!("the relay [{host}]:{port}") } else { format!("the relay {host}:{port}") }
+}
+
 /// The one line for a failure to connect or bind; `peer` names the other side (an
 /// address) for connection errors.
 pub(crate) fn describe(error: &Error, peer: &str) -> String {
@@ -113,9 +120,24 @@ pub(crate) fn describe(error: &Error, peer: &str) -> String {
         }
         Error::Connect(ConnectError::Io { reason, .. }) => format!("cannot connect to {peer}: {reason}"),
         Error::Connect(other) => format!("cannot connect to {peer}: {other}"),
+        Error::Relay(relay) => relay_reason(relay),
         Error::Listen { .. } | Error::Invalid(_) => error.to_string(),
         other => format!("{peer}: {other}"),
     }
+}
+
+/// A relay's refusal as a sentence, with what to do where the usual cause is known.
+fn relay_reason(error: &RelayError) -> String {
+    let hint = match error {
+        RelayError::WrongCredentials { .. } => {
+            "; check --relay-user and the password (--relay-password-file or MSRP_RELAY_PASSWORD)"
+        }
+        RelayError::CredentialsNeeded { .. } => {
+            "; give --relay-user and a password (--relay-password-file or MSRP_RELAY_PASSWORD)"
+        }
+        _ => "",
+    };
+    format!("{error}{hint}")
 }
 
 /// A TLS failure as a phrase, with what to do where the usual cause is known.

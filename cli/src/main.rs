@@ -39,6 +39,7 @@ mod inbox;
 mod interrupt;
 mod output;
 mod recv;
+mod relay;
 mod send;
 mod trace;
 
@@ -91,9 +92,10 @@ session and exits with code 130. RUST_LOG=msrp=debug shows the library's diagnos
 #[derive(Debug, clap::Args)]
 pub(crate) struct RecvArgs {
     /// Our URI, e.g. `msrp://127.0.0.1:0/bob;tcp` (port 0 picks a free port; a missing
-    /// session id is made up). `msrps://` needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "URI")]
-    pub(crate) local_uri: String,
+    /// session id is made up). `msrps://` needs --tls-cert and --tls-key. With --relay,
+    /// nothing listens: it only names us in the path (made up when not given).
+    #[arg(long, value_name = "URI", required_unless_present = "relay")]
+    pub(crate) local_uri: Option<String>,
     /// The peer's full path from its SDP (space-separated URIs, its own last).
     #[arg(long, value_name = "URI …")]
     pub(crate) remote_path: Option<String>,
@@ -126,6 +128,8 @@ pub(crate) struct RecvArgs {
     /// first 256 bytes with a count of the rest; a binary body only counted).
     #[arg(long)]
     pub(crate) trace: bool,
+    #[command(flatten)]
+    pub(crate) relay: relay::RelayArgs,
 }
 
 /// Arguments of `msrp send`.
@@ -173,6 +177,8 @@ pub(crate) struct SendArgs {
     /// first 256 bytes with a count of the rest; a binary body only counted).
     #[arg(long)]
     pub(crate) trace: bool,
+    #[command(flatten)]
+    pub(crate) relay: relay::RelayArgs,
 }
 
 /// Arguments of `msrp demo`.

@@ -16,13 +16,13 @@ use std::time::Duration;
 use msrp_tokio::core::header::{Header, HeaderName, ToPath};
 use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
 use msrp_tokio::core::{MsrpError, Uri};
-use msrp_tokio::{AcceptTypes, AcceptorDirect, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase};
+use msrp_tokio::{AcceptTypes, AcceptorDirect, AcceptorRelay, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::RecvArgs;
 use crate::events::{self, Incoming};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri, relay_address};
 use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::interrupt::Interrupt;
 use crate::output::{Output, hex};
@@ -36,38 +36,63 @@ pub(crate) fn path_text(path: &[Uri]) -> String {
 pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     let out = Output::new(args.json, args.trace);
     let mut interrupt = Interrupt::listen().await;
-    let local = parse_uri(&args.local_uri)?;
+    let local = args.local_uri.as_deref().map(parse_uri).transpose()?;
     let remote = args.remote_path.as_deref().map(parse_path).transpose()?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .map_err(|error| Failure::usage(format!("cannot use --out {}: {}", dir.display(), io_phrase(&error))))?;
     }
-    let tls = server_tls(&args, &local)?;
     let mut config = SessionConfig::new(Role::Passive, Vec::new(), Vec::new());
     config.bind_timeout = Duration::from_secs(args.timeout);
     // Success REPORTs wait until a message is on disk.
     config.confirm_messages = true;
-    let mut acceptor = AcceptorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
-    acceptor.set_config(config);
-    acceptor.set_on_refused(print_refusals(out.clone()));
-    if let Some(tls) = tls {
-        acceptor.set_tls(tls);
-    }
-    let where_ = address(&local);
-    let local_path = acceptor.prepare(Some(local)).await.map_err(|error| match error {
-        msrp_tokio::Error::Listen { reason, .. } => Failure::fatal(format!("cannot listen on {where_}: {reason}")),
-        other => Failure::fatal(format!("cannot listen on {where_}: {other}")),
-    })?;
-    let path = path_text(&local_path);
-    out.event("listening", json!({ "path": path }), || path.clone());
-    let bound = tokio::select! {
-        bound = async {
-            match remote {
-                Some(remote) => acceptor.complete(remote).await,
-                None => acceptor.complete_any().await,
-            }
-        } => bound,
-        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before a peer bound the session")),
+    let logger = Some(trace::logger(args.trace));
+    let interrupted = || Failure::interrupted("interrupted before a peer bound the session");
+    let bound = if let Some(relay) = args.relay.settings()? {
+        if args.tls_cert.is_some() {
+            return Err(Failure::usage("--tls-cert and --tls-key are for listening; with --relay nothing listens"));
+        }
+        let peer = relay_address(&relay);
+        let mut acceptor = AcceptorRelay::new(Tokio, relay, logger, false);
+        acceptor.set_config(config);
+        let local_path = tokio::select! {
+            prepared = acceptor.prepare(local) => prepared.map_err(|error| Failure::fatal(describe(&error, &peer)))?,
+            () = interrupt.pressed() => return Err(interrupted()),
+        };
+        print_path(&out, &local_path);
+        tokio::select! {
+            bound = async {
+                match remote {
+                    Some(remote) => acceptor.complete(remote).await,
+                    None => acceptor.complete_any().await,
+                }
+            } => bound,
+            () = interrupt.pressed() => return Err(interrupted()),
+        }
+    } else {
+        let Some(local) = local else { return Err(Failure::usage("recv needs --local-uri or --relay")) };
+        let tls = server_tls(&args, &local)?;
+        let mut acceptor = AcceptorDirect::new(Tokio, logger, false);
+        acceptor.set_config(config);
+        acceptor.set_on_refused(print_refusals(out.clone()));
+        if let Some(tls) = tls {
+            acceptor.set_tls(tls);
+        }
+        let where_ = address(&local);
+        let local_path = acceptor.prepare(Some(local)).await.map_err(|error| match error {
+            msrp_tokio::Error::Listen { reason, .. } => Failure::fatal(format!("cannot listen on {where_}: {reason}")),
+            other => Failure::fatal(format!("cannot listen on {where_}: {other}")),
+        })?;
+        print_path(&out, &local_path);
+        tokio::select! {
+            bound = async {
+                match remote {
+                    Some(remote) => acceptor.complete(remote).await,
+                    None => acceptor.complete_any().await,
+                }
+            } => bound,
+            () = interrupt.pressed() => return Err(interrupted()),
+        }
     };
     let transport = bound.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
     let remote_text = path_text(transport.remote_path());
@@ -235,6 +260,13 @@ fn ended(
         }
         (None, Some(reason)) => Err(Failure::fatal(format!("the session failed: {reason}"))),
     }
+}
+
+/// Prints the full local path, the first line: what the peer puts in SDP (or passes to
+/// `send --remote-path`).
+fn print_path(out: &Output, local_path: &[Uri]) {
+    let path = path_text(local_path);
+    out.event("listening", json!({ "path": path }), || path.clone());
 }
 
 /// The certificate for an `msrps` local URI.

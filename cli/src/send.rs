@@ -19,16 +19,16 @@ use msrp_tokio::core::header::{ContentType, Header, HeaderName, Headers};
 use msrp_tokio::core::outbox::{MessageOptions, OutgoingId};
 use msrp_tokio::core::session::{MessageOutcome, Role, SessionConfig, SessionError};
 use msrp_tokio::core::{DisplayDuration, Uri};
-use msrp_tokio::tls::parse_fingerprint;
 use msrp_tokio::{
-    AcceptTypes, ConnectorDirect, OutgoingFile, OutgoingMessage, Session, TlsClient, Tokio, Transport, io_phrase,
+    AcceptTypes, ConnectorDirect, ConnectorRelay, OutgoingFile, OutgoingMessage, Session, Tokio, Transport, io_phrase,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri};
+use crate::failure::{Failure, address, describe, parse_path, parse_uri, relay_address};
+use crate::relay::{Trust, client_tls};
 use crate::inbox::{Inbox, Limits};
 use crate::interrupt::Interrupt;
 use crate::output::Output;
@@ -151,11 +151,11 @@ async fn bind(
     interrupt: &mut Interrupt,
 ) -> Result<Transport, Failure> {
     let first = &remote[0];
-    let tls = client_tls(args, first.use_tls)?;
-    let peer = address(first);
-    let mut connector = ConnectorDirect::new(Tokio, Some(trace::logger(args.trace)), false);
+    let relay = args.relay.settings()?;
+    let tls = client_tls(args.ca.as_ref(), args.fingerprint.as_deref(), first.use_tls && relay.is_none(), Trust::PEER)?;
+    // Connection errors name whoever we connect to: the relay, else the peer's first hop.
+    let peer = relay.as_ref().map_or_else(|| address(first), |relay| relay_address(relay));
     let timeout = Duration::from_secs(args.timeout);
-    connector.set_connect_timeout(timeout);
     let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
     config.bind_timeout = timeout;
     if let Some(chunk_size) = args.chunk_size {
@@ -163,24 +163,51 @@ async fn bind(
     }
     // The binding SEND fails by the bind timeout or by the response timeout, the earlier.
     let bind_wait = timeout.min(config.response_timeout);
-    connector.set_config(config);
-    if let Some(tls) = tls {
-        connector.set_tls(tls);
-    }
-    let local_path = path_text(&connector.prepare(local));
-    out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
-    let bound = tokio::select! {
-        bound = connector.complete(remote) => bound,
-        () = interrupt.pressed() => return Err(Failure::interrupted("interrupted before the session was bound")),
-    };
-    bound.map_err(|error| match error {
+    let logger = Some(trace::logger(args.trace));
+    let describe_failure = |error: msrp_tokio::Error| match error {
         // Connected, but the binding SEND got no answer: nothing was refused.
         msrp_tokio::Error::Session(SessionError::BindTimeout) => Failure::fatal(format!(
             "{peer} accepted the connection but did not answer within {}",
             DisplayDuration(bind_wait)
         )),
         other => Failure::fatal(describe(&other, &peer)),
-    })
+    };
+    let interrupted = || Failure::interrupted("interrupted before the session was bound");
+    let bound = if let Some(mut relay) = relay {
+        if let Some(chunk_size) = args.chunk_size {
+            relay.max_chunk_size = usize::try_from(chunk_size).unwrap_or(usize::MAX);
+        }
+        let mut connector = ConnectorRelay::new(Tokio, relay, logger, false);
+        connector.set_connect_timeout(timeout);
+        connector.set_config(config);
+        let local_path = tokio::select! {
+            prepared = connector.prepare(local) => prepared.map_err(describe_failure)?,
+            () = interrupt.pressed() => return Err(interrupted()),
+        };
+        print_local_path(out, &local_path);
+        tokio::select! {
+            bound = connector.complete(remote) => bound,
+            () = interrupt.pressed() => return Err(interrupted()),
+        }
+    } else {
+        let mut connector = ConnectorDirect::new(Tokio, logger, false);
+        connector.set_connect_timeout(timeout);
+        connector.set_config(config);
+        if let Some(tls) = tls {
+            connector.set_tls(tls);
+        }
+        print_local_path(out, &connector.prepare(local));
+        tokio::select! {
+            bound = connector.complete(remote) => bound,
+            () = interrupt.pressed() => return Err(interrupted()),
+        }
+    };
+    bound.map_err(describe_failure)
+}
+
+fn print_local_path(out: &Output, local_path: &[Uri]) {
+    let local_path = path_text(local_path);
+    out.event("local_path", json!({ "path": local_path }), || format!("local path {local_path}"));
 }
 
 /// Ctrl-C: aborts the message in progress (`#`), closes the session, exit code 130.
@@ -383,27 +410,6 @@ fn check_item(item: Item) -> Result<Ready, Failure> {
             Ok(Ready::File { path, size: metadata.len() })
         }
     }
-}
-
-/// How to check an `msrps` peer.
-fn client_tls(args: &SendArgs, use_tls: bool) -> Result<Option<TlsClient>, Failure> {
-    let client = match (&args.ca, &args.fingerprint) {
-        (Some(ca), _) => TlsClient::with_ca_pem(&read_file(ca)?),
-        (None, Some(fingerprint)) => {
-            let fingerprint = parse_fingerprint(fingerprint).ok_or_else(|| {
-                Failure::usage(format!("invalid fingerprint {fingerprint:?}: expected 32 hex pairs like AB:CD:…"))
-            })?;
-            TlsClient::with_fingerprint(fingerprint)
-        }
-        (None, None) if use_tls => {
-            return Err(Failure::usage("an msrps:// peer needs --ca FILE or --fingerprint SHA256"));
-        }
-        (None, None) => return Ok(None),
-    };
-    if !use_tls {
-        return Err(Failure::usage("--ca and --fingerprint need an msrps:// remote path"));
-    }
-    client.map(Some).map_err(|error| Failure::usage(format!("cannot use the TLS setting: {error}")))
 }
 
 /// A reader that moves a progress bar by the bytes read through it.

@@ -244,8 +244,23 @@ pub(crate) type FirstRequest = (BoxStream, Chunk, Vec<Bytes>);
 
 /// Reads a new connection up to its first request's head. `Err(None)` when the peer left
 /// first, `Err(Some(error))` when its bytes are not MSRP.
-pub(crate) async fn read_first_request(mut stream: BoxStream) -> Result<FirstRequest, Option<ChunkParseError>> {
+pub(crate) async fn read_first_request(stream: BoxStream) -> Result<FirstRequest, Option<ChunkParseError>> {
+    read_first_request_after(stream, Vec::new()).await
+}
+
+/// Like [`read_first_request`], on a stream of which `received` was already read.
+pub(crate) async fn read_first_request_after(
+    mut stream: BoxStream,
+    received: Vec<Bytes>,
+) -> Result<FirstRequest, Option<ChunkParseError>> {
     let mut pending = PendingConnection::new(DecoderLimits::default());
+    for data in received {
+        match pending.handle_received(data) {
+            None => {}
+            Some(Ok(head)) => return Ok((stream, head, pending.into_received())),
+            Some(Err(error)) => return Err(Some(error)),
+        }
+    }
     let mut buffer = vec![0_u8; 16 * 1024];
     loop {
         let n = match stream.read(&mut buffer).await {

@@ -19,8 +19,8 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::relay::{
     DigestUri, LoginOutput, RelayClient, RelayClientConfig, RelayCredentials, RelayError, RelayHop, RelayLogin,
 };
-use msrp_core::session::{Input, Role, SessionConfig};
-use msrp_core::{IdGenerator, Uri};
+use msrp_core::session::{Input, Role, SessionConfig, SessionError};
+use msrp_core::{IdGenerator, MsrpError, Uri};
 
 use crate::connect::{AcceptorDirect, CONNECT_TIMEOUT, Common, ConnectError, ConnectorDirect, bind_engine, connect_to};
 use crate::runtime::{BoxStream, Runtime};
@@ -235,14 +235,20 @@ impl<R: Runtime> RelayConnection<R> {
         if full_remote_path.is_empty() {
             return Err(Error::Invalid("the remote path is empty".into()));
         }
-        let Some(Prepared { stream, client, leftover, local_path }) = self.prepared.take() else {
+        let Some(prepared) = self.prepared.take() else {
             return Err(Error::Invalid("prepare was not called".into()));
         };
+        let remote_path = prepared.client.to_path(&full_remote_path);
+        self.bind(prepared, remote_path).await
+    }
+
+    /// Runs the session over the authenticated relay connection, To-Path `remote_path`.
+    async fn bind(&mut self, prepared: Prepared, remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+        let Prepared { stream, client, leftover, local_path } = prepared;
         let role = match self.mode {
             Mode::Active => Role::Active,
             Mode::Passive => Role::Passive,
         };
-        let remote_path = client.to_path(&full_remote_path);
         let now = self.runtime.now();
         let mut config = self.common.config.clone().unwrap_or_else(|| SessionConfig::new(role, Vec::new(), Vec::new()));
         config.max_chunk_size = config.max_chunk_size.min(self.relay.max_chunk_size);
@@ -256,6 +262,33 @@ impl<R: Runtime> RelayConnection<R> {
             engine.handle_input(now, Input::Received(data));
         }
         bind_engine(&self.runtime, engine, stream).await
+    }
+
+    /// In [`Mode::Passive`], binds whichever peer's request comes first through the
+    /// relay: the From-Path of its first request (the relays it came through, then the
+    /// peer) becomes the remote path. For a side that prints its path and waits, without
+    /// an SDP answer to learn the peer's from. Gives up after the bind timeout.
+    pub async fn complete_any(&mut self) -> Result<Transport<R>, Error> {
+        if self.mode != Mode::Passive {
+            return Err(Error::Invalid("only a passive relay connection waits for any peer".into()));
+        }
+        let Some(Prepared { stream, client, leftover, local_path }) = self.prepared.take() else {
+            return Err(Error::Invalid("prepare was not called".into()));
+        };
+        let bind_timeout = self.common.config.as_ref().map_or(msrp_core::session::BIND_TIMEOUT, |c| c.bind_timeout);
+        let first = Box::pin(crate::connect::read_first_request_after(stream, leftover));
+        let deadline = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
+        let (stream, head, received) = match futures::future::select(first, deadline).await {
+            futures::future::Either::Left((Ok(first), _)) => first,
+            futures::future::Either::Left((Err(None), _)) => return Err(SessionError::ConnectionClosed.into()),
+            futures::future::Either::Left((Err(Some(error)), _)) => return Err(SessionError::Parse(error).into()),
+            futures::future::Either::Right(_) => return Err(SessionError::BindTimeout.into()),
+        };
+        let remote_path = match head.from_path() {
+            Ok(path) if !path.0.is_empty() => path.0,
+            _ => return Err(SessionError::BindRefused(MsrpError::new(400, "The first request has no From-Path")).into()),
+        };
+        self.bind(Prepared { stream, client, leftover: received, local_path }, remote_path).await
     }
 
     /// Closes the connection to the relay that `prepare` opened (msrplib `cleanup`).
