@@ -46,7 +46,9 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
-pub use msrp_smol::{CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, Refused, TlsError, io_phrase};
+pub use msrp_smol::{
+    CONNECT_TIMEOUT, ConnectError, DnsError, Error, OnIncoming, OnRefused, Refused, TlsError, io_phrase,
+};
 pub use threads::Threads;
 
 /// Outbound connections without a relay (msrplib `ConnectorDirect`).
@@ -166,6 +168,17 @@ pub fn get_connector(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool
 /// An acceptor without a relay (msrplib `get_acceptor(relay=None)`).
 pub fn get_acceptor(logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> AcceptorDirect {
     AcceptorDirect::new(logger, use_sessmatch)
+}
+
+/// Where a relay named by a domain is (RFC 4976 §8), waiting for
+/// [`msrp_smol::lookup_relay`]: SRV targets with their ports, best first; empty when the
+/// domain has none (then its A/AAAA records and port 2855 are meant).
+pub fn lookup_relay(
+    domain: &str,
+    use_tls: bool,
+    nameservers: Option<&[std::net::SocketAddr]>,
+) -> Result<Vec<(String, u16)>, DnsError> {
+    block_on(msrp_smol::lookup_relay(domain, use_tls, nameservers))
 }
 
 /// A bound connection (msrplib `MSRPTransport`).

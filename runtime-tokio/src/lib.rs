@@ -45,8 +45,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused, Runtime,
-    TlsClient, TlsError, TlsServer, io_phrase, tls,
+    CONNECT_TIMEOUT, ConnectError, DnsError, Error, OnIncoming, OnRefused, OutgoingFile, OutgoingMessage, Refused,
+    Runtime, TlsClient, TlsError, TlsServer, io_phrase, lookup_relay, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.
