@@ -47,8 +47,8 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, DigestUri, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE, RELAY_PORT, Refused,
-    RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
+    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE, RELAY_PORT,
+    Refused, RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
 };
 pub use threads::Threads;
 
@@ -361,6 +361,17 @@ pub fn get_acceptor(relay: Option<RelaySettings>, logger: Option<Box<dyn Traffic
         Some(relay) => Acceptor::Relay(AcceptorRelay::new(relay, logger, use_sessmatch)),
         None => Acceptor::Direct(AcceptorDirect::new(logger, use_sessmatch)),
     }
+}
+
+/// Where a relay named by a domain is (RFC 4976 §8), waiting for
+/// [`msrp_smol::lookup_relay`]: SRV targets with their ports, best first; empty when the
+/// domain has none (then its A/AAAA records and port 2855 are meant).
+pub fn lookup_relay(
+    domain: &str,
+    use_tls: bool,
+    nameservers: Option<&[std::net::SocketAddr]>,
+) -> Result<Vec<(String, u16)>, DnsError> {
+    block_on(msrp_smol::lookup_relay(domain, use_tls, nameservers))
 }
 
 /// A bound connection (msrplib `MSRPTransport`).

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 mod connect;
+mod dns;
 mod driver;
 pub mod runtime;
 mod relay;
@@ -45,6 +46,7 @@ pub use msrp_core::AcceptTypes;
 pub use msrp_core::relay::{DigestUri, RelayError, RelayEvent};
 
 pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused};
+pub use dns::{DnsError, lookup_relay};
 pub use driver::EVENT_QUEUE;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
