@@ -1,0 +1,1 @@
+//! Relay client tests (filled below).
