@@ -149,16 +149,15 @@ impl RelayLogin {
         self.received += data.len() as u64;
         self.window.push_back(data.clone());
         self.decoder.feed(data);
-        loop {
-            // Where the decoder stands before this item (a chunk boundary before a head).
-            let position = self.received - self.decoder.buffered() as u64;
-            let Some(item) = self.decoder.poll() else { break };
+        while let Some(item) = self.decoder.poll() {
             match item {
-                Ok(Decoded::Head(head)) => self.current = Some((position, head)),
+                Ok(Decoded::Head(head)) => self.current = Some((self.decoder.chunk_offset(), head)),
                 Ok(Decoded::Data(_)) => {}
                 Ok(Decoded::End(_)) => {
                     let Some((start, head)) = self.current.take() else { continue };
                     if !head.is_request() && self.client.handle_response(now, &head) {
+                        // Right after an end-line the decoder holds nothing back: what it
+                        // has not taken follows the chunk.
                         let end = self.received - self.decoder.buffered() as u64;
                         self.consume(start, end);
                     }
