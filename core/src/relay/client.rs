@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::chunk::{Chunk, Method};
-use crate::header::{AuthenticationInfo, Expires, FromPath, Header, MaxExpires, MinExpires, ToPath, UsePath, WwwAuthenticate};
+use crate::header::{
+    AuthenticationInfo, Expires, FromPath, Header, MaxExpires, MinExpires, ToPath, UsePath, WwwAuthenticate,
+};
 use crate::ids::IdGenerator;
 use crate::transport::MsrpError;
 use crate::uri::Uri;
@@ -235,7 +237,9 @@ impl RelayClient {
             401 => self.on_challenge(&mut attempt, response),
             403 => Err(RelayError::WrongCredentials { relay }),
             423 => Self::on_interval(&mut attempt, response, &relay),
-            _ => Err(RelayError::Refused { relay, status: MsrpError::new(code, response.comment().unwrap_or_default()) }),
+            _ => {
+                Err(RelayError::Refused { relay, status: MsrpError::new(code, response.comment().unwrap_or_default()) })
+            }
         };
         match outcome {
             Ok(true) => self.finish(&attempt),
@@ -404,7 +408,8 @@ impl RelayClient {
         if hop.relay.credentials.is_none() {
             return Err(RelayError::CredentialsNeeded { relay });
         }
-        let challenge = read_challenge(response).map_err(|reason| RelayError::Malformed { relay: relay.clone(), reason })?;
+        let challenge =
+            read_challenge(response).map_err(|reason| RelayError::Malformed { relay: relay.clone(), reason })?;
         let with_uri = match &attempt.sent {
             // The first challenge of the flow, or one to a nonce kept from before.
             None => first_form(hop.relay.digest_uri),
@@ -435,7 +440,10 @@ impl RelayClient {
 
     /// A 423: once, with the Expires moved into the relay's bounds, or without Expires.
     fn on_interval(attempt: &mut Attempt, response: &Chunk, relay: &Uri) -> Result<bool, RelayError> {
-        let refused = || RelayError::Refused { relay: relay.clone(), status: MsrpError::new(423, response.comment().unwrap_or_default()) };
+        let refused = || RelayError::Refused {
+            relay: relay.clone(),
+            status: MsrpError::new(423, response.comment().unwrap_or_default()),
+        };
         if attempt.interval_retried {
             return Err(refused());
         }
@@ -469,7 +477,8 @@ impl RelayClient {
             Some(Ok(UsePath(path))) => path,
         };
         // An Expires that does not parse is taken as none: the grant is the relay's affair.
-        let grant = response.headers.typed::<Expires>().and_then(Result::ok).map(|Expires(secs)| Duration::from_secs(secs));
+        let grant =
+            response.headers.typed::<Expires>().and_then(Result::ok).map(|Expires(secs)| Duration::from_secs(secs));
         let next_nonce = response
             .headers
             .typed::<AuthenticationInfo>()
@@ -478,7 +487,8 @@ impl RelayClient {
         let prefix: &[Uri] = if index == 0 { &[] } else { &self.hops[index - 1].path };
         // A later relay may give the whole path so far (RFC 4976 §5.1's example) or only
         // its own URIs.
-        let path = if use_path.starts_with(prefix) { use_path } else { prefix.iter().cloned().chain(use_path).collect() };
+        let path =
+            if use_path.starts_with(prefix) { use_path } else { prefix.iter().cloned().chain(use_path).collect() };
         let before: Vec<String> = self.use_path().iter().map(Uri::to_string).collect();
         let hop = &mut self.hops[index];
         let old_path = std::mem::replace(&mut hop.path, path);

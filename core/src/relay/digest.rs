@@ -200,9 +200,8 @@ mod tests {
     #[test]
     fn rfc4976_example_authorization() {
         let alice = credentials("Alice", "secret");
-        let intra = challenge(
-            r#"Digest realm="intra.example.com", qop="auth", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093""#,
-        );
+        let intra =
+            challenge(r#"Digest realm="intra.example.com", qop="auth", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093""#);
         let header = authorization(&intra, &alice, "msrps://alice@intra.example.com;tcp", false, 1, "0a4f113b");
         assert_eq!(
             header.encode(),
@@ -242,7 +241,10 @@ mod tests {
             parse(r#"Digest realm="r", nonce="n", algorithm=MD5-sess"#),
             Err(DigestError::UnsupportedAlgorithm("MD5-sess".into()))
         );
-        assert_eq!(parse(r#"Digest realm="r", nonce="n", qop="auth-int""#), Err(DigestError::UnsupportedQop("auth-int".into())));
+        assert_eq!(
+            parse(r#"Digest realm="r", nonce="n", qop="auth-int""#),
+            Err(DigestError::UnsupportedQop("auth-int".into()))
+        );
         let stale = parse(r#"Digest realm="r", nonce="n", stale=TRUE, qop="auth""#).expect("parses");
         assert!(stale.stale && stale.qop_auth);
     }

@@ -298,17 +298,18 @@ fn final_answers_that_fail() {
         events(&mut client)
     };
     let relay = uri(INTRA);
-    assert_eq!(run(hop(INTRA), "403 Forbidden", ""), [RelayEvent::Failed(RelayError::WrongCredentials {
-        relay: relay.clone()
-    })]);
+    assert_eq!(
+        run(hop(INTRA), "403 Forbidden", ""),
+        [RelayEvent::Failed(RelayError::WrongCredentials { relay: relay.clone() })]
+    );
     assert_eq!(
         run(RelayHop::new(uri(INTRA), None), "401 Unauthorized", &challenge("n", "")),
         [RelayEvent::Failed(RelayError::CredentialsNeeded { relay: relay.clone() })]
     );
-    assert_eq!(run(hop(INTRA), "500 Oops", ""), [RelayEvent::Failed(RelayError::Refused {
-        relay: relay.clone(),
-        status: MsrpError::new(500, "Oops")
-    })]);
+    assert_eq!(
+        run(hop(INTRA), "500 Oops", ""),
+        [RelayEvent::Failed(RelayError::Refused { relay: relay.clone(), status: MsrpError::new(500, "Oops") })]
+    );
     let failures = [
         run(hop(INTRA), "200 OK", "Expires: 60\r\n"),
         run(hop(INTRA), "401 Unauthorized", "WWW-Authenticate: Basic realm=\"r\"\r\n"),
@@ -332,7 +333,8 @@ fn interval_too_brief_moves_expires_once() {
     client.handle_response(now, &answer(&auth, "401 Unauthorized", &challenge("n1", "")));
     let auth = next_auth(&mut client, now);
     let wire = String::from_utf8(auth.encode().to_vec()).expect("ASCII");
-    let names: Vec<&str> = wire.lines().skip(1).filter_map(|line| line.split_once(": ")).map(|(name, _)| name).collect();
+    let names: Vec<&str> =
+        wire.lines().skip(1).filter_map(|line| line.split_once(": ")).map(|(name, _)| name).collect();
     assert_eq!(names, ["To-Path", "From-Path", "Authorization", "Expires"]);
     client.handle_response(now, &answer(&auth, "423 Interval Out-of-Bounds", "Min-Expires: 60\r\n"));
     let auth = next_auth(&mut client, now);
@@ -439,7 +441,12 @@ fn unanswered_auth_times_out() {
     // A late answer is still recognised as ours, and changes nothing.
     assert!(client.handle_response(sent + AUTH_TIMEOUT, &answer(&auth, "200 OK", &granted(INTRA_PATH, None, None))));
     assert!(!client.is_authorized() && events(&mut client).is_empty());
-    assert!(!client.handle_response(start, &decode("MSRP other1234 200 OK\r\nTo-Path: msrp://a:1/s;tcp\r\nFrom-Path: msrp://b:2/t;tcp\r\n-------other1234$\r\n")));
+    assert!(!client.handle_response(
+        start,
+        &decode(
+            "MSRP other1234 200 OK\r\nTo-Path: msrp://a:1/s;tcp\r\nFrom-Path: msrp://b:2/t;tcp\r\n-------other1234$\r\n"
+        )
+    ));
 }
 
 // Issue 18: the grant is renewed at 3/4 of its time (at least 5 s before it runs out),
@@ -611,9 +618,8 @@ fn login_over_bytes_split_at_every_offset() {
 fn login_keeps_what_is_not_the_relays_answer() {
     let stray = "MSRP stray123 200 OK\r\nTo-Path: msrps://alice.example.com:9892/98cjs;tcp\r\n\
         From-Path: msrps://x.example.com:1/x;tcp\r\n-------stray123$\r\n";
-    let first = |auth: &Chunk| {
-        format!("{PEER_SEND}{}{stray}", answer_text(auth, "401 Unauthorized", &challenge("n1", "")))
-    };
+    let first =
+        |auth: &Chunk| format!("{PEER_SEND}{}{stray}", answer_text(auth, "401 Unauthorized", &challenge("n1", "")));
     let second = |auth: &Chunk| answer_text(auth, "200 OK", &granted(INTRA_PATH, None, None));
     let (outputs, login) = run_login(&first, &second, (PEER_SEND.len() + 3, 10));
     assert!(matches!(&outputs[..], [LoginOutput::Authorized { .. }]), "{outputs:?}");
@@ -630,10 +636,7 @@ fn login_fails_on_refusal_closure_and_garbage() {
     let Some(LoginOutput::Transmit(bytes)) = login.poll_output(now) else { panic!("an AUTH") };
     let auth = decode(std::str::from_utf8(&bytes).expect("ASCII"));
     login.handle_input(now, Input::Received(Bytes::from(first(&auth))));
-    assert_eq!(
-        login.poll_output(now),
-        Some(LoginOutput::Failed(RelayError::WrongCredentials { relay: uri(INTRA) }))
-    );
+    assert_eq!(login.poll_output(now), Some(LoginOutput::Failed(RelayError::WrongCredentials { relay: uri(INTRA) })));
     login.handle_input(now, Input::Closed);
     assert_eq!(login.poll_output(now), None, "one failure only");
 
