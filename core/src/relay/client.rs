@@ -69,11 +69,31 @@ struct Answer {
     fresh: bool,
 }
 
+/// Why an AUTH flow runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The first login, hop after hop.
+    Login,
+    /// A grant about to run out.
+    Refresh,
+}
+
+/// What an answer leads to.
+#[derive(Debug)]
+enum Step {
+    /// Another AUTH of the same flow is queued.
+    Again,
+    /// The hop granted a path: the flow is done.
+    Granted,
+    /// The flow failed.
+    Fail(RelayError),
+}
+
 /// One AUTH flow with one hop: the first, or a refresh.
 #[derive(Debug)]
 struct Attempt {
     hop: usize,
-    refresh: bool,
+    purpose: Purpose,
     /// An AUTH waits for `poll_request`.
     queued: bool,
     /// The AUTH handed out: its transaction id and answer deadline.
@@ -82,7 +102,7 @@ struct Attempt {
     answer: Option<Answer>,
     /// The Authorization of the AUTH handed out.
     sent: Option<Answer>,
-    /// The other `uri=` form was tried after a 401 (DigestUri::Auto).
+    /// The other `uri=` form was tried after a 401 (`DigestUri::Auto`).
     other_form_tried: bool,
     stale_rounds: u32,
     /// A 423 was followed once already.
@@ -164,7 +184,7 @@ impl RelayClient {
             client.state = State::Authorized;
             client.events.push_back(RelayEvent::Authorized { use_path: Vec::new(), expires: None });
         } else {
-            client.start(0, false);
+            client.start(0, Purpose::Login);
         }
         client
     }
@@ -232,19 +252,20 @@ impl RelayClient {
             self.remember(transaction_id);
         }
         let relay = self.hops[attempt.hop].relay.uri.clone();
-        let outcome = match code {
+        let step = match code {
             200 => self.on_granted(&attempt, response),
             401 => self.on_challenge(&mut attempt, response),
-            403 => Err(RelayError::WrongCredentials { relay }),
+            403 => Step::Fail(RelayError::WrongCredentials { relay }),
             423 => Self::on_interval(&mut attempt, response, &relay),
             _ => {
-                Err(RelayError::Refused { relay, status: MsrpError::new(code, response.comment().unwrap_or_default()) })
+                let status = MsrpError::new(code, response.comment().unwrap_or_default());
+                Step::Fail(RelayError::Refused { relay, status })
             }
         };
-        match outcome {
-            Ok(true) => self.finish(&attempt),
-            Ok(false) => self.attempt = Some(attempt),
-            Err(error) => self.fail(&attempt, error),
+        match step {
+            Step::Granted => self.finish(&attempt),
+            Step::Again => self.attempt = Some(attempt),
+            Step::Fail(error) => self.fail(&attempt, error),
         }
         true
     }
@@ -369,9 +390,9 @@ impl RelayClient {
 
     /// Starts an AUTH flow with hop `index`. A refresh answers the relay's `nextnonce` at
     /// once, in the form that worked.
-    fn start(&mut self, index: usize, refresh: bool) {
+    fn start(&mut self, index: usize, purpose: Purpose) {
         let hop = &mut self.hops[index];
-        let answer = if refresh && hop.relay.credentials.is_some() {
+        let answer = if purpose == Purpose::Refresh && hop.relay.credentials.is_some() {
             let with_uri = hop.with_uri.unwrap_or_else(|| first_form(hop.relay.digest_uri));
             hop.next_nonce.take().map(|challenge| Answer { challenge, with_uri, fresh: false })
         } else {
@@ -379,7 +400,7 @@ impl RelayClient {
         };
         self.attempt = Some(Attempt {
             hop: index,
-            refresh,
+            purpose,
             queued: true,
             outstanding: None,
             answer,
@@ -397,19 +418,21 @@ impl RelayClient {
         }
         if let Some(index) = self.hops.iter().position(|hop| hop.refresh_due) {
             self.hops[index].refresh_due = false;
-            self.start(index, true);
+            self.start(index, Purpose::Refresh);
         }
     }
 
-    /// A 401: answer the challenge, or fail. `Ok(false)`: another AUTH is queued.
-    fn on_challenge(&mut self, attempt: &mut Attempt, response: &Chunk) -> Result<bool, RelayError> {
+    /// A 401: answer the challenge, or fail.
+    fn on_challenge(&mut self, attempt: &mut Attempt, response: &Chunk) -> Step {
         let hop = &self.hops[attempt.hop];
         let relay = hop.relay.uri.clone();
         if hop.relay.credentials.is_none() {
-            return Err(RelayError::CredentialsNeeded { relay });
+            return Step::Fail(RelayError::CredentialsNeeded { relay });
         }
-        let challenge =
-            read_challenge(response).map_err(|reason| RelayError::Malformed { relay: relay.clone(), reason })?;
+        let challenge = match read_challenge(response) {
+            Ok(challenge) => challenge,
+            Err(reason) => return Step::Fail(RelayError::Malformed { relay, reason }),
+        };
         let with_uri = match &attempt.sent {
             // The first challenge of the flow, or one to a nonce kept from before.
             None => first_form(hop.relay.digest_uri),
@@ -419,7 +442,7 @@ impl RelayClient {
                 attempt.stale_rounds += 1;
                 if attempt.stale_rounds > MAX_STALE_ROUNDS {
                     let status = MsrpError::new(401, "the nonce went stale too often");
-                    return Err(RelayError::Refused { relay, status });
+                    return Step::Fail(RelayError::Refused { relay, status });
                 }
                 sent.with_uri
             }
@@ -427,7 +450,7 @@ impl RelayClient {
                 // A complete Authorization was refused: the other `uri=` form once, when
                 // the relay's taste is unknown (issue 18: msrprelay and Kamailio disagree).
                 if hop.relay.digest_uri != DigestUri::Auto || attempt.other_form_tried {
-                    return Err(RelayError::WrongCredentials { relay });
+                    return Step::Fail(RelayError::WrongCredentials { relay });
                 }
                 attempt.other_form_tried = true;
                 !sent.with_uri
@@ -435,17 +458,17 @@ impl RelayClient {
         };
         attempt.answer = Some(Answer { challenge, with_uri, fresh: true });
         attempt.queued = true;
-        Ok(false)
+        Step::Again
     }
 
     /// A 423: once, with the Expires moved into the relay's bounds, or without Expires.
-    fn on_interval(attempt: &mut Attempt, response: &Chunk, relay: &Uri) -> Result<bool, RelayError> {
-        let refused = || RelayError::Refused {
-            relay: relay.clone(),
-            status: MsrpError::new(423, response.comment().unwrap_or_default()),
+    fn on_interval(attempt: &mut Attempt, response: &Chunk, relay: &Uri) -> Step {
+        let refused = || {
+            let status = MsrpError::new(423, response.comment().unwrap_or_default());
+            Step::Fail(RelayError::Refused { relay: relay.clone(), status })
         };
         if attempt.interval_retried {
-            return Err(refused());
+            return refused();
         }
         let min = response.headers.typed::<MinExpires>().and_then(Result::ok).map(|MinExpires(value)| value);
         let max = response.headers.typed::<MaxExpires>().and_then(Result::ok).map(|MaxExpires(value)| value);
@@ -456,24 +479,27 @@ impl RelayClient {
                 // leave Expires out, and take the relay's grant.
                 (bounded != sent).then_some(bounded)
             }
-            None => Some(min.or(max).ok_or_else(refused)?),
+            None => match min.or(max) {
+                Some(bound) => Some(bound),
+                None => return refused(),
+            },
         };
         attempt.interval_retried = true;
         // The nonce was accepted: answer it again (nc goes up); a relay that wants a new
         // one challenges, which is then no verdict on the credentials.
         attempt.answer = attempt.sent.take().map(|answer| Answer { fresh: false, ..answer });
         attempt.queued = true;
-        Ok(false)
+        Step::Again
     }
 
-    /// A 200: the hop's grant. `Ok(true)`: the flow is done.
-    fn on_granted(&mut self, attempt: &Attempt, response: &Chunk) -> Result<bool, RelayError> {
+    /// A 200: the hop's grant.
+    fn on_granted(&mut self, attempt: &Attempt, response: &Chunk) -> Step {
         let index = attempt.hop;
         let relay = self.hops[index].relay.uri.clone();
         let malformed = |reason: String| RelayError::Malformed { relay: relay.clone(), reason };
         let use_path = match response.headers.typed::<UsePath>() {
-            None => return Err(malformed("the 200 has no Use-Path".to_owned())),
-            Some(Err(error)) => return Err(malformed(error.to_string())),
+            None => return Step::Fail(malformed("the 200 has no Use-Path".to_owned())),
+            Some(Err(error)) => return Step::Fail(malformed(error.to_string())),
             Some(Ok(UsePath(path))) => path,
         };
         // An Expires that does not parse is taken as none: the grant is the relay's affair.
@@ -502,7 +528,7 @@ impl RelayClient {
             _ => None,
         };
         hop.refresh_at = grant.and_then(refresh_delay).map(|delay| self.now + delay);
-        if attempt.refresh {
+        if attempt.purpose == Purpose::Refresh {
             let new_path = self.hops[index].path.clone();
             for later in &mut self.hops[index + 1..] {
                 if later.path.starts_with(&old_path) {
@@ -513,15 +539,15 @@ impl RelayClient {
             let path_changed = use_path.iter().map(Uri::to_string).ne(before);
             self.events.push_back(RelayEvent::Refreshed { use_path, expires: grant, path_changed });
         }
-        Ok(true)
+        Step::Granted
     }
 
     /// The flow of `attempt` succeeded: the next hop, or authorized, or the next refresh.
     fn finish(&mut self, attempt: &Attempt) {
         self.attempt = None;
-        if !attempt.refresh {
+        if attempt.purpose == Purpose::Login {
             if attempt.hop + 1 < self.hops.len() {
-                self.start(attempt.hop + 1, false);
+                self.start(attempt.hop + 1, Purpose::Login);
                 return;
             }
             self.state = State::Authorized;
@@ -536,7 +562,7 @@ impl RelayClient {
     fn fail(&mut self, attempt: &Attempt, error: RelayError) {
         self.attempt = None;
         self.events.push_back(RelayEvent::Failed(error));
-        if attempt.refresh {
+        if attempt.purpose == Purpose::Refresh {
             self.start_due_refresh();
         } else {
             self.state = State::Failed;

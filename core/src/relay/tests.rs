@@ -1,6 +1,7 @@
 //! The relay client against scripted relays, with a clock moved by hand. Vectors are RFC
 //! 4976 §5.1's exchange (tests/vectors/4976-5.1-*.txt), with our transaction ids.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use super::digest::{QopAuth, request_digest};
 use super::*;
 use crate::chunk::{Chunk, Method};
 use crate::codec::{Decoder, DecoderLimits};
-use crate::header::{Authorization, HeaderName};
+use crate::header::{Authorization, HeaderName, HeaderValue};
 use crate::ids::IdGenerator;
 use crate::session::Input;
 
@@ -24,12 +25,12 @@ fn uri(text: &str) -> Uri {
     text.parse().expect("valid URI")
 }
 
-fn alice() -> Option<RelayCredentials> {
-    Some(RelayCredentials { username: "Alice".into(), password: PASSWORD.into() })
+fn alice() -> RelayCredentials {
+    RelayCredentials { username: "Alice".into(), password: PASSWORD.into() }
 }
 
 fn hop(relay: &str) -> RelayHop {
-    RelayHop::new(uri(relay), alice())
+    RelayHop::new(uri(relay), Some(alice()))
 }
 
 fn new_client(hops: Vec<RelayHop>, now: Instant) -> RelayClient {
@@ -72,10 +73,10 @@ fn challenge(nonce: &str, extra: &str) -> String {
 fn granted(path: &str, expires: Option<u64>, nextnonce: Option<&str>) -> String {
     let mut headers = format!("Use-Path: {path}\r\n");
     if let Some(nonce) = nextnonce {
-        headers.push_str(&format!("Authentication-Info: nextnonce=\"{nonce}\", qop=auth\r\n"));
+        let _ = write!(headers, "Authentication-Info: nextnonce=\"{nonce}\", qop=auth\r\n");
     }
     if let Some(expires) = expires {
-        headers.push_str(&format!("Expires: {expires}\r\n"));
+        let _ = write!(headers, "Expires: {expires}\r\n");
     }
     headers
 }
@@ -329,7 +330,7 @@ fn interval_too_brief_moves_expires_once() {
     let now = Instant::now();
     let mut client = new_client(vec![RelayHop { expires: Some(30), ..hop(INTRA) }], now);
     let auth = next_auth(&mut client, now);
-    assert_eq!(auth.headers.get(&HeaderName::Expires).map(|value| value.as_str()), Some("30"));
+    assert_eq!(auth.headers.get(&HeaderName::Expires).map(HeaderValue::as_str), Some("30"));
     client.handle_response(now, &answer(&auth, "401 Unauthorized", &challenge("n1", "")));
     let auth = next_auth(&mut client, now);
     let wire = String::from_utf8(auth.encode().to_vec()).expect("ASCII");
@@ -338,7 +339,7 @@ fn interval_too_brief_moves_expires_once() {
     assert_eq!(names, ["To-Path", "From-Path", "Authorization", "Expires"]);
     client.handle_response(now, &answer(&auth, "423 Interval Out-of-Bounds", "Min-Expires: 60\r\n"));
     let auth = next_auth(&mut client, now);
-    assert_eq!(auth.headers.get(&HeaderName::Expires).map(|value| value.as_str()), Some("60"));
+    assert_eq!(auth.headers.get(&HeaderName::Expires).map(HeaderValue::as_str), Some("60"));
     let header = authorization(&auth).expect("the nonce is answered again");
     assert_eq!((header.params.get("nonce"), header.params.get("nc")), (Some("n1"), Some("00000002")));
     client.handle_response(now, &answer(&auth, "423 Interval Out-of-Bounds", "Min-Expires: 60\r\n"));
@@ -426,7 +427,7 @@ fn unanswered_auth_times_out() {
     let sent = start + Duration::from_secs(5);
     let auth = next_auth(&mut client, sent);
     assert_eq!(client.poll_timeout(), Some(sent + AUTH_TIMEOUT), "counted from the hand-out");
-    fire(&mut client, sent + AUTH_TIMEOUT - Duration::from_millis(1));
+    fire(&mut client, sent + Duration::from_millis(29_999));
     assert!(events(&mut client).is_empty());
     fire(&mut client, sent + AUTH_TIMEOUT);
     assert_eq!(
@@ -459,7 +460,7 @@ fn refresh_before_expiry_and_path_changes() {
     // min(15 s, 20 − 5 s) = 15 s.
     let refresh_at = start + Duration::from_secs(15);
     assert_eq!(client.poll_timeout(), Some(refresh_at));
-    fire(&mut client, refresh_at - Duration::from_millis(1));
+    fire(&mut client, start + Duration::from_millis(14_999));
     assert_eq!(client.poll_request(refresh_at), None, "not yet");
     fire(&mut client, refresh_at);
     assert_eq!(client.poll_timeout(), None, "the refresh AUTH is not handed out yet");
