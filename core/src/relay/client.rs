@@ -152,7 +152,8 @@ impl RelayClient {
     /// A client that authenticates with `config.hops` in order; its first AUTH waits for
     /// [`RelayClient::poll_request`] (no timer runs before that). `ids` makes transaction
     /// ids and client nonces. Without hops it is authorized at once (an
-    /// [`RelayEvent::Authorized`] with an empty path waits).
+    /// [`RelayEvent::Authorized`] with an empty path waits). An AUTH timeout of zero is
+    /// raised to 1 ms.
     pub fn new(config: RelayClientConfig, ids: IdGenerator, now: Instant) -> Self {
         let hops: Vec<Hop> = config
             .hops
@@ -171,7 +172,8 @@ impl RelayClient {
             .collect();
         let mut client = Self {
             local_uri: config.local_uri,
-            auth_timeout: config.auth_timeout,
+            // A zero timeout would be due the instant the AUTH is handed out.
+            auth_timeout: config.auth_timeout.max(Duration::from_millis(1)),
             ids,
             state: State::Authenticating,
             attempt: None,

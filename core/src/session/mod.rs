@@ -827,7 +827,8 @@ impl Session {
     }
 
     /// The earliest instant [`Session::handle_timeout`] has work (a response timeout, the
-    /// binding, keepalive, write-stall or shutdown deadline); `None` when no timer runs.
+    /// binding, keepalive, write-stall or shutdown deadline, the relay client's AUTH timeout
+    /// or refresh time); `None` when no timer runs.
     /// Read it after draining [`Session::poll_output`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
