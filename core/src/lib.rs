@@ -23,6 +23,10 @@
 //!   interleaved sending with backpressure, keepalive, shutdown. Its docs give the run
 //!   loop every adapter follows.
 //! - [`connect`]: which session a connection on a shared port binds (481, 506).
+//! - [`relay`]: the relay client (RFC 4976): AUTH with Digest answers to each relay of a
+//!   path ([`relay::RelayClient`]), its byte-level login before the session exists
+//!   ([`relay::RelayLogin`]), and the refreshes a session keeps doing
+//!   ([`Session::set_relay`](session::Session::set_relay)).
 //! - [`log`]: the traffic logger interface ([`log::TrafficLogger`]).
 //!
 //! ## Run loop
@@ -107,6 +111,7 @@ pub mod ids;
 pub mod log;
 pub mod outbox;
 pub mod reassembly;
+pub mod relay;
 pub mod session;
 pub mod transport;
 pub mod uri;

@@ -133,6 +133,8 @@ pub struct Decoder {
     field_offsets: Vec<u64>,
     /// The chunk being read has a bad method; reported when its head is complete.
     bad_method: Option<BadMethod>,
+    /// Stream offset of the start line of the chunk begun last.
+    chunk_offset: u64,
 }
 
 /// A start line whose method is not valid, held until the chunk's header section is read
@@ -179,6 +181,7 @@ impl Decoder {
             assembly: None,
             field_offsets: Vec::new(),
             bad_method: None,
+            chunk_offset: 0,
         }
     }
 
@@ -198,6 +201,12 @@ impl Decoder {
     /// Bytes fed but not yet decoded (excluding the few held back at a body's end).
     pub fn buffered(&self) -> usize {
         self.input.iter().map(Bytes::len).sum::<usize>() + self.line.len()
+    }
+
+    /// Stream offset (bytes fed before it) of the start line of the chunk begun last: after
+    /// a [`Decoded::Head`], where that chunk starts.
+    pub(crate) fn chunk_offset(&self) -> u64 {
+        self.chunk_offset
     }
 
     /// Whether the decoder stopped after losing the framing.
@@ -417,6 +426,7 @@ impl Decoder {
 
     fn on_start_line(&mut self, line: &[u8], offset: u64) {
         self.bad_method = None;
+        self.chunk_offset = offset;
         let Some(rest) = line.strip_prefix(START_LINE_PREFIX) else {
             return self.fail(ParseErrorKind::BadStartLine("does not begin with 'MSRP '"), offset, None);
         };

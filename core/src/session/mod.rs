@@ -93,6 +93,7 @@ use crate::ids::IdGenerator;
 use crate::log::{NullLogger, TrafficLogger};
 use crate::outbox::{ChunkEnd, ChunkSlice, MessageOptions, Outbox, OutboxError, OutgoingId};
 use crate::reassembly::{Coverage, Reassembler};
+use crate::relay::{RelayClient, RelayEvent};
 use crate::transport::{AcceptTypes, ChunkParams, MAX_UNINTERRUPTIBLE_BODY, MsrpError, Transport};
 use crate::uri::Uri;
 
@@ -358,6 +359,10 @@ pub enum Event {
         /// Its Message-ID.
         message_id: String,
     },
+    /// The relay client set with [`Session::set_relay`] refreshed its grant or failed to
+    /// (the session goes on either way: a failed refresh leaves the path usable until the
+    /// grant runs out).
+    Relay(RelayEvent),
     /// The session ended; nothing follows. `None` after a shutdown or close by the
     /// application.
     Closed {
@@ -568,6 +573,10 @@ pub struct Session {
     keepalive_outstanding: bool,
     next_request: u64,
     close_pending: bool,
+    /// The relay client of this connection ([`Session::set_relay`]).
+    relay: Option<RelayClient>,
+    /// Its AUTHs waiting to be written: they go between chunks, like replies.
+    relay_requests: VecDeque<Chunk>,
 }
 
 impl std::fmt::Debug for Session {
@@ -648,6 +657,8 @@ impl Session {
             keepalive_outstanding: false,
             next_request: 0,
             close_pending: false,
+            relay: None,
+            relay_requests: VecDeque::new(),
             config,
         })
     }
@@ -661,6 +672,34 @@ impl Session {
     /// session, as an acceptor does after refusing a stranger).
     pub fn take_logger(&mut self) -> Box<dyn TrafficLogger> {
         std::mem::replace(&mut self.logger, Box::new(NullLogger))
+    }
+
+    /// Hands the session the relay client of its connection (from
+    /// [`RelayLogin::into_parts`](crate::relay::RelayLogin::into_parts)), so that it keeps
+    /// the relays' grants alive: the client's AUTHs go out between chunks (a chunk in
+    /// progress is interrupted for them as for a REPORT), responses to them go to the
+    /// client and never to the application, its timers count in
+    /// [`Session::poll_timeout`], and what it reports comes as [`Event::Relay`]. The session's
+    /// paths stay as configured (a refresh that changes the path says so in
+    /// [`RelayEvent::Refreshed`]; the peer's SDP still names the old one). Closing the
+    /// session drops the client. Replaces a client set before; ignored once closed.
+    pub fn set_relay(&mut self, client: RelayClient) {
+        if self.state != State::Closed {
+            self.relay = Some(client);
+            self.pull_relay();
+        }
+    }
+
+    /// Takes the relay client's AUTHs into the write queue and its events into the
+    /// session's events.
+    fn pull_relay(&mut self) {
+        let Some(relay) = &mut self.relay else { return };
+        while let Some(request) = relay.poll_request(self.now) {
+            self.relay_requests.push_back(request);
+        }
+        while let Some(event) = relay.poll_event() {
+            self.events.push_back(Event::Relay(event));
+        }
     }
 
     /// The session's transport: paths, ids and `make_chunk`.
@@ -763,6 +802,12 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         let now = self.now;
+        if self.state != State::Closed {
+            if let Some(relay) = &mut self.relay {
+                relay.handle_timeout(now);
+                self.pull_relay();
+            }
+        }
         // Transactions first: a response timeout and the shutdown timeout that fall on the
         // same instant end the transaction by its own rule, not as "closed".
         while self.state != State::Closed {
@@ -782,14 +827,16 @@ impl Session {
     }
 
     /// The earliest instant [`Session::handle_timeout`] has work (a response timeout, the
-    /// binding, keepalive, write-stall or shutdown deadline); `None` when no timer runs.
+    /// binding, keepalive, write-stall or shutdown deadline, the relay client's AUTH timeout
+    /// or refresh time); `None` when no timer runs.
     /// Read it after draining [`Session::poll_output`].
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {
             return None;
         }
-        self.timers.iter().flatten().copied().chain(self.transactions.next_deadline()).min()
+        let relay = self.relay.as_ref().and_then(RelayClient::poll_timeout);
+        self.timers.iter().flatten().copied().chain(self.transactions.next_deadline()).chain(relay).min()
     }
 
     /// The next output, or `None` when there is nothing to do until the next input,
@@ -800,6 +847,9 @@ impl Session {
         if self.draining {
             // A write acknowledged or a chunk cut may have been the last thing to wait for.
             self.check_shutdown_done();
+        }
+        if self.state != State::Closed {
+            self.pull_relay();
         }
         if let Some(transmit) = self.next_transmit() {
             self.arm_write_stall(false);
@@ -1215,6 +1265,10 @@ impl Session {
             self.transmitted += data.len() as u64;
             return Some(Transmit { parts: [data, Bytes::new(), Bytes::new()] });
         }
+        if let Some(auth) = self.relay_requests.pop_front() {
+            // The relay client times its AUTH itself: no session transaction.
+            return Some(self.transmit(&auth, None));
+        }
         if let Some(bind) = self.bind_request.take() {
             return Some(self.transmit(&bind, Some(TransactionKind::Bind)));
         }
@@ -1263,7 +1317,7 @@ impl Session {
 
     /// Whether something other than message data waits to be written.
     fn other_output_waits(&self) -> bool {
-        !self.replies.is_empty() || !self.raw.is_empty() || !self.requests.is_empty()
+        !self.replies.is_empty() || !self.raw.is_empty() || !self.requests.is_empty() || !self.relay_requests.is_empty()
     }
 
     /// Logs and accounts for a slice of the chunk in progress (its head went out before).
@@ -1472,6 +1526,9 @@ impl Session {
         self.state = State::Closed;
         self.timers = [None; TIMERS.len()];
         self.bind_request = None;
+        // The relay grant belongs to this connection, which is ending.
+        self.relay = None;
+        self.relay_requests.clear();
         if let Some(incoming) = self.incoming.take() {
             if let Some(rest) = incoming.cut_off() {
                 self.events.push_back(Event::Incoming(rest));

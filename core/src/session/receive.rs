@@ -438,6 +438,14 @@ impl Session {
     }
 
     fn on_response(&mut self, response: &Chunk) {
+        if let Some(relay) = &mut self.relay {
+            if relay.handle_response(self.now, response) {
+                self.pull_relay();
+                return;
+            }
+        }
+        // A response to nothing we wait for (say a relay's 200 to a request sent with
+        // `Failure-Report: no`, or one after its local timeout) is dropped.
         match self.transactions.take(&response.transaction_id) {
             Some(transaction) => self.complete_transaction(transaction.kind, response.clone(), false),
             None => self.logger.warn(&format!("response to unknown transaction {}", response.transaction_id)),

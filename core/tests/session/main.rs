@@ -7,6 +7,7 @@ use std::time::Duration;
 
 mod confirm;
 mod harness;
+mod relay;
 
 use bytes::Bytes;
 use harness::{ALICE, BOB, Pair, Solo, configs, uri};
