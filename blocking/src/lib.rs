@@ -47,8 +47,8 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE, RELAY_PORT,
-    Refused, RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
+    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE,
+    RELAY_PORT, Refused, RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
 };
 pub use threads::Threads;
 
@@ -172,7 +172,6 @@ impl MsrpServer {
 }
 
 /// A session through a relay, either side (msrplib `RelayConnection(relay, mode)`).
-#[doc(alias = "RelayConnection")]
 pub struct RelayConnection(msrp_smol::RelayConnection<Threads>);
 
 impl RelayConnection {
@@ -226,11 +225,9 @@ impl RelayConnection {
 }
 
 /// The active face of [`RelayConnection`] (msrplib `ConnectorRelay`).
-#[doc(alias = "ConnectorRelay")]
 pub struct ConnectorRelay(RelayConnection);
 
 /// The passive face of [`RelayConnection`] (msrplib `AcceptorRelay`).
-#[doc(alias = "AcceptorRelay")]
 pub struct AcceptorRelay(RelayConnection);
 
 macro_rules! relay_face {
@@ -347,7 +344,11 @@ impl Acceptor {
 
 /// An outbound connection (msrplib `get_connector(relay)`): through `relay` when given,
 /// else direct.
-pub fn get_connector(relay: Option<RelaySettings>, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Connector {
+pub fn get_connector(
+    relay: Option<RelaySettings>,
+    logger: Option<Box<dyn TrafficLogger>>,
+    use_sessmatch: bool,
+) -> Connector {
     match relay {
         Some(relay) => Connector::Relay(ConnectorRelay::new(relay, logger, use_sessmatch)),
         None => Connector::Direct(ConnectorDirect::new(logger, use_sessmatch)),
@@ -356,7 +357,11 @@ pub fn get_connector(relay: Option<RelaySettings>, logger: Option<Box<dyn Traffi
 
 /// An inbound connection (msrplib `get_acceptor(relay)`): through `relay` when given,
 /// else direct.
-pub fn get_acceptor(relay: Option<RelaySettings>, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Acceptor {
+pub fn get_acceptor(
+    relay: Option<RelaySettings>,
+    logger: Option<Box<dyn TrafficLogger>>,
+    use_sessmatch: bool,
+) -> Acceptor {
     match relay {
         Some(relay) => Acceptor::Relay(AcceptorRelay::new(relay, logger, use_sessmatch)),
         None => Acceptor::Direct(AcceptorDirect::new(logger, use_sessmatch)),

@@ -16,7 +16,9 @@ use std::time::Duration;
 use msrp_tokio::core::header::{Header, HeaderName, ToPath};
 use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
 use msrp_tokio::core::{MsrpError, Uri};
-use msrp_tokio::{AcceptTypes, AcceptorDirect, AcceptorRelay, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase};
+use msrp_tokio::{
+    AcceptTypes, AcceptorDirect, AcceptorRelay, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 

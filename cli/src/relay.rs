@@ -46,7 +46,8 @@ impl RelayArgs {
         }
         let password = self.password()?;
         let mut settings = RelaySettings::at(&uri, self.relay_user.clone().unwrap_or_default(), password);
-        settings.tls = client_tls(self.relay_ca.as_ref(), self.relay_fingerprint.as_deref(), uri.use_tls, Trust::RELAY)?;
+        settings.tls =
+            client_tls(self.relay_ca.as_ref(), self.relay_fingerprint.as_deref(), uri.use_tls, Trust::RELAY)?;
         Ok(Some(settings))
     }
 
@@ -81,9 +82,11 @@ pub(crate) struct Trust {
 
 impl Trust {
     /// `--ca` and `--fingerprint` for the peer.
-    pub(crate) const PEER: Self = Self { ca: "--ca", fingerprint: "--fingerprint", what: "peer", given_by: "remote path" };
+    pub(crate) const PEER: Self =
+        Self { ca: "--ca", fingerprint: "--fingerprint", what: "peer", given_by: "remote path" };
     /// `--relay-ca` and `--relay-fingerprint` for the relay.
-    pub(crate) const RELAY: Self = Self { ca: "--relay-ca", fingerprint: "--relay-fingerprint", what: "relay", given_by: "--relay" };
+    pub(crate) const RELAY: Self =
+        Self { ca: "--relay-ca", fingerprint: "--relay-fingerprint", what: "relay", given_by: "--relay" };
 }
 
 /// How to check an `msrps` peer or relay: a CA file or a certificate fingerprint, one of

@@ -28,11 +28,11 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
 use crate::failure::{Failure, address, describe, parse_path, parse_uri, relay_address};
-use crate::relay::{Trust, client_tls};
 use crate::inbox::{Inbox, Limits};
 use crate::interrupt::Interrupt;
 use crate::output::Output;
-use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed, read_file};
+use crate::recv::{path_text, print_arrival, print_incomplete, print_save_failed};
+use crate::relay::{Trust, client_tls};
 use crate::trace;
 use crate::{Item, SendArgs};
 

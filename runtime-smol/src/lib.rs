@@ -35,8 +35,8 @@
 mod connect;
 mod dns;
 mod driver;
-pub mod runtime;
 mod relay;
+pub mod runtime;
 mod server;
 mod session;
 pub mod tls;
@@ -48,13 +48,13 @@ pub use msrp_core::relay::{DigestUri, RelayError, RelayEvent};
 pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused};
 pub use dns::{DnsError, lookup_relay};
 pub use driver::EVENT_QUEUE;
+pub use relay::{
+    Acceptor, AcceptorRelay, Connector, ConnectorRelay, Mode, RELAY_CHUNK_SIZE, RELAY_PORT, RelayConnection,
+    RelaySettings, get_acceptor, get_connector,
+};
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime, io_phrase};
-pub use relay::{
-    Acceptor, AcceptorRelay, Connector, ConnectorRelay, Mode, RELAY_CHUNK_SIZE, RELAY_PORT, RelayConnection, RelaySettings,
-    get_acceptor, get_connector,
-};
 pub use server::MsrpServer;
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
 pub use tls::{TlsClient, TlsError, TlsServer};

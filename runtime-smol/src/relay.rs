@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use msrp_core::log::TrafficLogger;
 use msrp_core::relay::{
-    DigestUri, LoginOutput, RelayClient, RelayClientConfig, RelayCredentials, RelayError, RelayHop, RelayLogin,
+    DigestUri, LoginOutput, RelayClient, RelayClientConfig, RelayCredentials, RelayHop, RelayLogin,
 };
 use msrp_core::session::{Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, MsrpError, Uri};
@@ -107,7 +107,12 @@ impl RelaySettings {
     /// The relay a URI names (`msrp://host:port` or `msrps://host:port`): host, port and
     /// TLS from it, the host also as the domain.
     pub fn at(uri: &Uri, username: impl Into<String>, password: impl Into<String>) -> Self {
-        Self { host: Some(uri.host.clone()), use_tls: uri.use_tls, port: uri.port, ..Self::new(uri.host.clone(), username, password) }
+        Self {
+            host: Some(uri.host.clone()),
+            use_tls: uri.use_tls,
+            port: uri.port,
+            ..Self::new(uri.host.clone(), username, password)
+        }
     }
 
     /// Where to try the relay, in order: `host:port` when set, else the SRV targets of
@@ -153,7 +158,6 @@ struct Prepared {
 }
 
 /// A session through a relay, either side (msrplib's `RelayConnection(relay, mode)`).
-#[doc(alias = "RelayConnection")]
 pub struct RelayConnection<R: Runtime> {
     runtime: R,
     relay: RelaySettings,
@@ -173,7 +177,14 @@ impl<R: Runtime> RelayConnection<R> {
         logger: Option<Box<dyn TrafficLogger>>,
         use_sessmatch: bool,
     ) -> Self {
-        Self { runtime, relay, mode, common: Common::new(logger, use_sessmatch), connect_timeout: CONNECT_TIMEOUT, prepared: None }
+        Self {
+            runtime,
+            relay,
+            mode,
+            common: Common::new(logger, use_sessmatch),
+            connect_timeout: CONNECT_TIMEOUT,
+            prepared: None,
+        }
     }
 
     /// The relay settings.
@@ -219,7 +230,8 @@ impl<R: Runtime> RelayConnection<R> {
                 }
             };
             let config = RelayClientConfig::new(vec![self.relay.hop(uri)], local_uri.clone());
-            let client = RelayClient::new(config, IdGenerator::seed_from_u64(self.common.ids.next_u64()), self.runtime.now());
+            let client =
+                RelayClient::new(config, IdGenerator::seed_from_u64(self.common.ids.next_u64()), self.runtime.now());
             let prepared = log_in(&self.runtime, stream, RelayLogin::new(client)).await?;
             let path = prepared.local_path.clone();
             self.prepared = Some(prepared);
@@ -286,7 +298,9 @@ impl<R: Runtime> RelayConnection<R> {
         };
         let remote_path = match head.from_path() {
             Ok(path) if !path.0.is_empty() => path.0,
-            _ => return Err(SessionError::BindRefused(MsrpError::new(400, "The first request has no From-Path")).into()),
+            _ => {
+                return Err(SessionError::BindRefused(MsrpError::new(400, "The first request has no From-Path")).into());
+            }
         };
         self.bind(Prepared { stream, client, leftover: received, local_path }, remote_path).await
     }
@@ -341,18 +355,21 @@ async fn log_in<R: Runtime>(runtime: &R, mut stream: BoxStream, mut login: Relay
 }
 
 /// The active face of [`RelayConnection`] (msrplib's `ConnectorRelay`).
-#[doc(alias = "ConnectorRelay")]
 pub struct ConnectorRelay<R: Runtime>(RelayConnection<R>);
 
 /// The passive face of [`RelayConnection`] (msrplib's `AcceptorRelay`).
-#[doc(alias = "AcceptorRelay")]
 pub struct AcceptorRelay<R: Runtime>(RelayConnection<R>);
 
 macro_rules! relay_face {
     ($face:ident, $mode:expr) => {
         impl<R: Runtime> $face<R> {
             /// A relayed connection in this face's mode; see [`RelayConnection::new`].
-            pub fn new(runtime: R, relay: RelaySettings, logger: Option<Box<dyn TrafficLogger>>, use_sessmatch: bool) -> Self {
+            pub fn new(
+                runtime: R,
+                relay: RelaySettings,
+                logger: Option<Box<dyn TrafficLogger>>,
+                use_sessmatch: bool,
+            ) -> Self {
                 Self(RelayConnection::new(runtime, relay, $mode, logger, use_sessmatch))
             }
         }

@@ -13,8 +13,8 @@ use msrp_core::header::Headers;
 use msrp_core::session::{MessageOutcome, SessionError};
 use msrp_smol::runtime::Runtime;
 use msrp_smol::{
-    AcceptTypes, AcceptorRelay, ConnectError, ConnectorRelay, DigestUri, Error, OutgoingFile, RelayError, RelaySettings,
-    Session, Smol,
+    AcceptTypes, AcceptorRelay, ConnectError, ConnectorRelay, DigestUri, Error, OutgoingFile, RelayError,
+    RelaySettings, Session, Smol,
 };
 use msrp_tests::relay::net::TestRelay;
 use msrp_tests::relay::{DigestAuth, RelayScript};
@@ -134,9 +134,11 @@ async fn text_and_file_through_a_relay<A: Runtime, B: Runtime>(a: A, b: B) {
             _ => continue,
         }
     };
-    assert_eq!(report.status().map(|status| status.code), Ok(200));
+    assert_eq!(report.status().map(|status| status.code), Some(200));
+    // Through a relay, one side closing its connection is not seen by the other (SIP's
+    // BYE tells it): each side shuts down its own.
     alice.shutdown(true).await;
-    assert!(bob.receive_chunk().await.is_err(), "Bob learns the session ended");
+    bob.shutdown(true).await;
     let stats = relay.stats();
     assert_eq!(stats.authorized, 2, "each side authenticated once");
     assert!(stats.forwarded_requests >= 3, "the relay carried the session: {stats:?}");
@@ -213,8 +215,8 @@ async fn refusal_and_silence<R: Runtime>(runtime: R) {
     let path = connector.prepare(None).await.unwrap();
     // The relay hung up after granting the path: binding fails, it does not hang.
     let peer: Vec<Uri> = vec!["msrp://127.0.0.1:9/peer;tcp".parse().unwrap()];
-    let error = connector.complete(peer).await.unwrap_err();
-    assert!(matches!(error, Error::Session(SessionError::ConnectionClosed | SessionError::BindTimeout)), "{error:?} for {path:?}");
+    let Err(error) = connector.complete(peer).await else { panic!("bound through a relay that hung up ({path:?})") };
+    assert!(matches!(error, Error::Session(SessionError::ConnectionClosed | SessionError::BindTimeout)), "{error:?}");
 }
 
 runtimes!(refusal_and_silence);

@@ -133,7 +133,7 @@ pub enum RelayEvent {
 #[non_exhaustive]
 pub enum RelayError {
     /// 403, or another 401 after a complete Authorization in every form tried.
-    #[error("the relay {relay} refused the credentials")]
+    #[error("the relay {relay} did not accept the user name and password")]
     WrongCredentials {
         /// The relay.
         relay: Uri,
@@ -145,7 +145,7 @@ pub enum RelayError {
         relay: Uri,
     },
     /// Any other final answer (including a second 423, or a nonce stale too often).
-    #[error("the relay {relay} refused the AUTH with {status}")]
+    #[error("the relay {relay} refused to authenticate us: {status}")]
     Refused {
         /// The relay.
         relay: Uri,
@@ -153,7 +153,7 @@ pub enum RelayError {
         status: MsrpError,
     },
     /// No answer within the AUTH timeout.
-    #[error("the relay {relay} did not answer the AUTH within {}", DisplayDuration(*after))]
+    #[error("the relay {relay} did not answer our AUTH within {}", DisplayDuration(*after))]
     TimedOut {
         /// The relay.
         relay: Uri,
@@ -162,7 +162,7 @@ pub enum RelayError {
     },
     /// An answer that cannot be used (a 200 without Use-Path, a challenge that cannot be
     /// answered, input that is not MSRP).
-    #[error("the relay {relay} answered the AUTH unusably: {reason}")]
+    #[error("the relay {relay} sent an answer to AUTH that cannot be used: {reason}")]
     Malformed {
         /// The relay.
         relay: Uri,
@@ -170,6 +170,6 @@ pub enum RelayError {
         reason: String,
     },
     /// The connection went away while authenticating.
-    #[error("the connection to the relay closed")]
+    #[error("the relay closed the connection while we authenticated")]
     Closed,
 }
