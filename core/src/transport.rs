@@ -113,6 +113,25 @@ impl Transport {
         Ok(Self { local_path, remote_path, use_sessmatch, ids, to_path_text, from_path_text })
     }
 
+    /// Replaces the relays at the front of both paths: `old` (nearest relay first) by
+    /// `new`, where the remote path starts with `old` (RFC 4976 §5.1: To-Path is our
+    /// relays' Use-Path, then the peer's path) and the local path ends its relays with
+    /// `old` reversed (the SDP path). For a relay that grants another Use-Path on a
+    /// refresh. Returns whether anything changed.
+    pub fn replace_relay_path(&mut self, old: &[Uri], new: &[Uri]) -> bool {
+        let own_relays = self.local_path.len() - 1;
+        let reversed: Vec<Uri> = old.iter().rev().cloned().collect();
+        if old == new || !self.remote_path.starts_with(old) || self.local_path[..own_relays] != reversed[..] {
+            return false;
+        }
+        let peer = self.remote_path.split_off(old.len());
+        self.remote_path = new.iter().cloned().chain(peer).collect();
+        let own = self.local_path.split_off(own_relays);
+        self.local_path = new.iter().rev().cloned().chain(own).collect();
+        self.to_path_text = ToPath(self.remote_path.clone()).encode();
+        true
+    }
+
     /// This side's session URI (the last of the local path).
     pub fn local_uri(&self) -> &Uri {
         &self.local_path[self.local_path.len() - 1]

@@ -577,6 +577,8 @@ pub struct Session {
     relay: Option<RelayClient>,
     /// Its AUTHs waiting to be written: they go between chunks, like replies.
     relay_requests: VecDeque<Chunk>,
+    /// The relays' Use-Path the transport's paths were made with.
+    relay_path: Vec<Uri>,
 }
 
 impl std::fmt::Debug for Session {
@@ -659,6 +661,7 @@ impl Session {
             close_pending: false,
             relay: None,
             relay_requests: VecDeque::new(),
+            relay_path: Vec::new(),
             config,
         })
     }
@@ -679,12 +682,15 @@ impl Session {
     /// the relays' grants alive: the client's AUTHs go out between chunks (a chunk in
     /// progress is interrupted for them as for a REPORT), responses to them go to the
     /// client and never to the application, its timers count in
-    /// [`Session::poll_timeout`], and what it reports comes as [`Event::Relay`]. The session's
-    /// paths stay as configured (a refresh that changes the path says so in
-    /// [`RelayEvent::Refreshed`]; the peer's SDP still names the old one). Closing the
-    /// session drops the client. Replaces a client set before; ignored once closed.
+    /// [`Session::poll_timeout`], and what it reports comes as [`Event::Relay`]. A refresh
+    /// that brings another Use-Path ([`RelayEvent::Refreshed`] with `path_changed`; Kamailio
+    /// does this) moves the session's own requests to the new path; the peer's SDP still
+    /// names the old one, which works until its grant ends: offer the new path to the peer
+    /// (a SIP re-INVITE) before then. Closing the session drops the client. Replaces a
+    /// client set before; ignored once closed.
     pub fn set_relay(&mut self, client: RelayClient) {
         if self.state != State::Closed {
+            self.relay_path = client.use_path().to_vec();
             self.relay = Some(client);
             self.pull_relay();
         }
@@ -698,6 +704,12 @@ impl Session {
             self.relay_requests.push_back(request);
         }
         while let Some(event) = relay.poll_event() {
+            if let RelayEvent::Refreshed { use_path, path_changed: true, .. } = &event {
+                // Our own requests go through the new grant from now on; the peer's SDP
+                // still names the old one, valid until it expires.
+                self.transport.replace_relay_path(&self.relay_path, use_path);
+                self.relay_path.clone_from(use_path);
+            }
             self.events.push_back(Event::Relay(event));
         }
     }

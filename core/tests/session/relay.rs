@@ -187,3 +187,46 @@ fn issue18_a_response_nobody_waits_for_is_ignored() {
     assert!(pair.alice.session.is_bound() && !pair.alice.session.is_closed());
     assert_eq!(pair.alice.session.pending_transactions(), 0);
 }
+
+/// Kamailio grants another Use-Path on every refresh: the session's own requests move to
+/// it (the SDP path it offers, too), while what the peer sent keeps being accepted.
+#[test]
+fn issue18_a_refresh_with_another_use_path_moves_our_requests_to_it() {
+    let mut config = configs().0;
+    let granted = uri(USE_PATH);
+    config.local_path = vec![granted.clone(), uri(ALICE)];
+    config.remote_path = vec![granted.clone(), uri(BOB)];
+    let mut alice = Solo::with_config(config);
+    alice.session.set_relay(granted_client(alice.now));
+    let binding = alice.take_sent();
+    assert_eq!(
+        binding[0].headers.get(&HeaderName::ToPath).map(|v| v.as_str()),
+        Some(format!("{USE_PATH} {BOB}").as_str())
+    );
+    alice.feed(&format!(
+        "MSRP {} 200 OK\nTo-Path: {ALICE}\nFrom-Path: {USE_PATH}\n-------{}$\n",
+        binding[0].transaction_id, binding[0].transaction_id
+    ));
+    assert!(alice.session.is_bound());
+
+    // The refresh of the 60 s grant, at 45 s; the relay answers with a new path.
+    alice.advance(Duration::from_secs(45));
+    let auth = alice.take_sent().into_iter().find(|chunk| chunk.method() == Some(&Method::Auth)).expect("a refresh");
+    let renewed = "msrp://127.0.0.1:2900/grant2;tcp";
+    let answer = String::from_utf8(relay_answer(&auth, 200, 60).to_vec()).unwrap().replace(USE_PATH, renewed);
+    alice.feed_bytes(answer.as_bytes());
+    assert!(
+        alice
+            .events
+            .iter()
+            .any(|event| matches!(event, Event::Relay(RelayEvent::Refreshed { path_changed: true, .. })))
+    );
+    assert_eq!(alice.session.transport().remote_path(), [uri(renewed), uri(BOB)]);
+    assert_eq!(alice.session.transport().local_path(), [uri(renewed), uri(ALICE)]);
+
+    alice.session.send_message(alice.now, options("text/plain"), Bytes::from_static(b"after")).unwrap();
+    alice.drain();
+    let sent = alice.take_sent();
+    let to_path = sent.last().and_then(|chunk| chunk.headers.get(&HeaderName::ToPath)).map(|v| v.as_str().to_owned());
+    assert_eq!(to_path, Some(format!("{renewed} {BOB}")));
+}
