@@ -6,6 +6,8 @@ use msrp_tokio::core::session::SessionError;
 use msrp_tokio::core::{DisplayDuration, Uri, UriError};
 use msrp_tokio::{ConnectError, Error, RelayError, RelaySettings, TlsError};
 
+use crate::relay::Trust;
+
 /// Why the command stops: printed as `msrp: <text>`.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -113,7 +115,7 @@ pub(crate) fn describe(error: &Error, peer: &str) -> String {
             format!("the session with {peer} ended because {stalled}")
         }
         Error::Session(other) => format!("the session with {peer} failed: {other}"),
-        Error::Connect(ConnectError::Tls(tls)) => format!("TLS with {peer} failed: {}", tls_reason(tls)),
+        Error::Connect(ConnectError::Tls(tls)) => format!("TLS with {peer} failed: {}", tls_reason(tls, &Trust::PEER)),
         Error::Connect(ConnectError::Refused { .. }) => format!("cannot connect to {peer}: connection refused"),
         Error::Connect(ConnectError::TimedOut { after, .. }) => {
             format!("cannot connect to {peer}: no answer within {}", DisplayDuration(*after))
@@ -141,16 +143,30 @@ fn relay_reason(error: &RelayError) -> String {
 }
 
 /// A TLS failure as a phrase, with what to do where the usual cause is known.
-fn tls_reason(error: &TlsError) -> String {
+fn tls_reason(error: &TlsError, trust: &Trust) -> String {
+    let Trust { ca, fingerprint, what, given_by, fingerprint_source } = trust;
     let hint = match error {
-        TlsError::UnknownIssuer => "; if it is self-signed, pass its fingerprint with --fingerprint instead of --ca",
-        TlsError::CaUsedAsEndEntity => "; pass its fingerprint with --fingerprint instead of --ca",
-        TlsError::FingerprintMismatch => "; compare --fingerprint with the a=fingerprint line of the peer's SDP",
-        TlsError::NameMismatch { .. } => "; the remote path must name a host the certificate was issued for",
-        TlsError::NotTls => "; check whether the peer's URI is msrp:// rather than msrps://",
-        _ => "",
+        TlsError::UnknownIssuer => {
+            format!("; if it is self-signed, pass its fingerprint with {fingerprint} instead of {ca}")
+        }
+        TlsError::CaUsedAsEndEntity => format!("; pass its fingerprint with {fingerprint} instead of {ca}"),
+        TlsError::FingerprintMismatch => format!("; compare {fingerprint} with {fingerprint_source}"),
+        TlsError::NameMismatch { .. } => format!("; the {given_by} must name a host the certificate was issued for"),
+        TlsError::NotTls => format!("; check whether the {what}'s URI is msrp:// rather than msrps://"),
+        _ => String::new(),
     };
     format!("{error}{hint}")
+}
+
+/// [`describe`] for a failure on the way through a relay: TLS advice names the
+/// `--relay-…` options.
+pub(crate) fn describe_via_relay(error: &Error, relay: &str) -> String {
+    match error {
+        Error::Connect(ConnectError::Tls(tls)) => {
+            format!("TLS with {relay} failed: {}", tls_reason(tls, &Trust::RELAY))
+        }
+        other => describe(other, relay),
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::RecvArgs;
 use crate::events::{self, Incoming};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri, relay_address};
+use crate::failure::{Failure, address, describe, describe_via_relay, parse_path, parse_uri, relay_address};
 use crate::inbox::{Arrival, Inbox, Limits, Received};
 use crate::interrupt::Interrupt;
 use crate::output::{Output, hex};
@@ -58,7 +58,7 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
         let mut acceptor = AcceptorRelay::new(Tokio, relay, logger, false);
         acceptor.set_config(config);
         let local_path = tokio::select! {
-            prepared = acceptor.prepare(local) => prepared.map_err(|error| Failure::fatal(describe(&error, &peer)))?,
+            prepared = acceptor.prepare(local) => prepared.map_err(|error| Failure::fatal(describe_via_relay(&error, &peer)))?,
             () = interrupt.pressed() => return Err(interrupted()),
         };
         print_path(&out, &local_path);

@@ -72,21 +72,33 @@ fn relay_uri(text: &str) -> Result<Uri, Failure> {
 
 /// The words of a TLS trust setting: the options and what they check.
 pub(crate) struct Trust {
-    ca: &'static str,
-    fingerprint: &'static str,
+    pub(crate) ca: &'static str,
+    pub(crate) fingerprint: &'static str,
     /// What is checked.
-    what: &'static str,
+    pub(crate) what: &'static str,
     /// Where its URI is given.
-    given_by: &'static str,
+    pub(crate) given_by: &'static str,
+    /// Where the right fingerprint is found.
+    pub(crate) fingerprint_source: &'static str,
 }
 
 impl Trust {
     /// `--ca` and `--fingerprint` for the peer.
-    pub(crate) const PEER: Self =
-        Self { ca: "--ca", fingerprint: "--fingerprint", what: "peer", given_by: "remote path" };
+    pub(crate) const PEER: Self = Self {
+        ca: "--ca",
+        fingerprint: "--fingerprint",
+        what: "peer",
+        given_by: "remote path",
+        fingerprint_source: "the a=fingerprint line of the peer's SDP",
+    };
     /// `--relay-ca` and `--relay-fingerprint` for the relay.
-    pub(crate) const RELAY: Self =
-        Self { ca: "--relay-ca", fingerprint: "--relay-fingerprint", what: "relay", given_by: "--relay" };
+    pub(crate) const RELAY: Self = Self {
+        ca: "--relay-ca",
+        fingerprint: "--relay-fingerprint",
+        what: "relay",
+        given_by: "--relay URI",
+        fingerprint_source: "the fingerprint of the relay's certificate",
+    };
 }
 
 /// How to check an `msrps` peer or relay: a CA file or a certificate fingerprint, one of
@@ -97,7 +109,7 @@ pub(crate) fn client_tls(
     use_tls: bool,
     trust: Trust,
 ) -> Result<Option<TlsClient>, Failure> {
-    let Trust { ca: ca_option, fingerprint: fingerprint_option, what, given_by } = trust;
+    let Trust { ca: ca_option, fingerprint: fingerprint_option, what, given_by, .. } = trust;
     let client = match (ca, fingerprint) {
         (Some(ca), _) => TlsClient::with_ca_pem(&read_file(ca)?),
         (None, Some(fingerprint)) => {

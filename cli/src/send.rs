@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::events::{self, Incoming, ReportOutcome, Reports};
-use crate::failure::{Failure, address, describe, parse_path, parse_uri, relay_address};
+use crate::failure::{Failure, address, describe, describe_via_relay, parse_path, parse_uri, relay_address};
 use crate::inbox::{Inbox, Limits};
 use crate::interrupt::Interrupt;
 use crate::output::Output;
@@ -155,6 +155,7 @@ async fn bind(
     let tls = client_tls(args.ca.as_ref(), args.fingerprint.as_deref(), first.use_tls && relay.is_none(), Trust::PEER)?;
     // Connection errors name whoever we connect to: the relay, else the peer's first hop.
     let peer = relay.as_ref().map_or_else(|| address(first), |relay| relay_address(relay));
+    let via_relay = relay.is_some();
     let timeout = Duration::from_secs(args.timeout);
     let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());
     config.bind_timeout = timeout;
@@ -170,6 +171,7 @@ async fn bind(
             "{peer} accepted the connection but did not answer within {}",
             DisplayDuration(bind_wait)
         )),
+        other if via_relay => Failure::fatal(describe_via_relay(&other, &peer)),
         other => Failure::fatal(describe(&other, &peer)),
     };
     let interrupted = || Failure::interrupted("interrupted before the session was bound");

@@ -970,3 +970,101 @@ fn recv_prints_what_arrives_after_its_count() {
         );
     }
 }
+
+/// The README's walk-through through a relay: `recv --relay` prints its full path (the
+/// relay's Use-Path, then its own URI) first; `send --relay` to that path delivers a text
+/// and a 3 MB file whose SHA-256 matches.
+#[test]
+fn recv_and_send_through_a_relay_with_credentials() {
+    use msrp_tests::relay::net::TestRelay;
+    use msrp_tests::relay::{DigestAuth, RelayScript};
+
+    let relay = TestRelay::start(RelayScript::with_auth(DigestAuth::any_user("msrp-test", "secret")));
+    let relay_uri = format!("msrp://127.0.0.1:{}", relay.address().port());
+    let dir = scratch("relay");
+    let password = dir.join("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let password = password.to_str().unwrap();
+    let data: Vec<u8> = (0..3_000_000_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let source = dir.join("payload.bin");
+    std::fs::write(&source, &data).unwrap();
+    let out = dir.join("received");
+
+    let recv = Recv::start(&[
+        "--relay",
+        &relay_uri,
+        "--relay-user",
+        "bob",
+        "--relay-password-file",
+        password,
+        "--accept-any",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "2",
+    ]);
+    let path = recv.path();
+    let uris: Vec<&str> = path.split(' ').collect();
+    assert_eq!(uris.len(), 2, "the relay's URI, then recv's own: {path}");
+    assert!(uris[0].starts_with(&format!("{relay_uri}/")), "{path}");
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        &path,
+        "--relay",
+        &relay_uri,
+        "--relay-user",
+        "alice",
+        "--relay-password-file",
+        password,
+        "--text",
+        "Hello through the relay",
+        "--file",
+        source.to_str().unwrap(),
+    ]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, lines, stderr) = recv.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(lines.iter().any(|line| line.ends_with("text=\"Hello through the relay\"")), "{lines:?}");
+    let file_line = lines.iter().find(|line| line.contains("size=3000000")).expect("the file arrived");
+    assert!(file_line.contains(&format!("sha256={}", sha256_hex(&data))), "{file_line}");
+    assert_eq!(relay.stats().authorized, 2);
+}
+
+/// A wrong relay password is one line that says what to check; a missing one for a relay
+/// that asks for it too.
+#[test]
+fn a_wrong_relay_password_says_what_to_check() {
+    use msrp_tests::relay::net::TestRelay;
+    use msrp_tests::relay::{DigestAuth, RelayScript};
+
+    let relay = TestRelay::start(RelayScript::with_auth(DigestAuth::any_user("msrp-test", "secret")));
+    let relay_uri = format!("msrp://127.0.0.1:{}", relay.address().port());
+    let dir = scratch("relay-password");
+    let password = dir.join("password");
+    std::fs::write(&password, "wrong\n").unwrap();
+    let (status, stdout, stderr) = run(&[
+        "send",
+        "--remote-path",
+        ALICE,
+        "--relay",
+        &relay_uri,
+        "--relay-user",
+        "alice",
+        "--relay-password-file",
+        password.to_str().unwrap(),
+        "--text",
+        "hello",
+    ]);
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "msrp: the relay {relay_uri};tcp did not accept the user name and password; check --relay-user and the \
+             password (--relay-password-file or MSRP_RELAY_PASSWORD)\n"
+        )
+    );
+    let (status, _, stderr) = run(&["recv", "--relay", "msrps://127.0.0.1:9", "--accept-any"]);
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(stderr, "msrp: an msrps:// relay needs --relay-ca FILE or --relay-fingerprint SHA256\n");
+}

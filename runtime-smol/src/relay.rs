@@ -212,12 +212,17 @@ impl<R: Runtime> RelayConnection<R> {
     }
 
     /// Connects to the relay, authenticates, and returns the full local path to put in
-    /// SDP (msrplib `prepare`): the relay's URI, then `local_uri` (made up when `None`).
+    /// SDP (msrplib `prepare`): the relay's URI, then `local_uri` (made up when `None`:
+    /// `msrp[s]://127.0.0.1:2855/<random>;tcp`, as the relay's scheme; nothing listens
+    /// there, the URI only names this side in paths).
     /// Errors: [`Error::Connect`] when no relay address could be reached,
     /// [`Error::Relay`] when the relay refused or did not answer.
     pub async fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
         self.prepared = None;
-        let local_uri = crate::connect::local_uri_or_default(local_uri, &mut self.common.ids);
+        // A made-up URI takes the relay's scheme: the session runs over that connection.
+        let local_uri =
+            local_uri.unwrap_or_else(|| Uri::new("127.0.0.1").with_port(RELAY_PORT).with_tls(self.relay.use_tls));
+        let local_uri = crate::connect::local_uri_or_default(Some(local_uri), &mut self.common.ids);
         let mut failure = None;
         for (host, port) in self.relay.candidates().await? {
             let uri = Uri::new(host).with_port(port).with_tls(self.relay.use_tls);
