@@ -258,6 +258,8 @@ relay_face!(ConnectorRelay, Mode::Active);
 relay_face!(AcceptorRelay, Mode::Passive);
 
 /// An outbound connection, direct or through a relay ([`get_connector`]).
+// One per connection being set up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Connector {
     /// Straight to the peer.
     Direct(ConnectorDirect),
@@ -301,6 +303,8 @@ impl Connector {
 }
 
 /// An inbound connection, direct or through a relay ([`get_acceptor`]).
+// One per connection being set up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Acceptor {
     /// The peer connects to us.
     Direct(AcceptorDirect),

@@ -23,7 +23,7 @@ pub(crate) struct RelayArgs {
     #[arg(long, value_name = "NAME", requires = "relay")]
     pub(crate) relay_user: Option<String>,
     /// A file whose first line is the relay password (default: the environment variable
-    /// MSRP_RELAY_PASSWORD).
+    /// `MSRP_RELAY_PASSWORD`).
     #[arg(long, value_name = "FILE", requires = "relay")]
     pub(crate) relay_password_file: Option<PathBuf>,
     /// CA certificates (PEM) to verify an `msrps://` relay with.
@@ -71,6 +71,7 @@ fn relay_uri(text: &str) -> Result<Uri, Failure> {
 }
 
 /// The words of a TLS trust setting: the options and what they check.
+#[derive(Clone, Copy)]
 pub(crate) struct Trust {
     pub(crate) ca: &'static str,
     pub(crate) fingerprint: &'static str,

@@ -154,7 +154,7 @@ async fn bind(
     let relay = args.relay.settings()?;
     let tls = client_tls(args.ca.as_ref(), args.fingerprint.as_deref(), first.use_tls && relay.is_none(), Trust::PEER)?;
     // Connection errors name whoever we connect to: the relay, else the peer's first hop.
-    let peer = relay.as_ref().map_or_else(|| address(first), |relay| relay_address(relay));
+    let peer = relay.as_ref().map_or_else(|| address(first), relay_address);
     let via_relay = relay.is_some();
     let timeout = Duration::from_secs(args.timeout);
     let mut config = SessionConfig::new(Role::Active, Vec::new(), Vec::new());

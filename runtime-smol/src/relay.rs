@@ -398,6 +398,8 @@ relay_face!(ConnectorRelay, Mode::Active);
 relay_face!(AcceptorRelay, Mode::Passive);
 
 /// An outbound connection, direct or through a relay (what [`get_connector`] returns).
+// One per connection being set up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Connector<R: Runtime> {
     /// Straight to the peer.
     Direct(ConnectorDirect<R>),
@@ -406,6 +408,8 @@ pub enum Connector<R: Runtime> {
 }
 
 /// An inbound connection, direct or through a relay (what [`get_acceptor`] returns).
+// One per connection being set up: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Acceptor<R: Runtime> {
     /// The peer connects to us.
     Direct(AcceptorDirect<R>),

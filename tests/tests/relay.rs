@@ -129,9 +129,8 @@ async fn text_and_file_through_a_relay<A: Runtime, B: Runtime>(a: A, b: B) {
     assert_eq!(message.outcome().await, MessageOutcome::Delivered);
     // The success REPORT came back through the relay.
     let report = loop {
-        match alice.next_event().await.expect("a REPORT before the end") {
-            msrp_core::session::Event::Report { report, .. } => break report,
-            _ => continue,
+        if let msrp_core::session::Event::Report { report, .. } = alice.next_event().await.expect("a REPORT") {
+            break report;
         }
     };
     assert_eq!(report.status().map(|status| status.code), Some(200));

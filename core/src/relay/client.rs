@@ -257,11 +257,11 @@ impl RelayClient {
         let step = match code {
             200 => self.on_granted(&attempt, response),
             401 => self.on_challenge(&mut attempt, response),
-            403 => Step::Fail(RelayError::WrongCredentials { relay }),
+            403 => Step::Fail(RelayError::WrongCredentials { relay: Box::new(relay) }),
             423 => Self::on_interval(&mut attempt, response, &relay),
             _ => {
                 let status = MsrpError::new(code, response.comment().unwrap_or_default());
-                Step::Fail(RelayError::Refused { relay, status })
+                Step::Fail(RelayError::Refused { relay: Box::new(relay), status })
             }
         };
         match step {
@@ -292,7 +292,7 @@ impl RelayClient {
             let relay = self.hops.get(hop).map_or_else(|| self.local_uri.clone(), |hop| hop.relay.uri.clone());
             self.state = State::Failed;
             self.attempt = None;
-            self.events.push_back(RelayEvent::Failed(RelayError::Malformed { relay, reason }));
+            self.events.push_back(RelayEvent::Failed(RelayError::Malformed { relay: Box::new(relay), reason }));
         }
     }
 
@@ -315,7 +315,7 @@ impl RelayClient {
                     self.remember(transaction_id);
                 }
                 let relay = self.hops[attempt.hop].relay.uri.clone();
-                self.fail(&attempt, RelayError::TimedOut { relay, after: self.auth_timeout });
+                self.fail(&attempt, RelayError::TimedOut { relay: Box::new(relay), after: self.auth_timeout });
             }
         }
         for hop in &mut self.hops {
@@ -429,11 +429,11 @@ impl RelayClient {
         let hop = &self.hops[attempt.hop];
         let relay = hop.relay.uri.clone();
         if hop.relay.credentials.is_none() {
-            return Step::Fail(RelayError::CredentialsNeeded { relay });
+            return Step::Fail(RelayError::CredentialsNeeded { relay: Box::new(relay) });
         }
         let challenge = match read_challenge(response) {
             Ok(challenge) => challenge,
-            Err(reason) => return Step::Fail(RelayError::Malformed { relay, reason }),
+            Err(reason) => return Step::Fail(RelayError::Malformed { relay: Box::new(relay), reason }),
         };
         let with_uri = match &attempt.sent {
             // The first challenge of the flow, or one to a nonce kept from before.
@@ -444,7 +444,7 @@ impl RelayClient {
                 attempt.stale_rounds += 1;
                 if attempt.stale_rounds > MAX_STALE_ROUNDS {
                     let status = MsrpError::new(401, "the nonce went stale too often");
-                    return Step::Fail(RelayError::Refused { relay, status });
+                    return Step::Fail(RelayError::Refused { relay: Box::new(relay), status });
                 }
                 sent.with_uri
             }
@@ -452,7 +452,7 @@ impl RelayClient {
                 // A complete Authorization was refused: the other `uri=` form once, when
                 // the relay's taste is unknown (issue 18: msrprelay and Kamailio disagree).
                 if hop.relay.digest_uri != DigestUri::Auto || attempt.other_form_tried {
-                    return Step::Fail(RelayError::WrongCredentials { relay });
+                    return Step::Fail(RelayError::WrongCredentials { relay: Box::new(relay) });
                 }
                 attempt.other_form_tried = true;
                 !sent.with_uri
@@ -467,7 +467,7 @@ impl RelayClient {
     fn on_interval(attempt: &mut Attempt, response: &Chunk, relay: &Uri) -> Step {
         let refused = || {
             let status = MsrpError::new(423, response.comment().unwrap_or_default());
-            Step::Fail(RelayError::Refused { relay: relay.clone(), status })
+            Step::Fail(RelayError::Refused { relay: Box::new(relay.clone()), status })
         };
         if attempt.interval_retried {
             return refused();
@@ -498,7 +498,7 @@ impl RelayClient {
     fn on_granted(&mut self, attempt: &Attempt, response: &Chunk) -> Step {
         let index = attempt.hop;
         let relay = self.hops[index].relay.uri.clone();
-        let malformed = |reason: String| RelayError::Malformed { relay: relay.clone(), reason };
+        let malformed = |reason: String| RelayError::Malformed { relay: Box::new(relay.clone()), reason };
         let use_path = match response.headers.typed::<UsePath>() {
             None => return Step::Fail(malformed("the 200 has no Use-Path".to_owned())),
             Some(Err(error)) => return Step::Fail(malformed(error.to_string())),

@@ -136,19 +136,19 @@ pub enum RelayError {
     #[error("the relay {relay} did not accept the user name and password")]
     WrongCredentials {
         /// The relay.
-        relay: Uri,
+        relay: Box<Uri>,
     },
     /// The relay asked for credentials and none are configured for it.
     #[error("the relay {relay} asks for credentials and none are configured")]
     CredentialsNeeded {
         /// The relay.
-        relay: Uri,
+        relay: Box<Uri>,
     },
     /// Any other final answer (including a second 423, or a nonce stale too often).
     #[error("the relay {relay} refused to authenticate us: {status}")]
     Refused {
         /// The relay.
-        relay: Uri,
+        relay: Box<Uri>,
         /// Its answer.
         status: MsrpError,
     },
@@ -156,7 +156,7 @@ pub enum RelayError {
     #[error("the relay {relay} did not answer our AUTH within {}", DisplayDuration(*after))]
     TimedOut {
         /// The relay.
-        relay: Uri,
+        relay: Box<Uri>,
         /// The timeout that ran out.
         after: Duration,
     },
@@ -165,7 +165,7 @@ pub enum RelayError {
     #[error("the relay {relay} sent an answer to AUTH that cannot be used: {reason}")]
     Malformed {
         /// The relay.
-        relay: Uri,
+        relay: Box<Uri>,
         /// What is wrong with the answer.
         reason: String,
     },

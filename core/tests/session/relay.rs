@@ -149,7 +149,7 @@ fn issue18_the_relay_grant_is_refreshed_mid_transfer_without_disturbing_the_mess
                 expires: Some(Duration::from_secs(60)),
                 path_changed: false
             },
-            &RelayEvent::Failed(RelayError::WrongCredentials { relay: uri(RELAY) }),
+            &RelayEvent::Failed(RelayError::WrongCredentials { relay: Box::new(uri(RELAY)) }),
         ]
     );
     assert!(
@@ -200,7 +200,7 @@ fn issue18_a_refresh_with_another_use_path_moves_our_requests_to_it() {
     alice.session.set_relay(granted_client(alice.now));
     let binding = alice.take_sent();
     assert_eq!(
-        binding[0].headers.get(&HeaderName::ToPath).map(|v| v.as_str()),
+        binding[0].headers.get(&HeaderName::ToPath).map(msrp_core::header::HeaderValue::as_str),
         Some(format!("{USE_PATH} {BOB}").as_str())
     );
     alice.feed(&format!(

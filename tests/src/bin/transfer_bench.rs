@@ -311,7 +311,7 @@ async fn send_async<R: Runtime>(runtime: R, address: &str, size: u64) {
 /// Sends `count` pipelined 1 KiB messages between two sessions of one process and waits
 /// for every 200.
 fn small_messages(mode: &str, count: usize) -> (usize, Duration) {
-    let run = |a, b| async move { small_messages_on(a, b, count).await };
+    let run = |a, b| async move { Box::pin(small_messages_on(a, b, count)).await };
     let elapsed = match mode {
         "tokio-mt" => tokio_runtime(mode).block_on(small_messages_on(Tokio, Tokio, count)),
         "smol" => smol::block_on(small_messages_on(Smol, Smol, count)),
