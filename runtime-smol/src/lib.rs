@@ -2,7 +2,9 @@
 //!
 //! MSRP sessions on smol, or on any other async runtime: the [`msrp_core`] engine driven
 //! over real sockets, with the API of msrplib ([`ConnectorDirect`], [`AcceptorDirect`],
-//! [`Transport`], [`Session`]).
+//! [`MsrpServer`], [`Transport`], [`Session`]; through an RFC 4976 relay
+//! [`RelaySettings`], [`RelayConnection`], [`ConnectorRelay`], [`AcceptorRelay`], and
+//! [`get_connector`]/[`get_acceptor`] to pick either way).
 //!
 //! The crate is written against the `futures` traits and a small [`Runtime`] trait, so
 //! one implementation serves every runtime: [`Smol`] is built in (it also runs inside
