@@ -258,91 +258,68 @@ relay_face!(ConnectorRelay, Mode::Active);
 relay_face!(AcceptorRelay, Mode::Passive);
 
 /// An outbound connection, direct or through a relay ([`get_connector`]).
-// One per connection being set up: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-pub enum Connector {
-    /// Straight to the peer.
-    Direct(ConnectorDirect),
-    /// Through a relay.
-    Relay(ConnectorRelay),
-}
+pub struct Connector(msrp_smol::Connector<Threads>);
 
 impl Connector {
+    /// Whether it goes through a relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self.0, msrp_smol::Connector::Relay(_))
+    }
+
     /// The full local path for SDP (msrplib `prepare`); through a relay this connects and
     /// authenticates first.
     pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
-        match self {
-            Self::Direct(direct) => Ok(direct.prepare(local_uri)),
-            Self::Relay(relay) => relay.prepare(local_uri),
-        }
+        block_on(self.0.prepare(local_uri))
     }
 
     /// Connects, binds and returns the transport (msrplib `complete`).
     pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
-        match self {
-            Self::Direct(direct) => direct.complete(full_remote_path),
-            Self::Relay(relay) => relay.complete(full_remote_path),
-        }
+        block_on(self.0.complete(full_remote_path)).map(Transport)
     }
 
     /// Replaces the session settings.
     pub fn set_config(&mut self, config: SessionConfig) {
-        match self {
-            Self::Direct(direct) => direct.set_config(config),
-            Self::Relay(relay) => relay.set_config(config),
-        }
+        self.0.set_config(config);
     }
 
     /// Forgets what `prepare` set up (msrplib `cleanup`).
     pub fn cleanup(&mut self) {
-        match self {
-            Self::Direct(direct) => direct.cleanup(),
-            Self::Relay(relay) => relay.cleanup(),
-        }
+        self.0.cleanup();
     }
 }
 
 /// An inbound connection, direct or through a relay ([`get_acceptor`]).
-// One per connection being set up: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-pub enum Acceptor {
-    /// The peer connects to us.
-    Direct(AcceptorDirect),
-    /// The peer reaches us through a relay.
-    Relay(AcceptorRelay),
-}
+pub struct Acceptor(msrp_smol::Acceptor<Threads>);
 
 impl Acceptor {
+    /// Whether the peer reaches us through a relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self.0, msrp_smol::Acceptor::Relay(_))
+    }
+
     /// The full local path for SDP (msrplib `prepare`).
     pub fn prepare(&mut self, local_uri: Option<Uri>) -> Result<Vec<Uri>, Error> {
-        match self {
-            Self::Direct(direct) => direct.prepare(local_uri),
-            Self::Relay(relay) => relay.prepare(local_uri),
-        }
+        block_on(self.0.prepare(local_uri))
     }
 
     /// Waits for the peer to bind and returns the transport (msrplib `complete`).
     pub fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport, Error> {
-        match self {
-            Self::Direct(direct) => direct.complete(full_remote_path),
-            Self::Relay(relay) => relay.complete(full_remote_path),
-        }
+        block_on(self.0.complete(full_remote_path)).map(Transport)
+    }
+
+    /// Binds whichever peer comes first; its From-Path becomes the remote path.
+    pub fn complete_any(&mut self) -> Result<Transport, Error> {
+        block_on(self.0.complete_any()).map(Transport)
     }
 
     /// Replaces the session settings.
     pub fn set_config(&mut self, config: SessionConfig) {
-        match self {
-            Self::Direct(direct) => direct.set_config(config),
-            Self::Relay(relay) => relay.set_config(config),
-        }
+        self.0.set_config(config);
     }
 
     /// Stops listening, or closes the relay connection (msrplib `cleanup`).
     pub fn cleanup(&mut self) {
-        match self {
-            Self::Direct(direct) => direct.cleanup(),
-            Self::Relay(relay) => relay.cleanup(),
-        }
+        self.0.cleanup();
     }
 }
 
@@ -353,10 +330,7 @@ pub fn get_connector(
     logger: Option<Box<dyn TrafficLogger>>,
     use_sessmatch: bool,
 ) -> Connector {
-    match relay {
-        Some(relay) => Connector::Relay(ConnectorRelay::new(relay, logger, use_sessmatch)),
-        None => Connector::Direct(ConnectorDirect::new(logger, use_sessmatch)),
-    }
+    Connector(msrp_smol::get_connector(Threads, relay, logger, use_sessmatch))
 }
 
 /// An inbound connection (msrplib `get_acceptor(relay)`): through `relay` when given,
@@ -366,21 +340,7 @@ pub fn get_acceptor(
     logger: Option<Box<dyn TrafficLogger>>,
     use_sessmatch: bool,
 ) -> Acceptor {
-    match relay {
-        Some(relay) => Acceptor::Relay(AcceptorRelay::new(relay, logger, use_sessmatch)),
-        None => Acceptor::Direct(AcceptorDirect::new(logger, use_sessmatch)),
-    }
-}
-
-/// Where a relay named by a domain is (RFC 4976 §8), waiting for
-/// [`msrp_smol::lookup_relay`]: SRV targets with their ports, best first; empty when the
-/// domain has none (then its A/AAAA records and port 2855 are meant).
-pub fn lookup_relay(
-    domain: &str,
-    use_tls: bool,
-    nameservers: Option<&[std::net::SocketAddr]>,
-) -> Result<Vec<(String, u16)>, DnsError> {
-    block_on(msrp_smol::lookup_relay(domain, use_tls, nameservers))
+    Acceptor(msrp_smol::get_acceptor(Threads, relay, logger, use_sessmatch))
 }
 
 /// A bound connection (msrplib `MSRPTransport`).

@@ -17,7 +17,7 @@ use msrp_tokio::core::header::{Header, HeaderName, ToPath};
 use msrp_tokio::core::session::{Role, SessionConfig, SessionError};
 use msrp_tokio::core::{MsrpError, Uri};
 use msrp_tokio::{
-    AcceptTypes, AcceptorDirect, AcceptorRelay, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase,
+    AcceptTypes, Acceptor, AcceptorDirect, AcceptorRelay, OnRefused, Refused, Session, TlsServer, Tokio, io_phrase,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -50,7 +50,7 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
     config.confirm_messages = true;
     let logger = Some(trace::logger(args.trace));
     let interrupted = || Failure::interrupted("interrupted before a peer bound the session");
-    let bound = if let Some(relay) = args.relay.settings()? {
+    let mut acceptor = if let Some(relay) = args.relay.settings()? {
         if args.tls_cert.is_some() {
             return Err(Failure::usage("--tls-cert and --tls-key are for listening; with --relay nothing listens"));
         }
@@ -62,15 +62,7 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
             () = interrupt.pressed() => return Err(interrupted()),
         };
         print_path(&out, &local_path);
-        tokio::select! {
-            bound = async {
-                match remote {
-                    Some(remote) => acceptor.complete(remote).await,
-                    None => acceptor.complete_any().await,
-                }
-            } => bound,
-            () = interrupt.pressed() => return Err(interrupted()),
-        }
+        Acceptor::Relay(acceptor)
     } else {
         let Some(local) = local else { return Err(Failure::usage("recv needs --local-uri or --relay")) };
         let tls = server_tls(&args, &local)?;
@@ -86,15 +78,16 @@ pub(crate) async fn run(args: RecvArgs) -> Result<ExitCode, Failure> {
             other => Failure::fatal(format!("cannot listen on {where_}: {other}")),
         })?;
         print_path(&out, &local_path);
-        tokio::select! {
-            bound = async {
-                match remote {
-                    Some(remote) => acceptor.complete(remote).await,
-                    None => acceptor.complete_any().await,
-                }
-            } => bound,
-            () = interrupt.pressed() => return Err(interrupted()),
-        }
+        Acceptor::Direct(acceptor)
+    };
+    let bound = tokio::select! {
+        bound = async {
+            match remote {
+                Some(remote) => acceptor.complete(remote).await,
+                None => acceptor.complete_any().await,
+            }
+        } => bound,
+        () = interrupt.pressed() => return Err(interrupted()),
     };
     let transport = bound.map_err(|error| Failure::fatal(describe(&error, "the peer")))?;
     let remote_text = path_text(transport.remote_path());

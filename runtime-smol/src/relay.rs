@@ -417,6 +417,42 @@ pub enum Acceptor<R: Runtime> {
     Relay(AcceptorRelay<R>),
 }
 
+/// What a direct and a relayed connection share, passed to whichever it is.
+macro_rules! either_way {
+    ($either:ident) => {
+        impl<R: Runtime> $either<R> {
+            /// Binds the session with the peer of `full_remote_path` and returns the
+            /// transport (msrplib `complete`).
+            pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+                match self {
+                    Self::Direct(direct) => direct.complete(full_remote_path).await,
+                    Self::Relay(relay) => relay.complete(full_remote_path).await,
+                }
+            }
+
+            /// Replaces the session settings.
+            pub fn set_config(&mut self, config: SessionConfig) {
+                match self {
+                    Self::Direct(direct) => direct.set_config(config),
+                    Self::Relay(relay) => relay.set_config(config),
+                }
+            }
+
+            /// Forgets what `prepare` set up: stops listening, or closes the relay
+            /// connection (msrplib `cleanup`).
+            pub fn cleanup(&mut self) {
+                match self {
+                    Self::Direct(direct) => direct.cleanup(),
+                    Self::Relay(relay) => relay.cleanup(),
+                }
+            }
+        }
+    };
+}
+
+either_way!(Connector);
+either_way!(Acceptor);
+
 impl<R: Runtime> Connector<R> {
     /// The full local path for SDP (msrplib `prepare`); through a relay this connects
     /// and authenticates first.
@@ -424,31 +460,6 @@ impl<R: Runtime> Connector<R> {
         match self {
             Self::Direct(direct) => Ok(direct.prepare(local_uri)),
             Self::Relay(relay) => relay.prepare(local_uri).await,
-        }
-    }
-
-    /// Connects (or uses the relay connection), binds, and returns the transport
-    /// (msrplib `complete`).
-    pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
-        match self {
-            Self::Direct(direct) => direct.complete(full_remote_path).await,
-            Self::Relay(relay) => relay.complete(full_remote_path).await,
-        }
-    }
-
-    /// Replaces the session settings.
-    pub fn set_config(&mut self, config: SessionConfig) {
-        match self {
-            Self::Direct(direct) => direct.set_config(config),
-            Self::Relay(relay) => relay.set_config(config),
-        }
-    }
-
-    /// Forgets what `prepare` set up (msrplib `cleanup`).
-    pub fn cleanup(&mut self) {
-        match self {
-            Self::Direct(direct) => direct.cleanup(),
-            Self::Relay(relay) => relay.cleanup(),
         }
     }
 }
@@ -463,27 +474,12 @@ impl<R: Runtime> Acceptor<R> {
         }
     }
 
-    /// Waits for the peer to bind and returns the transport (msrplib `complete`).
-    pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
+    /// Binds whichever peer comes first; the From-Path of its first request becomes the
+    /// remote path (see [`AcceptorDirect::complete_any`], [`RelayConnection::complete_any`]).
+    pub async fn complete_any(&mut self) -> Result<Transport<R>, Error> {
         match self {
-            Self::Direct(direct) => direct.complete(full_remote_path).await,
-            Self::Relay(relay) => relay.complete(full_remote_path).await,
-        }
-    }
-
-    /// Replaces the session settings.
-    pub fn set_config(&mut self, config: SessionConfig) {
-        match self {
-            Self::Direct(direct) => direct.set_config(config),
-            Self::Relay(relay) => relay.set_config(config),
-        }
-    }
-
-    /// Stops listening, or closes the relay connection (msrplib `cleanup`).
-    pub fn cleanup(&mut self) {
-        match self {
-            Self::Direct(direct) => direct.cleanup(),
-            Self::Relay(relay) => relay.cleanup(),
+            Self::Direct(direct) => direct.complete_any().await,
+            Self::Relay(relay) => relay.complete_any().await,
         }
     }
 }

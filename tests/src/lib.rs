@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod kamailio;
 pub mod relay;
+pub mod scenario;
 pub mod sim;
 
 /// The RFC example messages, byte for byte, with their index (`tests/vectors/`).

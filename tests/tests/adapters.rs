@@ -2,29 +2,18 @@
 //! them: tokio, smol and blocking threads (the `Threads` runtime behind msrp-blocking),
 //! each as the connecting side and as the accepting side.
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::io::Cursor;
-use msrp_blocking::Threads;
 use msrp_core::Uri;
 use msrp_core::header::Headers;
 use msrp_core::session::{MessageOutcome, SessionConfig, SessionError};
 use msrp_smol::runtime::Runtime;
-use msrp_smol::{
-    AcceptTypes, AcceptorDirect, ConnectError, ConnectorDirect, Error, OutgoingFile, Session, Smol, TlsError,
-};
-use msrp_tokio::Tokio;
+use msrp_smol::{AcceptTypes, AcceptorDirect, ConnectError, ConnectorDirect, Error, OutgoingFile, Session, TlsError};
+use msrp_tests::scenario::{Smol, Threads, Tokio};
+use msrp_tests::{pairs, runtimes};
 use sha2::{Digest, Sha256};
-
-/// Runs a scenario on the test thread with a tokio runtime entered, so that tokio's
-/// side can spawn; smol and threads need nothing.
-fn run<F: Future>(scenario: F) -> F::Output {
-    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let _context = tokio.enter();
-    futures::executor::block_on(scenario)
-}
 
 /// Alice (active, on `a`) and Bob (passive, on `b`), bound, with optional settings.
 async fn pair<A: Runtime, B: Runtime>(
@@ -52,37 +41,6 @@ async fn pair<A: Runtime, B: Runtime>(
 
 fn config() -> SessionConfig {
     SessionConfig::new(msrp_core::session::Role::Active, Vec::new(), Vec::new())
-}
-
-/// Calls `$scenario(runtime)` on each runtime, each in its own test.
-macro_rules! runtimes {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn tokio() {
-                run(super::$scenario(Tokio));
-            }
-            #[test]
-            fn smol() {
-                run(super::$scenario(Smol));
-            }
-            #[test]
-            fn threads() {
-                run(super::$scenario(Threads));
-            }
-        }
-    };
-}
-
-/// Calls `$scenario::<A, B>(a, b)` for the listed runtime pairs, each in its own test.
-macro_rules! pairs {
-    ($scenario:ident: $($name:ident => ($a:expr, $b:expr)),+ $(,)?) => {
-        mod $scenario {
-            use super::*;
-            $(#[test] fn $name() { run(super::$scenario($a, $b)); })+
-        }
-    };
 }
 
 async fn messages_both_ways<A: Runtime, B: Runtime>(a: A, b: B) {

@@ -3,31 +3,21 @@
 //! gets its Use-Path, and the session binds and runs through it. The relay imitates the
 //! real ones where they differ (Kamailio, msrprelay).
 
-use std::future::Future;
-
 use bytes::Bytes;
 use futures::io::Cursor;
-use msrp_blocking::Threads;
 use msrp_core::Uri;
 use msrp_core::header::Headers;
 use msrp_core::session::{MessageOutcome, SessionError};
 use msrp_smol::runtime::Runtime;
 use msrp_smol::{
     AcceptTypes, AcceptorRelay, ConnectError, ConnectorRelay, DigestUri, Error, OutgoingFile, RelayError,
-    RelaySettings, Session, Smol,
+    RelaySettings, Session,
 };
 use msrp_tests::relay::net::TestRelay;
 use msrp_tests::relay::{DigestAuth, RelayScript};
-use msrp_tokio::Tokio;
+use msrp_tests::scenario::{Smol, Threads, Tokio};
+use msrp_tests::{pairs, runtimes};
 use sha2::{Digest, Sha256};
-
-/// Runs a scenario on the test thread with a tokio runtime entered, so that tokio's
-/// side can spawn; smol and threads need nothing.
-fn run<F: Future>(scenario: F) -> F::Output {
-    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let _context = tokio.enter();
-    futures::executor::block_on(scenario)
-}
 
 const PASSWORD: &str = "secret";
 
@@ -56,37 +46,6 @@ async fn pair<A: Runtime, B: Runtime>(a: A, b: B, relay: &TestRelay) -> (Session
         Session::new(outbound.unwrap(), AcceptTypes::any(), None),
         Session::new(inbound.unwrap(), AcceptTypes::any(), None),
     )
-}
-
-/// Calls `$scenario(runtime)` on each runtime, each in its own test.
-macro_rules! runtimes {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn tokio() {
-                run(super::$scenario(Tokio));
-            }
-            #[test]
-            fn smol() {
-                run(super::$scenario(Smol));
-            }
-            #[test]
-            fn threads() {
-                run(super::$scenario(Threads));
-            }
-        }
-    };
-}
-
-/// Calls `$scenario::<A, B>(a, b)` for the listed runtime pairs, each in its own test.
-macro_rules! pairs {
-    ($scenario:ident: $($name:ident => ($a:expr, $b:expr)),+ $(,)?) => {
-        mod $scenario {
-            use super::*;
-            $(#[test] fn $name() { run(super::$scenario($a, $b)); })+
-        }
-    };
 }
 
 /// Text both ways and a file with a success REPORT, through a relay that asks for
@@ -279,6 +238,7 @@ fn relay_connection_and_get_connector_on_blocking() {
     );
     let bob_path = bob.prepare(None).unwrap();
     let mut alice = msrp_blocking::get_connector(Some(settings(&relay, "alice", PASSWORD)), None, false);
+    assert!(alice.is_relay());
     let alice_path = alice.prepare(None).unwrap();
     let waiting = std::thread::spawn(move || bob.complete(alice_path).map(|t| (t, bob)));
     let outbound = alice.complete(bob_path).unwrap();

@@ -1,0 +1,49 @@
+//! The cross-runtime scenario suites' scaffolding: [`run`] runs one scenario, and
+//! `runtimes!` and `pairs!` make one test per runtime or runtime pair.
+
+use std::future::Future;
+
+pub use msrp_blocking::Threads;
+pub use msrp_smol::Smol;
+pub use msrp_tokio::Tokio;
+
+/// Runs a scenario on the test thread with a tokio runtime entered, so that tokio's side
+/// can spawn; smol and threads need nothing.
+pub fn run<F: Future>(scenario: F) -> F::Output {
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _context = tokio.enter();
+    futures::executor::block_on(scenario)
+}
+
+/// Calls `$scenario(runtime)` on each runtime (tokio, smol, threads), each in its own test.
+#[macro_export]
+macro_rules! runtimes {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn tokio() {
+                $crate::scenario::run(super::$scenario($crate::scenario::Tokio));
+            }
+            #[test]
+            fn smol() {
+                $crate::scenario::run(super::$scenario($crate::scenario::Smol));
+            }
+            #[test]
+            fn threads() {
+                $crate::scenario::run(super::$scenario($crate::scenario::Threads));
+            }
+        }
+    };
+}
+
+/// Calls `$scenario::<A, B>(a, b)` for the listed runtime pairs, each in its own test:
+/// `pairs!(scenario: tokio_smol => (Tokio, Smol), …)`.
+#[macro_export]
+macro_rules! pairs {
+    ($scenario:ident: $($name:ident => ($a:expr, $b:expr)),+ $(,)?) => {
+        mod $scenario {
+            use super::*;
+            $(#[test] fn $name() { $crate::scenario::run(super::$scenario($a, $b)); })+
+        }
+    };
+}
