@@ -473,7 +473,7 @@ fn unanswered_auth_times_out() {
     );
     assert_eq!(
         RelayError::TimedOut { relay: uri(INTRA), after: AUTH_TIMEOUT }.to_string(),
-        "the relay msrps://alice@intra.example.com;tcp did not answer the AUTH within 30 s"
+        "the relay msrps://alice@intra.example.com;tcp did not answer our AUTH within 30 s"
     );
     assert_eq!(client.poll_timeout(), None);
     // A late answer is still recognised as ours, and changes nothing.
