@@ -436,8 +436,10 @@ impl RelayClient {
             Err(reason) => return Step::Fail(RelayError::Malformed { relay: Box::new(relay), reason }),
         };
         let with_uri = match &attempt.sent {
-            // The first challenge of the flow, or one to a nonce kept from before.
-            None => first_form(hop.relay.digest_uri),
+            // The first challenge of the flow: the form that worked last (a refresh without
+            // a `nextnonce`, as Kamailio's), else the policy's first form.
+            None => hop.with_uri.unwrap_or_else(|| first_form(hop.relay.digest_uri)),
+            // A challenge to a nonce kept from before.
             Some(sent) if !sent.fresh => sent.with_uri,
             Some(sent) if challenge.stale => {
                 // RFC 2617 §3.2.1: the credentials were right, only the nonce expired.

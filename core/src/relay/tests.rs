@@ -271,6 +271,43 @@ fn digest_uri_fallback_after_a_second_401() {
     assert!(!client.is_authorized() && client.local_path().is_none());
 }
 
+// A refresh without a nextnonce (Kamailio gives none) answers the new challenge at once
+// in the form that worked, not the RFC's form first again (a wasted round trip and nonce).
+#[test]
+fn refresh_challenge_is_answered_in_the_form_that_worked() {
+    let now = Instant::now();
+    let mut client = new_client(vec![hop(INTRA)], now);
+    let auth = next_auth(&mut client, now);
+    client.handle_response(now, &answer(&auth, "401 Unauthorized", &challenge("n1", "")));
+    let auth = next_auth(&mut client, now);
+    client.handle_response(now, &answer(&auth, "401 Unauthorized", &challenge("n2", "")));
+    let auth = next_auth(&mut client, now);
+    assert_eq!(authorization(&auth).expect("Authorization").params.get("uri"), Some(INTRA));
+    client.handle_response(now, &answer(&auth, "200 OK", &granted(INTRA_PATH, Some(4), None)));
+    assert!(client.is_authorized());
+    events(&mut client);
+
+    let refresh_at = client.poll_timeout().expect("a refresh");
+    fire(&mut client, refresh_at);
+    let auth = next_auth(&mut client, refresh_at);
+    assert_eq!(authorization(&auth), None, "no nonce to answer yet");
+    client.handle_response(refresh_at, &answer(&auth, "401 Unauthorized", &challenge("n3", "")));
+    let auth = next_auth(&mut client, refresh_at);
+    let header = authorization(&auth).expect("Authorization");
+    assert_eq!((header.params.get("nonce"), header.params.get("uri")), (Some("n3"), Some(INTRA)));
+    assert!(verify_digest(&auth, PASSWORD));
+    let moved = "msrps://intra.example.com:9000/second;tcp";
+    client.handle_response(refresh_at, &answer(&auth, "200 OK", &granted(moved, Some(4), None)));
+    assert_eq!(
+        events(&mut client),
+        [RelayEvent::Refreshed {
+            use_path: vec![uri(moved)],
+            expires: Some(Duration::from_secs(4)),
+            path_changed: true
+        }]
+    );
+}
+
 // Issue 18: a per-relay switch forces either form, and then there is no fallback.
 #[test]
 fn digest_uri_forced_forms() {
