@@ -1122,3 +1122,22 @@ fn adapters_chunks_over_kamailios_frame_cap_get_501_on_tokio() {
         assert!(log.contains("bad parameters"), "no trace of the 501 in kamailio's log:\n{log}");
     });
 }
+
+/// Asking for a grant length (`Expires`) with digest: Kamailio answers 423 without bounds
+/// to any Expires beside an Authorization, and the client retries once without it.
+#[test]
+#[ignore = "needs Kamailio: see tests/kamailio/README.md"]
+fn adapters_expires_asked_with_digest_gets_423_and_the_retry_without_it_is_granted_on_tokio() {
+    let kamailio = start(KamailioOptions { auth: true, ..KamailioOptions::default() });
+    run(async {
+        let mut asking = settings(&kamailio, Tls::No, ALICE, PASSWORD);
+        asking.expires = Some(600);
+        let mut connector = ConnectorRelay::new(Tokio, asking, None, false);
+        let path = within(&kamailio, "a login asking for 600 s", STEP_TIMEOUT, connector.prepare(None))
+            .await
+            .expect("granted after the 423");
+        assert_eq!(path.len(), 2, "{path:?}");
+    });
+    let log = kamailio.log();
+    assert!(log.matches("MSRP frame [AUTH]").count() >= 3, "401, 423, then 200: {}", log_tail(&kamailio));
+}
