@@ -1,5 +1,5 @@
 //! The cross-runtime scenario suites' scaffolding: [`run`] runs one scenario, and
-//! `runtimes!` and `pairs!` make one test per runtime or runtime pair.
+//! `runtimes!`, `pairs!` and `every_pair!` make one test per runtime or runtime pair.
 
 use std::future::Future;
 
@@ -45,5 +45,23 @@ macro_rules! pairs {
             use super::*;
             $(#[test] fn $name() { $crate::scenario::run(super::$scenario($a, $b)); })+
         }
+    };
+}
+
+/// `pairs!` over all nine pairs of tokio, smol and threads.
+#[macro_export]
+macro_rules! every_pair {
+    ($scenario:ident) => {
+        $crate::pairs!($scenario:
+            tokio_tokio => ($crate::scenario::Tokio, $crate::scenario::Tokio),
+            smol_smol => ($crate::scenario::Smol, $crate::scenario::Smol),
+            threads_threads => ($crate::scenario::Threads, $crate::scenario::Threads),
+            tokio_smol => ($crate::scenario::Tokio, $crate::scenario::Smol),
+            smol_tokio => ($crate::scenario::Smol, $crate::scenario::Tokio),
+            tokio_threads => ($crate::scenario::Tokio, $crate::scenario::Threads),
+            threads_tokio => ($crate::scenario::Threads, $crate::scenario::Tokio),
+            smol_threads => ($crate::scenario::Smol, $crate::scenario::Threads),
+            threads_smol => ($crate::scenario::Threads, $crate::scenario::Smol),
+        );
     };
 }

@@ -12,7 +12,7 @@ use msrp_core::session::{MessageOutcome, SessionConfig, SessionError};
 use msrp_smol::runtime::Runtime;
 use msrp_smol::{AcceptTypes, AcceptorDirect, ConnectError, ConnectorDirect, Error, OutgoingFile, Session, TlsError};
 use msrp_tests::scenario::{Smol, Threads, Tokio};
-use msrp_tests::{pairs, runtimes};
+use msrp_tests::{every_pair, pairs, runtimes};
 use sha2::{Digest, Sha256};
 
 /// Alice (active, on `a`) and Bob (passive, on `b`), bound, with optional settings.
@@ -55,17 +55,7 @@ async fn messages_both_ways<A: Runtime, B: Runtime>(a: A, b: B) {
     assert!(bob.receive_chunk().await.is_err(), "Bob learns the session ended");
 }
 
-pairs!(messages_both_ways:
-    tokio_tokio => (Tokio, Tokio),
-    smol_smol => (Smol, Smol),
-    threads_threads => (Threads, Threads),
-    tokio_smol => (Tokio, Smol),
-    smol_tokio => (Smol, Tokio),
-    tokio_threads => (Tokio, Threads),
-    threads_tokio => (Threads, Tokio),
-    smol_threads => (Smol, Threads),
-    threads_smol => (Threads, Smol),
-);
+every_pair!(messages_both_ways);
 
 /// A generated file, streamed from a reader, checked with SHA-256 at the far end.
 async fn file_with_checksum<A: Runtime, B: Runtime>(a: A, b: B, size: usize) {

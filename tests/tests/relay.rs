@@ -15,8 +15,7 @@ use msrp_smol::{
 };
 use msrp_tests::relay::net::TestRelay;
 use msrp_tests::relay::{DigestAuth, RelayScript};
-use msrp_tests::scenario::{Smol, Threads, Tokio};
-use msrp_tests::{pairs, runtimes};
+use msrp_tests::{every_pair, runtimes};
 use sha2::{Digest, Sha256};
 
 const PASSWORD: &str = "secret";
@@ -102,17 +101,7 @@ async fn text_and_file_through_a_relay<A: Runtime, B: Runtime>(a: A, b: B) {
     assert!(stats.forwarded_requests >= 3, "the relay carried the session: {stats:?}");
 }
 
-pairs!(text_and_file_through_a_relay:
-    tokio_tokio => (Tokio, Tokio),
-    smol_smol => (Smol, Smol),
-    threads_threads => (Threads, Threads),
-    tokio_smol => (Tokio, Smol),
-    smol_tokio => (Smol, Tokio),
-    tokio_threads => (Tokio, Threads),
-    threads_tokio => (Threads, Tokio),
-    smol_threads => (Smol, Threads),
-    threads_smol => (Threads, Smol),
-);
+every_pair!(text_and_file_through_a_relay);
 
 /// Kamailio's ways (uri= required, 11238-byte frames, a 200 to every SEND) and
 /// msrprelay's (silence to uri=) both work without configuration.
