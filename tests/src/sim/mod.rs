@@ -9,6 +9,10 @@
 //! session runs an application [`script`] that sends random messages, streams and files,
 //! aborts some, and shuts down or closes at a random moment.
 //!
+//! A **relayed** run ([`relay::run_relay_seed`]) puts a scripted RFC 4976 relay where the
+//! listener was: each endpoint has its own link to it, logs in with the core's relay
+//! client, and then runs the same sessions and scripts through it (see [`relay`]).
+//!
 //! **Step rule** ([`Sim::step`]): of everything due (a connect outcome, a read, an end of
 //! stream, a write acknowledgement, a fault, a session or router timeout, a script
 //! action) the earliest is taken (ties broken by the seeded RNG), the clock jumps to it,
@@ -53,6 +57,7 @@
 pub mod invariants;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod rng;
 pub mod script;
 
@@ -64,11 +69,12 @@ use bytes::Bytes;
 use msrp_core::codec::{Decoded, Decoder, DecoderLimits, ParseErrorKind};
 use msrp_core::connect::{ConnectionId, PendingConnection, Route, SessionRouter};
 use msrp_core::session::{Event, Input, MAX_REPORT_FRAGMENTS, MessageOutcome, Output, Session, SessionError, Transmit};
-use msrp_core::{Chunk, ContinuationFlag, HeaderName, IdGenerator, Method, Uri};
+use msrp_core::{Chunk, ContinuationFlag, HeaderName, IdGenerator, Method, MsrpError, Uri};
 
 use self::invariants::{Context, Oracle, SentMessage, Violation};
 use self::net::{CLIENT, ConnectOutcome, Link, LinkPlan, LinkState, MAX_READ, SERVER, TimedFault, WriteResult};
 use self::node::{Listener, Peer, ServerEnd};
+use self::relay::{RelayNode, RelayPhase};
 use self::rng::SimRng;
 use self::script::Script;
 
@@ -151,6 +157,8 @@ pub struct RunSummary {
 pub struct SimFailure {
     pub seed: u64,
     pub reason: String,
+    /// The command that runs the seed again.
+    pub replay: String,
     /// The last lines of the trace.
     pub recent: Vec<String>,
     pub trace_lines: u64,
@@ -159,11 +167,7 @@ pub struct SimFailure {
 impl fmt::Display for SimFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "simulation seed {} failed: {}", self.seed, self.reason)?;
-        writeln!(
-            f,
-            "replay: MSRP_SIM_SEED={} cargo test -p msrp-tests --test simulation seeds -- --nocapture",
-            self.seed
-        )?;
+        writeln!(f, "replay: {}", self.replay)?;
         writeln!(f, "(add MSRP_SIM_TRACE=1 to print the whole trace)")?;
         writeln!(f, "last {} of {} trace lines:", self.recent.len(), self.trace_lines)?;
         for line in &self.recent {
@@ -190,14 +194,18 @@ pub fn run_seed_messages(seed: u64) -> Result<(RunSummary, Vec<SentMessage>), Si
 }
 
 fn run_seed_full(seed: u64, echo: bool) -> Result<(RunSummary, Vec<SentMessage>), SimFailure> {
+    let replay = format!("MSRP_SIM_SEED={seed} cargo test -p msrp-tests --test simulation seeds -- --nocapture");
+    let sim = run_world(seed, replay, || Sim::new(seed, echo))?;
+    Ok((sim.summary(), sim.oracle.into_messages()))
+}
+
+/// Runs the world `make` draws for `seed`; `replay` says how to run it again.
+fn run_world(seed: u64, replay: String, make: impl FnOnce() -> Sim) -> Result<Sim, SimFailure> {
     let mut sim: Option<Sim> = None;
     // The world is drawn inside the guard too, so a panic there reports its seed.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.insert(Sim::new(seed, echo)).run()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.insert(make()).run()));
     let reason = match result {
-        Ok(Ok(())) => {
-            let sim = sim.expect("the run made its world");
-            return Ok((sim.summary(), sim.oracle.into_messages()));
-        }
+        Ok(Ok(())) => return Ok(sim.expect("the run made its world")),
         Ok(Err(violation)) => violation,
         Err(panic) => {
             let text = panic
@@ -210,7 +218,7 @@ fn run_seed_full(seed: u64, echo: bool) -> Result<(RunSummary, Vec<SentMessage>)
     };
     let (recent, trace_lines) =
         sim.map_or((Vec::new(), 0), |sim| (sim.trace.recent.iter().cloned().collect(), sim.trace.lines));
-    Err(SimFailure { seed, reason, recent, trace_lines })
+    Err(SimFailure { seed, reason, replay, recent, trace_lines })
 }
 
 /// Something due at an instant.
@@ -234,6 +242,8 @@ enum Due {
     Script(usize),
     /// A stranger's connection sends its first request.
     Stranger(usize),
+    /// The relay hangs up on a client.
+    RelayDrop,
 }
 
 /// What happened to a pair that can justify a failure (see [`Context`]).
@@ -271,8 +281,12 @@ pub struct Sim {
     rng: SimRng,
     /// Peer `2n` is the client of pair `n`, peer `2n + 1` its server side.
     peers: Vec<Peer>,
-    /// The connection of each pair.
+    /// The connections: one per pair in a direct world, one per peer through a relay.
     links: Vec<Link>,
+    /// The peer at the client end of each link.
+    clients: Vec<usize>,
+    /// The relay holding the server end of every link, in a relayed world.
+    relay: Option<RelayNode>,
     listener: Listener,
     oracle: Oracle,
     trace: Trace,
@@ -323,19 +337,7 @@ impl Sim {
             // A connect that fails or takes seconds (the plan's slow connects, which may
             // leave too little of a bind timeout) is a fault from the start.
             let link_fault = plan.connect != ConnectOutcome::Accept || plan.connect_delay >= Duration::from_secs(1);
-            // A gap between reads, tiny reads, or a 1 KiB socket buffer (its writer goes at
-            // the pace of the reader's round trips, and responses queue behind data) can
-            // delay a response past a short response timeout. So can a 16 KiB buffer when
-            // a response timeout is short: hundreds of KiB of 64-byte chunks, each with its
-            // own head and 200, take longer than 3 s through it (soak seeds 33348, 37158,
-            // 39098, 71118, 82517, 97745 and 99050 traced: every 408 there came from
-            // responses queued behind that traffic, none was lost).
-            let short_response_timeout =
-                [2 * pair, 2 * pair + 1].iter().any(|&p| peers[p].config.response_timeout <= Duration::from_secs(3));
-            let slow = plan.read_gap.iter().any(|gap| !gap.is_zero())
-                || plan.max_read < MAX_READ
-                || plan.capacity.iter().any(|&capacity| capacity <= 1024)
-                || (short_response_timeout && plan.capacity.iter().any(|&capacity| capacity <= 16 * 1024));
+            let slow = slow_link(&plan, [&peers[2 * pair], &peers[2 * pair + 1]]);
             worlds.push(PairWorld { link_fault, slow, ..PairWorld::default() });
             links.push(Link::new(plan, epoch));
             ends.push(ServerEnd::Nobody);
@@ -347,58 +349,79 @@ impl Sim {
                 strangers.push(Stranger { at: epoch + rng.millis(0, 20_000), target, done: false });
             }
         }
-        let mut sim = Self {
-            seed,
-            epoch,
-            now: epoch,
-            rng,
-            peers,
-            links,
-            listener: Listener { router, ends },
-            oracle: Oracle::default(),
-            trace: Trace::new(echo),
-            steps: 0,
-            timer_steps_at_instant: 0,
-            bytes_received: 0,
-            worlds,
-            bound: vec![false; pairs],
-            strangers,
-            strangers_refused: 0,
-            truncations: 0,
-            cut_frames: 0,
-        };
+        let mut sim = Self::blank(seed, echo, epoch, rng, router);
+        sim.peers = peers;
+        sim.links = links;
+        sim.clients = (0..pairs).map(|pair| 2 * pair).collect();
+        sim.listener.ends = ends;
+        sim.worlds = worlds;
+        sim.bound = vec![false; pairs];
+        sim.strangers = strangers;
         sim.log(format!("seed {seed}: {pairs} pair(s), messages up to {max_message} B"));
         for pair in 0..pairs {
-            let plan = &sim.links[pair].plan;
-            let line = format!("link{pair}: {plan:?}");
-            sim.log(line);
+            sim.log_link(pair);
             for p in [2 * pair, 2 * pair + 1] {
-                let peer = &sim.peers[p];
-                let c = &peer.config;
-                let line = format!(
-                    "{}: chunk {} segment {} watermark {} buffer {} response {:?} bind {:?} shutdown {:?} \
-                     keepalive {:?} reassembly {:?} accept {:?} script {} actions, ends by {:?} after {:?}",
-                    peer.name,
-                    c.max_chunk_size,
-                    c.segment_size,
-                    c.write_high_watermark,
-                    c.message_buffer,
-                    c.response_timeout,
-                    c.bind_timeout,
-                    c.shutdown_timeout,
-                    c.keepalive_interval,
-                    c.reassembly,
-                    c.accept_types,
-                    peer.script.actions_left,
-                    peer.script.ending,
-                    peer.script.lifetime,
-                );
-                sim.log(line);
+                sim.log_peer(p);
             }
             // The client's session exists from the start and connects.
             sim.create_session(2 * pair);
         }
         sim
+    }
+
+    /// A world of `seed` with nothing in it yet.
+    fn blank(seed: u64, echo: bool, epoch: Instant, rng: SimRng, router: SessionRouter) -> Self {
+        Self {
+            seed,
+            epoch,
+            now: epoch,
+            rng,
+            peers: Vec::new(),
+            links: Vec::new(),
+            clients: Vec::new(),
+            relay: None,
+            listener: Listener { router, ends: Vec::new() },
+            oracle: Oracle::default(),
+            trace: Trace::new(echo),
+            steps: 0,
+            timer_steps_at_instant: 0,
+            bytes_received: 0,
+            worlds: Vec::new(),
+            bound: Vec::new(),
+            strangers: Vec::new(),
+            strangers_refused: 0,
+            truncations: 0,
+            cut_frames: 0,
+        }
+    }
+
+    fn log_link(&mut self, link: usize) {
+        let line = format!("link{link}: {:?}", self.links[link].plan);
+        self.log(line);
+    }
+
+    fn log_peer(&mut self, p: usize) {
+        let peer = &self.peers[p];
+        let c = &peer.config;
+        let line = format!(
+            "{}: chunk {} segment {} watermark {} buffer {} response {:?} bind {:?} shutdown {:?} \
+             keepalive {:?} reassembly {:?} accept {:?} script {} actions, ends by {:?} after {:?}",
+            peer.name,
+            c.max_chunk_size,
+            c.segment_size,
+            c.write_high_watermark,
+            c.message_buffer,
+            c.response_timeout,
+            c.bind_timeout,
+            c.shutdown_timeout,
+            c.keepalive_interval,
+            c.reassembly,
+            c.accept_types,
+            peer.script.actions_left,
+            peer.script.ending,
+            peer.script.lifetime,
+        );
+        self.log(line);
     }
 
     fn log(&mut self, text: impl fmt::Display) {
@@ -459,6 +482,7 @@ impl Sim {
                 }
             }
         }
+        self.check_logins_ended()?;
         if let Some(stranger) = self.strangers.iter().find(|stranger| !stranger.done) {
             return Err(format!("the stranger due at {:?} never came", stranger.at - self.epoch));
         }
@@ -501,12 +525,12 @@ impl Sim {
         Ok(true)
     }
 
-    /// Whether the end `end` of link `pair` would read now.
-    fn reads(&self, pair: usize, end: usize) -> bool {
-        let wants = |p: usize| self.peers[p].session.as_ref().is_some_and(Session::wants_read);
-        match (end, &self.listener.ends[pair]) {
-            (CLIENT, _) => wants(2 * pair),
-            (_, ServerEnd::Pending(_)) => true,
+    /// Whether the end `end` of link `link` would read now.
+    fn reads(&self, link: usize, end: usize) -> bool {
+        let wants = |p: usize| self.peers[p].wants_read();
+        match (end, &self.listener.ends[link]) {
+            (CLIENT, _) => wants(self.clients[link]),
+            (_, ServerEnd::Pending(_) | ServerEnd::Relay) => true,
             (_, ServerEnd::Peer(p)) => wants(*p),
             _ => false,
         }
@@ -517,32 +541,35 @@ impl Sim {
     fn collect_due(&mut self) -> Vec<(Instant, Due)> {
         let mut due = Vec::new();
         let now = self.now;
-        for pair in 0..self.links.len() {
-            let reads = [self.reads(pair, CLIENT), self.reads(pair, SERVER)];
-            let link = &mut self.links[pair];
+        for index in 0..self.links.len() {
+            let reads = [self.reads(index, CLIENT), self.reads(index, SERVER)];
+            let link = &mut self.links[index];
             match link.state {
-                LinkState::Connecting(Some(at)) => due.push((at, Due::Connect(pair))),
+                LinkState::Connecting(Some(at)) => due.push((at, Due::Connect(index))),
                 LinkState::Open => {
                     for end in [CLIENT, SERVER] {
                         if reads[end] {
                             if let Some(at) = link.read_due(end) {
-                                due.push((at, Due::Read(pair, end)));
+                                due.push((at, Due::Read(index, end)));
                             } else if let Some(at) = link.eof_due(end) {
-                                due.push((at, Due::Eof(pair, end)));
+                                due.push((at, Due::Eof(index, end)));
                             }
                         }
                         if let Some(at) = link.ack_due(now, end) {
-                            due.push((at, Due::Ack(pair, end)));
+                            due.push((at, Due::Ack(index, end)));
                         }
                     }
                     if let Some(at) = link.fault_at {
-                        due.push((at, Due::Fault(pair)));
+                        due.push((at, Due::Fault(index)));
                     }
                 }
                 LinkState::Connecting(None) | LinkState::Dead => {}
             }
         }
         for (p, peer) in self.peers.iter().enumerate() {
+            if let Some(at) = peer.login_timeout() {
+                due.push((at, Due::Timer(p)));
+            }
             let Some(session) = &peer.session else { continue };
             if let Some(at) = session.poll_timeout() {
                 due.push((at, Due::Timer(p)));
@@ -559,49 +586,58 @@ impl Sim {
                 due.push((stranger.at, Due::Stranger(i)));
             }
         }
+        if let Some((at, _)) = self.relay.as_ref().and_then(|relay| relay.drop_at) {
+            due.push((at, Due::RelayDrop));
+        }
         due
     }
 
     fn perform(&mut self, due: Due) -> Result<(), Violation> {
         let now = self.now;
         match due {
-            Due::Connect(pair) => self.connect(pair),
-            Due::Read(pair, end) => {
-                let max = read_size(&mut self.rng, self.links[pair].plan.max_read);
-                let (data, reset) = self.links[pair].read(now, end, max);
-                self.log(format!("link{pair} {} reads {} B", end_name(end), data.len()));
+            Due::Connect(link) => self.connect(link),
+            Due::Read(link, end) => {
+                let max = read_size(&mut self.rng, self.links[link].plan.max_read);
+                let (data, reset) = self.links[link].read(now, end, max);
+                self.log(format!("link{link} {} reads {} B", end_name(end), data.len()));
                 if !data.is_empty() {
-                    self.deliver(pair, end, data)?;
+                    self.deliver(link, end, data)?;
                 }
                 if reset {
-                    self.worlds[pair].link_fault = true;
-                    self.worlds[pair].truncated = true;
+                    let pair = self.pair_of_link(link);
+                    let world = &mut self.worlds[pair];
+                    world.link_fault = true;
+                    world.truncated = true;
                     self.truncations += 1;
-                    self.reset(pair);
+                    self.reset(link);
                 }
                 Ok(())
             }
-            Due::Eof(pair, end) => {
-                self.links[pair].eof_told(end);
-                self.log(format!("link{pair} {} reads the end of stream", end_name(end)));
-                self.end_of_stream(pair, end);
+            Due::Eof(link, end) => {
+                self.links[link].eof_told(end);
+                self.log(format!("link{link} {} reads the end of stream", end_name(end)));
+                self.end_of_stream(link, end);
                 Ok(())
             }
-            Due::Ack(pair, end) => {
-                let n = self.links[pair].take_ack(end);
-                if let Some(p) = self.peer_at(pair, end) {
-                    self.log(format!("{} written {n} B", self.peers[p].name));
-                    self.peers[p].written += n;
-                    self.input(p, Input::Written(n as usize));
+            Due::Ack(link, end) => {
+                let n = self.links[link].take_ack(end);
+                if let Some(p) = self.peer_at(link, end) {
+                    let n = self.login_written(p, n);
+                    if n > 0 {
+                        self.log(format!("{} written {n} B", self.peers[p].name));
+                        self.peers[p].written += n;
+                        self.input(p, Input::Written(n as usize));
+                    }
                 }
                 Ok(())
             }
-            Due::Fault(pair) => {
-                let link = &mut self.links[pair];
+            Due::Fault(index) => {
+                let pair = self.pair_of_link(index);
+                let link = &mut self.links[index];
                 link.fault_at = None;
                 // `fault_at` is only set from a planned fault.
                 let Some((_, fault)) = link.plan.timed_fault else {
-                    return Err(format!("link{pair}: a fault fired that was not planned"));
+                    return Err(format!("link{index}: a fault fired that was not planned"));
                 };
                 self.worlds[pair].link_fault = true;
                 match fault {
@@ -609,15 +645,16 @@ impl Sim {
                         link.shut_write(now, end);
                         self.worlds[pair].truncated = true;
                         self.truncations += 1;
-                        self.log(format!("link{pair} fault: {} half-closes", end_name(end)));
+                        self.log(format!("link{index} fault: {} half-closes", end_name(end)));
                     }
                     TimedFault::StopReading(end) => {
                         link.pipes[1 - end].reader_stopped = true;
-                        self.log(format!("link{pair} fault: {} stops reading", end_name(end)));
+                        self.log(format!("link{index} fault: {} stops reading", end_name(end)));
                     }
                 }
                 Ok(())
             }
+            Due::Timer(p) if self.peers[p].session.is_none() => self.login_timeout(p),
             Due::Timer(p) => {
                 self.log(format!("{} timeout", self.peers[p].name));
                 let Some(session) = self.peers[p].session.as_mut() else { return Ok(()) };
@@ -641,6 +678,10 @@ impl Sim {
             }
             Due::Script(p) => self.script_action(p),
             Due::Stranger(i) => self.stranger(i),
+            Due::RelayDrop => {
+                self.relay_drop();
+                Ok(())
+            }
         }
     }
 
@@ -689,10 +730,16 @@ impl Sim {
         }
     }
 
-    /// The peer at `end` of link `pair`, once it has a session.
-    fn peer_at(&self, pair: usize, end: usize) -> Option<usize> {
-        match (end, &self.listener.ends[pair]) {
-            (CLIENT, _) => Some(2 * pair),
+    /// The pair whose peer is at the client end of `link`.
+    fn pair_of_link(&self, link: usize) -> usize {
+        self.peers[self.clients[link]].pair
+    }
+
+    /// The peer at `end` of link `link`, once it has a session (or, at a client end, a
+    /// relay login).
+    fn peer_at(&self, link: usize, end: usize) -> Option<usize> {
+        match (end, &self.listener.ends[link]) {
+            (CLIENT, _) => Some(self.clients[link]),
             (_, ServerEnd::Peer(p)) => Some(*p),
             _ => None,
         }
@@ -706,8 +753,11 @@ impl Sim {
             Input::Closed => self.peers[p].told_closed = true,
             _ => {}
         }
-        if let Some(session) = self.peers[p].session.as_mut() {
+        let peer = &mut self.peers[p];
+        if let Some(session) = peer.session.as_mut() {
             session.handle_input(now, input);
+        } else if let Some(RelayPhase::Login(login)) = peer.relay.as_mut() {
+            login.handle_input(now, input);
         }
     }
 
@@ -732,47 +782,59 @@ impl Sim {
         self.log(line);
     }
 
-    fn connect(&mut self, pair: usize) -> Result<(), Violation> {
+    fn connect(&mut self, link: usize) -> Result<(), Violation> {
         let now = self.now;
-        let client = 2 * pair;
+        let client = self.clients[link];
         // A client that closed dropped its socket, which ended the attempt.
         if !self.peers[client].live() {
-            return Err(format!("link{pair}: a connect outcome for {}, which closed", self.peers[client].name));
+            return Err(format!("link{link}: a connect outcome for {}, which closed", self.peers[client].name));
         }
         // A connection that is `Never` answered has no outcome due.
-        if self.links[pair].plan.connect == ConnectOutcome::Accept {
-            self.links[pair].open(now);
-            self.listener.ends[pair] = ServerEnd::Pending(Box::new(PendingConnection::new(DecoderLimits::default())));
-            self.log(format!("link{pair} connected"));
+        if self.links[link].plan.connect == ConnectOutcome::Accept {
+            self.links[link].open(now);
+            if let Some(relay) = &mut self.relay {
+                relay.relay.handle_connected(ConnectionId(link as u64));
+            } else {
+                self.listener.ends[link] =
+                    ServerEnd::Pending(Box::new(PendingConnection::new(DecoderLimits::default())));
+            }
+            self.log(format!("link{link} connected"));
             self.input(client, Input::Connected);
         } else {
-            self.links[pair].state = LinkState::Dead;
+            self.links[link].state = LinkState::Dead;
             self.peers[client].socket_open = false;
-            self.log(format!("link{pair} connect refused"));
+            self.log(format!("link{link} connect refused"));
             self.input(client, Input::Closed);
         }
         Ok(())
     }
 
-    /// Bytes read at `end` of link `pair` go to its session or to the listener.
-    fn deliver(&mut self, pair: usize, end: usize, data: Bytes) -> Result<(), Violation> {
+    /// Bytes read at `end` of link `link` go to its session, to the listener, or to
+    /// the relay.
+    fn deliver(&mut self, link: usize, end: usize, data: Bytes) -> Result<(), Violation> {
         if end == CLIENT {
-            self.receive(2 * pair, data);
+            self.receive(self.clients[link], data);
             return Ok(());
         }
-        match &mut self.listener.ends[pair] {
+        match &mut self.listener.ends[link] {
             ServerEnd::Pending(pending) => match pending.handle_received(data) {
                 None => Ok(()),
-                Some(Ok(head)) => self.route(pair, &head),
+                Some(Ok(head)) => self.route(link, &head),
                 Some(Err(error)) => {
-                    self.log(format!("listener: link{pair} sent an unreadable first request: {error}"));
-                    self.reject(pair, None);
+                    self.log(format!("listener: link{link} sent an unreadable first request: {error}"));
+                    self.reject(link, None);
                     Ok(())
                 }
             },
             ServerEnd::Peer(p) => {
                 let p = *p;
                 self.receive(p, data);
+                Ok(())
+            }
+            ServerEnd::Relay => {
+                if let Some(relay) = &mut self.relay {
+                    relay.relay.handle_received(self.now, ConnectionId(link as u64), data);
+                }
                 Ok(())
             }
             ServerEnd::Nobody | ServerEnd::Rejected => Ok(()),
@@ -825,29 +887,37 @@ impl Sim {
         self.bound[pair] = false;
     }
 
-    fn end_of_stream(&mut self, pair: usize, end: usize) {
-        if end == SERVER && matches!(self.listener.ends[pair], ServerEnd::Pending(_)) {
-            self.reject(pair, None);
-            return;
+    fn end_of_stream(&mut self, link: usize, end: usize) {
+        if end == SERVER {
+            match self.listener.ends[link] {
+                ServerEnd::Pending(_) => return self.reject(link, None),
+                // The relay's socket reads the end: it closes it and forgets the grant.
+                ServerEnd::Relay => return self.relay_closed(link),
+                _ => {}
+            }
         }
-        if let Some(p) = self.peer_at(pair, end) {
+        if let Some(p) = self.peer_at(link, end) {
             self.input(p, Input::Closed);
         }
     }
 
-    fn reset(&mut self, pair: usize) {
-        let ends = self.links[pair].reset();
-        self.log(format!("link{pair} reset; bytes in flight lost"));
+    fn reset(&mut self, link: usize) {
+        let ends = self.links[link].reset();
+        self.log(format!("link{link} reset; bytes in flight lost"));
         for end in ends {
-            if end == SERVER && matches!(self.listener.ends[pair], ServerEnd::Pending(_)) {
-                self.listener.ends[pair] = ServerEnd::Rejected;
+            match (end, &self.listener.ends[link]) {
+                (SERVER, ServerEnd::Pending(_)) => self.listener.ends[link] = ServerEnd::Rejected,
+                (SERVER, ServerEnd::Relay) => self.relay_closed(link),
+                _ => {}
             }
-            if let Some(p) = self.peer_at(pair, end) {
+            if let Some(p) = self.peer_at(link, end) {
                 self.peers[p].socket_open = false;
                 self.input(p, Input::Closed);
             }
         }
-        self.release(pair);
+        if self.relay.is_none() {
+            self.release(link);
+        }
     }
 
     /// The adapter closes the socket of a peer (after `Output::Close`, or once its
@@ -859,10 +929,10 @@ impl Sim {
             return;
         }
         peer.socket_open = false;
-        let (pair, end) = (peer.pair, peer.end);
-        self.links[pair].close_end(now, end);
+        let (link, end) = (peer.link, peer.end);
+        self.links[link].close_end(now, end);
         if end == SERVER {
-            self.release(pair);
+            self.release(link);
         }
         let line = format!("{} closes its socket", self.peers[p].name);
         self.log(line);
@@ -870,7 +940,7 @@ impl Sim {
 
     fn drain_all(&mut self) -> Result<(), Violation> {
         for _ in 0..MAX_DRAIN_ROUNDS {
-            let mut moved = false;
+            let mut moved = self.drain_relay();
             for p in 0..self.peers.len() {
                 moved |= self.drain_peer(p)?;
             }
@@ -885,6 +955,9 @@ impl Sim {
     fn drain_peer(&mut self, p: usize) -> Result<bool, Violation> {
         let now = self.now;
         let mut outputs = 0;
+        if self.peers[p].session.is_none() {
+            return self.drain_login(p);
+        }
         loop {
             let Some(session) = self.peers[p].session.as_mut() else { return Ok(outputs > 0) };
             let Some(output) = session.poll_output(now) else { return Ok(outputs > 0) };
@@ -942,9 +1015,9 @@ impl Sim {
                 self.oracle.last_chunk_sent(&message_id, peer.transmitted);
             }
         }
-        let (pair, end) = (peer.pair, peer.end);
+        let (link, end) = (peer.link, peer.end);
         let result = if peer.socket_open {
-            self.links[pair].write(now, end, &transmit.parts, &mut self.rng)
+            self.links[link].write(now, end, &transmit.parts, &mut self.rng)
         } else {
             WriteResult::Dead
         };
@@ -970,7 +1043,10 @@ impl Sim {
         }
         self.log(format!("{name} {}", describe(&event)));
         match event {
-            Event::Bound => Ok(()),
+            Event::Bound => {
+                self.on_bound(p);
+                Ok(())
+            }
             Event::Incoming(chunk) => {
                 self.bytes_received += chunk.data.len() as u64;
                 self.oracle.incoming(p, &chunk).map_err(|v| format!("{name}: {v}"))
@@ -1013,9 +1089,14 @@ impl Sim {
                 if matches!(reason, Some(SessionError::Parse(_))) {
                     self.cut_frames += 1;
                 }
+                if self.relay.is_some() {
+                    self.oracle.receiver_gone(p);
+                }
+                self.peers[p].closed_with = Some(reason);
                 self.pair_ended(self.peers[p].pair);
                 Ok(())
             }
+            Event::Relay(event) => self.on_relay_event(p, event),
             other => Err(format!("{name}: unexpected event {other:?}")),
         }
     }
@@ -1032,6 +1113,7 @@ impl Sim {
             ended: world.ended || closed(&self.peers[p]) || closed(receiver),
             receiver_reassembly: receiver.config.reassembly,
             receiver_accepts: receiver.config.accept_types.accepts(content_type),
+            relayed: self.relay.is_some(),
         }
     }
 
@@ -1043,13 +1125,16 @@ impl Sim {
         let other_ended = other.script.end_at.is_some_and(|end_at| self.now >= end_at)
             || other.session.as_ref().is_some_and(Session::is_closed)
             || other.saw_close_output;
+        // Through a relay, 481 says the other end's connection (and grant) is gone.
+        let gone = |error: &MsrpError| error.code == 481 && self.relay.is_some() && (world.link_fault || other_ended);
         let justified = match reason {
             // Only the application ends a session without a reason.
             None => peer.app_ended,
             Some(SessionError::ConnectionClosed) => world.link_fault || other_ended,
             Some(SessionError::KeepaliveFailed(error)) => {
-                error.code == 408 && (world.link_fault || world.slow || other_ended)
+                (error.code == 408 && (world.link_fault || world.slow || other_ended)) || gone(error)
             }
+            Some(SessionError::Failed(error) | SessionError::BindRefused(error)) if gone(error) => true,
             Some(SessionError::Parse(error)) => error.kind == ParseErrorKind::Truncated && world.truncated,
             // A write stall: a reader that stopped (a link fault) stalls its writer for good.
             // So can a slow link: with 1 KiB socket buffers and a write high watermark of 1
@@ -1150,6 +1235,21 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// Whether `plan` is slow for the pair `peers`. A gap between reads, tiny reads, or a
+/// 1 KiB socket buffer (its writer goes at the pace of the reader's round trips, and
+/// responses queue behind data) can delay a response past a short response timeout. So
+/// can a 16 KiB buffer when a response timeout is short: hundreds of KiB of 64-byte
+/// chunks, each with its own head and 200, take longer than 3 s through it (soak seeds
+/// 33348, 37158, 39098, 71118, 82517, 97745 and 99050 traced: every 408 there came from
+/// responses queued behind that traffic, none was lost).
+fn slow_link(plan: &LinkPlan, peers: [&Peer; 2]) -> bool {
+    let short_response_timeout = peers.iter().any(|peer| peer.config.response_timeout <= Duration::from_secs(3));
+    plan.read_gap.iter().any(|gap| !gap.is_zero())
+        || plan.max_read < MAX_READ
+        || plan.capacity.iter().any(|&capacity| capacity <= 1024)
+        || (short_response_timeout && plan.capacity.iter().any(|&capacity| capacity <= 16 * 1024))
 }
 
 /// The partner of peer `p` (the other end of its pair).

@@ -128,6 +128,21 @@ impl LinkPlan {
     }
 }
 
+impl LinkPlan {
+    /// The same plan with a quick, accepted connect and no reset or timed fault (its
+    /// latency, buffers, read gaps and read sizes stay).
+    #[must_use]
+    pub fn without_faults(self) -> Self {
+        Self {
+            connect: ConnectOutcome::Accept,
+            connect_delay: self.connect_delay.min(Duration::from_millis(30)),
+            reset_after: None,
+            timed_fault: None,
+            ..self
+        }
+    }
+}
+
 /// One direction of a connection.
 #[derive(Debug)]
 pub struct Pipe {

@@ -1,16 +1,17 @@
 //! The simulated nodes: endpoints that each drive one session engine (clients connect,
-//! the server side is created when the listener routes a connection to it), and the
-//! listener that shares one port between the server-side sessions through a
-//! [`SessionRouter`].
+//! the server side is created when the listener routes a connection to it; through a
+//! relay, both connect to it and log in first), and the listener that shares one port
+//! between the server-side sessions through a [`SessionRouter`].
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use msrp_core::codec::{Decoded, Decoder, DecoderLimits};
 use msrp_core::connect::{PendingConnection, SessionRouter};
-use msrp_core::session::{ReassemblyLimits, Role, Session, SessionConfig};
+use msrp_core::session::{ReassemblyLimits, Role, Session, SessionConfig, SessionError};
 use msrp_core::{AcceptTypes, Method, Uri};
 
+use super::relay::RelayPhase;
 use super::rng::SimRng;
 use super::script::Script;
 
@@ -20,8 +21,10 @@ use super::script::Script;
 pub struct Peer {
     /// `c<n>` for the client of pair `n`, `s<n>` for its server side.
     pub name: String,
-    /// The pair (and connection) it belongs to.
+    /// The pair it belongs to.
     pub pair: usize,
+    /// Its connection: the pair's in a direct world, its own to the relay otherwise.
+    pub link: usize,
     /// Its end of the connection ([`super::net::CLIENT`] or [`super::net::SERVER`]).
     pub end: usize,
     pub config: SessionConfig,
@@ -52,6 +55,13 @@ pub struct Peer {
     /// With reassembly: what its engine reads, decoded again to know which message bytes
     /// it holds (its REPORTs may cover them before they are delivered).
     pub wire: Option<WireReader>,
+    /// Through a relay: its login, then what the login left for the session.
+    pub relay: Option<RelayPhase>,
+    /// Bytes of AUTHs its login wrote that were not acknowledged yet (acknowledgements
+    /// count them first: they are not the session's).
+    pub login_unacked: u64,
+    /// Why its session closed, once it did.
+    pub closed_with: Option<Option<SessionError>>,
 }
 
 /// Decodes the bytes a session reads to learn which message bytes reached it.
@@ -103,6 +113,7 @@ impl Peer {
             wire,
             name,
             pair,
+            link: pair,
             end,
             config,
             local_uri,
@@ -119,12 +130,36 @@ impl Peer {
             transmitted: 0,
             written: 0,
             script,
+            relay: None,
+            login_unacked: 0,
+            closed_with: None,
         }
     }
 
-    /// The open session, if it exists and has not closed.
+    /// The same peer on the client end of its own connection `link` (to a relay), logging
+    /// in with `login` first.
+    #[must_use]
+    pub fn relayed(self, link: usize, login: RelayPhase) -> Self {
+        Self { link, end: super::net::CLIENT, relay: Some(login), ..self }
+    }
+
+    /// The open session, if it exists and has not closed, or a relay login that runs.
     pub fn live(&self) -> bool {
-        self.session.as_ref().is_some_and(|session| !session.is_closed())
+        self.session.as_ref().map_or(matches!(self.relay, Some(RelayPhase::Login(_))), |session| !session.is_closed())
+    }
+
+    /// Whether its engine reads now: the session's `wants_read`, or a login that runs
+    /// (an adapter stops reading between the login and the session).
+    pub fn wants_read(&self) -> bool {
+        self.session.as_ref().map_or(matches!(self.relay, Some(RelayPhase::Login(_))), Session::wants_read)
+    }
+
+    /// When its relay login's timer is due, while there is no session yet.
+    pub fn login_timeout(&self) -> Option<std::time::Instant> {
+        match (&self.session, &self.relay) {
+            (None, Some(RelayPhase::Login(login))) => login.poll_timeout(),
+            _ => None,
+        }
     }
 }
 
@@ -167,6 +202,8 @@ pub enum ServerEnd {
     Peer(usize),
     /// Refused with 481 or 506 (the listener answered and closed it).
     Rejected,
+    /// The relay's.
+    Relay,
 }
 
 /// The listening port all server-side sessions share.

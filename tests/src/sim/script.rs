@@ -249,7 +249,7 @@ impl Sim {
         self.log(line);
         match result {
             Ok(id) => {
-                self.register(p, id, &plan);
+                self.register(p, id, &plan, "send_message");
                 Ok(())
             }
             Err(SendError::Closed | SendError::ShuttingDown) => Ok(()),
@@ -257,8 +257,10 @@ impl Sim {
         }
     }
 
-    fn register(&mut self, p: usize, outgoing: OutgoingId, plan: &MessagePlan) {
-        self.oracle.register(SentMessage::new(p, outgoing, partner(p), plan));
+    fn register(&mut self, p: usize, outgoing: OutgoingId, plan: &MessagePlan, how: &'static str) {
+        let mut message = SentMessage::new(p, outgoing, partner(p), plan);
+        message.how = how;
+        self.oracle.register(message);
         let pair = self.peers[p].pair;
         if self.worlds[pair].ended {
             // A message started after an application of the pair ended may be cut off.
@@ -307,7 +309,7 @@ impl Sim {
         self.log(line);
         match result {
             Ok(id) => {
-                self.register(p, id, &plan);
+                self.register(p, id, &plan, what);
                 self.peers[p].script.streams.push(Stream { id, body: plan.body, written: 0, blocked: false, eager });
                 self.write_stream(p, id, eager)
             }
