@@ -176,7 +176,7 @@ impl RelayScript {
         Self { auth: Some(auth), ..Self::default() }
     }
 
-    /// Kamailio's msrp module as observed (../shared/interop/kamailio): needs `uri=`,
+    /// Kamailio's msrp module as observed (tests/kamailio/README.md): needs `uri=`,
     /// 423 to any `Expires` with `Authorization`, 11238-byte frames, 200 to every SEND.
     pub fn kamailio_like(auth: Option<DigestAuth>) -> Self {
         Self {
