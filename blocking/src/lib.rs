@@ -47,8 +47,9 @@ use msrp_core::{Chunk, ChunkParams, MsrpError, Uri};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, Mode, OnIncoming, OnRefused, RELAY_CHUNK_SIZE,
-    RELAY_PORT, Refused, RelayError, RelayEvent, RelaySettings, TlsClient, TlsError, TlsServer, io_phrase,
+    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, FIRST_ACCEPT_PAUSE, MAX_ACCEPT_PAUSE, Mode, OnIncoming,
+    OnListenError, OnRefused, RELAY_CHUNK_SIZE, RELAY_PORT, Refused, RelayError, RelayEvent, RelaySettings, TlsClient,
+    TlsError, TlsServer, io_phrase, is_transient_accept_error,
 };
 pub use threads::Threads;
 
@@ -141,7 +142,9 @@ impl AcceptorDirect {
     }
 }
 
-/// One listening socket shared by many sessions (msrplib `MSRPServer`).
+/// One listening socket shared by many sessions (msrplib `MSRPServer`). Clones are
+/// handles on the same server, to share between threads.
+#[derive(Clone)]
 pub struct MsrpServer(msrp_smol::MsrpServer<Threads>);
 
 impl MsrpServer {
@@ -150,12 +153,31 @@ impl MsrpServer {
         Self(msrp_smol::MsrpServer::new(Threads, logger))
     }
 
-    /// Replaces the session settings of the connections to come.
+    /// Replaces the session settings of the connections to come; role and paths are set
+    /// by the server, the bind timeout by [`MsrpServer::set_bind_timeout`].
     pub fn set_config(&mut self, config: SessionConfig) {
         self.0.set_config(config);
     }
 
-    /// Listens (if needed) and expects a connection for `local_uri` (msrplib `prepare`).
+    /// How long `complete` waits for its peer, and a prepared URI for its connection; set
+    /// it before the first `prepare`.
+    pub fn set_bind_timeout(&mut self, timeout: std::time::Duration) {
+        self.0.set_bind_timeout(timeout);
+    }
+
+    /// Tells `callback` when a listener stops on a fatal accept error (transient ones are
+    /// logged and waited out); with no listener left, `complete` fails with that error.
+    pub fn set_on_listen_error(&mut self, callback: OnListenError) {
+        self.0.set_on_listen_error(callback);
+    }
+
+    /// The addresses the server listens on, ports filled in.
+    pub fn local_addresses(&self) -> Vec<std::net::SocketAddr> {
+        self.0.local_addresses()
+    }
+
+    /// Listens (if needed) and expects a connection for `local_uri` (msrplib `prepare`);
+    /// port 0 shares the port the server already listens on at that IP address.
     pub fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
         block_on(self.0.prepare(local_uri, logger))
     }

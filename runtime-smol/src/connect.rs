@@ -16,6 +16,7 @@ use msrp_core::session::{Input, Output, Role, Session as Engine, SessionConfig, 
 use msrp_core::{Chunk, ChunkParseError, DecoderLimits, DisplayDuration, IdGenerator, MsrpError, Uri};
 use rand_core::TryRngCore;
 
+use crate::accept::{FIRST_ACCEPT_PAUSE, accept_next};
 use crate::driver;
 use crate::runtime::{BoxStream, Listener, Runtime, io_phrase};
 use crate::session::{Error, Transport};
@@ -463,7 +464,9 @@ impl<R: Runtime> AcceptorDirect<R> {
     /// request comes from another path is answered 481 and closed, and the acceptor goes
     /// on listening for the right peer; connections are read side by side, so one that
     /// stays silent does not keep the peer out. The listener is used up: `prepare` again
-    /// for another session.
+    /// for another session. Transient accept errors (out of file descriptors, a
+    /// connection aborted while queued, …; see [`crate::is_transient_accept_error`]) are
+    /// logged and waited out; a fatal one ends the wait with [`Error::Listen`].
     pub async fn complete(&mut self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
         if full_remote_path.is_empty() {
             return Err(Error::Invalid("the remote path is empty".into()));
@@ -493,10 +496,16 @@ impl<R: Runtime> AcceptorDirect<R> {
                 return Err(Error::Invalid("an msrps URI needs a TLS server setting (set_tls)".to_owned()));
             }
         };
-        let mut accepted = Box::pin(futures::stream::unfold(listener, |mut listener| async move {
-            let accepted = listener.accept().await;
-            Some((accepted, listener))
-        }));
+        // Transient accept errors are waited out there; a fatal one ends `complete`.
+        let runtime = self.runtime.clone();
+        let mut accepted =
+            Box::pin(futures::stream::unfold((listener, FIRST_ACCEPT_PAUSE), move |(mut listener, mut pause)| {
+                let runtime = runtime.clone();
+                async move {
+                    let accepted = accept_next(&runtime, &mut *listener, &mut pause).await;
+                    Some((accepted, (listener, pause)))
+                }
+            }));
         // Connections on their way to a first request, side by side: one that stays
         // silent does not keep the peer out.
         let mut arrivals = FuturesUnordered::new();

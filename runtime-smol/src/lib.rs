@@ -34,6 +34,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accept;
 mod connect;
 mod dns;
 mod driver;
@@ -47,6 +48,7 @@ pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_core::relay::{DigestUri, RelayError, RelayEvent};
 
+pub use accept::{FIRST_ACCEPT_PAUSE, MAX_ACCEPT_PAUSE, is_transient_accept_error};
 pub use connect::{AcceptorDirect, CONNECT_TIMEOUT, ConnectError, ConnectorDirect, OnRefused, Refused};
 pub use dns::{DnsError, lookup_relay};
 pub use driver::EVENT_QUEUE;
@@ -57,6 +59,6 @@ pub use relay::{
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{BoxFuture, BoxStream, ByteStream, IoStream, Listener, ReadBuffer, Runtime, io_phrase};
-pub use server::MsrpServer;
+pub use server::{MsrpServer, OnListenError};
 pub use session::{Error, OnIncoming, OutgoingFile, OutgoingMessage, Session, Transport};
 pub use tls::{TlsClient, TlsError, TlsServer};

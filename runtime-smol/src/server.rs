@@ -6,10 +6,17 @@
 //! To-Path, so the peer's binding SEND is answered at once), and its transport goes to
 //! the `complete` call whose remote path ends in the request's From-Path, now or when it
 //! comes.
+//!
+//! Accepting survives transient errors (out of file descriptors, a connection aborted
+//! while queued, …: see [`crate::is_transient_accept_error`]): they are logged and waited
+//! out with a short pause. A fatal error ends that listener; the application hears of it
+//! through [`MsrpServer::set_on_listen_error`] and, once no listener is left, from
+//! `complete` ([`Error::Listen`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::io::AsyncWriteExt;
@@ -18,6 +25,7 @@ use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
 use msrp_core::{IdGenerator, Uri};
 
+use crate::accept::{FIRST_ACCEPT_PAUSE, accept_next};
 use crate::connect::{
     OnRefused, Refused, bind_engine, listen_address, local_uri_or_default, new_engine, os_ids, read_first_request,
     unreadable,
@@ -33,9 +41,12 @@ struct State<R: Runtime> {
     /// Sessions bound before their `complete` was called, with their peer's URI.
     arrived: Vec<(Uri, Transport<R>)>,
     /// `complete` calls waiting: a ticket, the peer's URI (last of its path) and where to
-    /// send the transport.
-    waiting: Vec<(u64, Uri, oneshot::Sender<Transport<R>>)>,
-    listening: Vec<SocketAddr>,
+    /// send the transport (or the error that ended the last listener).
+    waiting: Vec<(u64, Uri, Completion<R>)>,
+    listening: Vec<Listening>,
+    /// Why the last listener stopped, while none listens: `complete` fails with it.
+    listen_failure: Option<Error>,
+    bind_timeout: Duration,
     /// Numbers connections and waiting `complete` calls.
     next_connection: u64,
     ids: IdGenerator,
@@ -43,12 +54,38 @@ struct State<R: Runtime> {
     logger: Option<Box<dyn TrafficLogger>>,
     tls: Option<TlsServer>,
     on_refused: Option<OnRefused>,
+    on_listen_error: Option<OnListenError>,
 }
 
+/// Where a waiting `complete` gets its transport, or the error that ended the last
+/// listener.
+type Completion<R> = oneshot::Sender<Result<Transport<R>, Error>>;
+
+/// A port the server accepts on.
+struct Listening {
+    address: SocketAddr,
+    /// Whether it speaks TLS (`msrps`): a port serves one scheme.
+    tls: bool,
+}
+
+/// Called when one of the server's listeners stops for good on a fatal accept error,
+/// with that error ([`Error::Listen`]: the address and the system's words). Runs on the
+/// accepting task: keep it short.
+pub type OnListenError = Box<dyn FnMut(Error) + Send>;
+
 /// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
+///
+/// Clones are handles on the same server (same listeners, prepared URIs and settings),
+/// cheap to give to other tasks.
 pub struct MsrpServer<R: Runtime> {
     runtime: R,
     state: Arc<Mutex<State<R>>>,
+}
+
+impl<R: Runtime> Clone for MsrpServer<R> {
+    fn clone(&self) -> Self {
+        Self { runtime: self.runtime.clone(), state: Arc::clone(&self.state) }
+    }
 }
 
 impl<R: Runtime> MsrpServer<R> {
@@ -60,19 +97,48 @@ impl<R: Runtime> MsrpServer<R> {
             arrived: Vec::new(),
             waiting: Vec::new(),
             listening: Vec::new(),
+            listen_failure: None,
+            bind_timeout: BIND_TIMEOUT,
             next_connection: 0,
             ids: os_ids(),
             config: SessionConfig::new(Role::Passive, Vec::new(), Vec::new()),
             logger,
             tls: None,
             on_refused: None,
+            on_listen_error: None,
         };
         Self { runtime, state: Arc::new(Mutex::new(state)) }
     }
 
-    /// Replaces the session settings of the connections to come.
+    /// Replaces the session settings (chunk size, limits, …) of the connections to come.
+    /// Only session settings: the role (passive) and the paths are set by the server, and
+    /// its bind timeout is [`MsrpServer::set_bind_timeout`]'s.
     pub fn set_config(&mut self, config: SessionConfig) {
         lock(&self.state).config = config;
+    }
+
+    /// How long `complete` waits for its peer, and a prepared URI for its connection
+    /// ([`BIND_TIMEOUT`] unless set). Set it before the first `prepare`: URIs prepared
+    /// already keep the timeout they were prepared with; `complete` calls from now on use
+    /// the new one.
+    pub fn set_bind_timeout(&mut self, timeout: Duration) {
+        let mut state = lock(&self.state);
+        state.bind_timeout = timeout;
+        if state.prepared.is_empty() {
+            state.router = SessionRouter::new(false, timeout);
+        }
+    }
+
+    /// Tells `callback` when a listener stops on a fatal accept error (transient ones are
+    /// only logged). Once no listener is left, every waiting and later `complete` fails
+    /// with that error until a `prepare` listens again.
+    pub fn set_on_listen_error(&mut self, callback: OnListenError) {
+        lock(&self.state).on_listen_error = Some(callback);
+    }
+
+    /// The addresses the server listens on, ports filled in.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        lock(&self.state).listening.iter().map(|listening| listening.address).collect()
     }
 
     /// Tells `callback` of every connection the router refuses (481 for a URI not
@@ -87,13 +153,27 @@ impl<R: Runtime> MsrpServer<R> {
     }
 
     /// Listens on `local_uri`'s address if nothing does yet, and expects connections for
-    /// it (msrplib `prepare`); returns the full local path. A port of 0 is replaced by the
-    /// one picked; a missing session id is made up.
+    /// it (msrplib `prepare`); returns the full local path. A port of 0 means any port:
+    /// the one the server already listens on at that IP address with that scheme (`msrp`
+    /// or `msrps`), else a new one the system picks (see
+    /// [`MsrpServer::local_addresses`]). A missing session id is made up.
     pub async fn prepare(&self, local_uri: Uri, logger: Option<Box<dyn TrafficLogger>>) -> Result<Vec<Uri>, Error> {
         let mut uri = local_uri;
         let (address, where_) = listen_address(&self.runtime, &uri).await?;
-        let listening = lock(&self.state).listening.contains(&address);
-        if !listening || address.port() == 0 {
+        let listening = {
+            let state = lock(&self.state);
+            let mut listening = state.listening.iter();
+            if address.port() == 0 {
+                listening
+                    .find(|listening| listening.address.ip() == address.ip() && listening.tls == uri.use_tls)
+                    .map(|listening| listening.address)
+            } else {
+                listening.find(|listening| listening.address == address).map(|listening| listening.address)
+            }
+        };
+        if let Some(shared) = listening {
+            uri.port = Some(shared.port());
+        } else {
             let tls = if uri.use_tls {
                 Some(
                     lock(&self.state)
@@ -107,11 +187,20 @@ impl<R: Runtime> MsrpServer<R> {
             let mut listener = self.runtime.listen(address).await.map_err(|error| Error::listen(&where_, &error))?;
             let actual = listener.local_addr().map_err(|error| Error::listen(&where_, &error))?;
             uri.port = Some(actual.port());
-            lock(&self.state).listening.push(actual);
+            {
+                let mut state = lock(&self.state);
+                state.listening.push(Listening { address: actual, tls: tls.is_some() });
+                state.listen_failure = None;
+            }
             let state = Arc::clone(&self.state);
             let runtime = self.runtime.clone();
             self.runtime.spawn(Box::pin(async move {
-                while let Ok((stream, peer)) = listener.accept().await {
+                let mut pause = FIRST_ACCEPT_PAUSE;
+                let error = loop {
+                    let (stream, peer) = match accept_next(&runtime, &mut *listener, &mut pause).await {
+                        Ok(accepted) => accepted,
+                        Err(error) => break error,
+                    };
                     let tls = tls.clone();
                     let connection = {
                         let mut state = lock(&state);
@@ -130,7 +219,8 @@ impl<R: Runtime> MsrpServer<R> {
                         };
                         route(runtime_for_route, state, (connection, peer), stream).await;
                     }));
-                }
+                };
+                stopped_listening(&state, actual, Error::listen(&where_, &error));
             }));
         }
         let mut state = lock(&self.state);
@@ -143,7 +233,8 @@ impl<R: Runtime> MsrpServer<R> {
     /// Waits until a connection binds with a From-Path ending in `full_remote_path`'s
     /// last URI (msrplib `complete`); `BindSessionTimeout` after the bind timeout. A
     /// connection that arrived first was bound already (RFC 4975 §5.4 binds by To-Path)
-    /// and waits here with its messages queued.
+    /// and waits here with its messages queued. Fails with [`Error::Listen`] when the
+    /// server's listeners all stopped on a fatal accept error (no peer can come).
     pub async fn complete(&self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
         let peer = full_remote_path.last().cloned().ok_or_else(|| Error::Invalid("the remote path is empty".into()))?;
         let (sender, receiver) = oneshot::channel();
@@ -151,19 +242,22 @@ impl<R: Runtime> MsrpServer<R> {
             let mut state = lock(&self.state);
             let parked = state.arrived.iter().position(|(from, _)| *from == peer);
             let parked = parked.map(|at| state.arrived.remove(at).1);
+            if let (None, Some(error)) = (&parked, &state.listen_failure) {
+                return Err(error.clone());
+            }
             state.next_connection += 1;
             let ticket = state.next_connection;
             if parked.is_none() {
                 state.waiting.push((ticket, peer, sender));
             }
-            (parked, ticket, state.config.bind_timeout)
+            (parked, ticket, state.bind_timeout)
         };
         if let Some(transport) = parked {
             return Ok(transport);
         }
         let timeout = self.runtime.sleep_until(self.runtime.now() + bind_timeout);
-        if let futures::future::Either::Left((Ok(transport), _)) = futures::future::select(receiver, timeout).await {
-            return Ok(transport);
+        if let futures::future::Either::Left((Ok(bound), _)) = futures::future::select(receiver, timeout).await {
+            return bound;
         }
         lock(&self.state).waiting.retain(|(waiting, _, _)| *waiting != ticket);
         Err(SessionError::BindTimeout.into())
@@ -175,6 +269,22 @@ impl<R: Runtime> MsrpServer<R> {
         state.router.cleanup(local_uri);
         state.prepared.remove(local_uri);
         state.arrived.retain(|(_, transport)| transport.local_path().last() != Some(local_uri));
+    }
+}
+
+/// A listener stopped on `error`: it is no longer one to prepare on, and the application
+/// is told; with none left, `complete` calls fail with `error`.
+fn stopped_listening<R: Runtime>(state: &Mutex<State<R>>, address: SocketAddr, error: Error) {
+    let mut state = lock(state);
+    state.listening.retain(|listening| listening.address != address);
+    if state.listening.is_empty() {
+        for (_, _, sender) in state.waiting.drain(..) {
+            let _ = sender.send(Err(error.clone()));
+        }
+        state.listen_failure = Some(error.clone());
+    }
+    if let Some(on_listen_error) = &mut state.on_listen_error {
+        on_listen_error(error);
     }
 }
 
@@ -232,7 +342,7 @@ async fn route<R: Runtime>(
     let waiting = state.waiting.iter().position(|(_, waiting_for, _)| *waiting_for == peer);
     match waiting.map(|at| state.waiting.remove(at)) {
         Some((_, _, sender)) => {
-            if let Err(transport) = sender.send(transport) {
+            if let Err(Ok(transport)) = sender.send(Ok(transport)) {
                 // That `complete` gave up just now: keep the session for another.
                 state.arrived.push((peer, transport));
             }

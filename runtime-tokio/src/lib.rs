@@ -45,9 +45,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub use msrp_core as core;
 pub use msrp_core::AcceptTypes;
 pub use msrp_smol::{
-    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, Mode, OnIncoming, OnRefused, OutgoingFile,
-    OutgoingMessage, RELAY_CHUNK_SIZE, RELAY_PORT, Refused, RelayError, RelayEvent, RelaySettings, Runtime, TlsClient,
-    TlsError, TlsServer, io_phrase, lookup_relay, tls,
+    CONNECT_TIMEOUT, ConnectError, DigestUri, DnsError, Error, FIRST_ACCEPT_PAUSE, MAX_ACCEPT_PAUSE, Mode, OnIncoming,
+    OnListenError, OnRefused, OutgoingFile, OutgoingMessage, RELAY_CHUNK_SIZE, RELAY_PORT, Refused, RelayError,
+    RelayEvent, RelaySettings, Runtime, TlsClient, TlsError, TlsServer, io_phrase, is_transient_accept_error,
+    lookup_relay, tls,
 };
 
 /// msrplib's `ConnectorDirect` on tokio.
