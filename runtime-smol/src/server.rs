@@ -220,7 +220,8 @@ impl<R: Runtime> MsrpServer<R> {
                         route(runtime_for_route, state, (connection, peer), stream).await;
                     }));
                 };
-                stopped_listening(&state, actual, Error::listen(&where_, &error));
+                // The port picked, not the URI's 0.
+                stopped_listening(&state, actual, Error::listen(&actual.to_string(), &error));
             }));
         }
         let mut state = lock(&self.state);
@@ -274,8 +275,8 @@ impl<R: Runtime> MsrpServer<R> {
 
 /// A listener stopped on `error`: it is no longer one to prepare on, and the application
 /// is told; with none left, `complete` calls fail with `error`.
-fn stopped_listening<R: Runtime>(state: &Mutex<State<R>>, address: SocketAddr, error: Error) {
-    let mut state = lock(state);
+fn stopped_listening<R: Runtime>(shared: &Mutex<State<R>>, address: SocketAddr, error: Error) {
+    let mut state = lock(shared);
     state.listening.retain(|listening| listening.address != address);
     if state.listening.is_empty() {
         for (_, _, sender) in state.waiting.drain(..) {
@@ -283,8 +284,12 @@ fn stopped_listening<R: Runtime>(state: &Mutex<State<R>>, address: SocketAddr, e
         }
         state.listen_failure = Some(error.clone());
     }
-    if let Some(on_listen_error) = &mut state.on_listen_error {
+    // Called unlocked, so that the callback may use the server (prepare again).
+    let callback = state.on_listen_error.take();
+    drop(state);
+    if let Some(mut on_listen_error) = callback {
         on_listen_error(error);
+        lock(shared).on_listen_error.get_or_insert(on_listen_error);
     }
 }
 
