@@ -441,7 +441,9 @@ impl WriteQueue {
 
 impl ThreadStream {
     fn new(stream: TcpStream) -> io::Result<Self> {
-        stream.set_nodelay(true)?;
+        // Only an optimisation, and it fails on a connection the peer already reset
+        // (EINVAL on macOS): an accepted connection's error must not read as the listener's.
+        let _ = stream.set_nodelay(true);
         let mut reader = stream.try_clone()?;
         let socket = stream.try_clone()?;
         let writer = stream;

@@ -141,7 +141,9 @@ impl Listener for TokioListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
-            stream.set_nodelay(true)?;
+            // Only an optimisation, and it fails on a connection the peer already reset
+            // (EINVAL on macOS): an error here must not read as the listener's.
+            let _ = stream.set_nodelay(true);
             Ok((Box::new(TokioStream(stream)) as BoxStream, peer))
         })
     }
