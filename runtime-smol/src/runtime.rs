@@ -237,7 +237,7 @@ const IDLE_AFTER_SMALL_READS: u32 = 4;
 /// Reads finding nothing in a row after which a stream counts as idle: more than small
 /// reads, as a driver woken for other work (the application taking events) tries a read
 /// on every turn, in the middle of a transfer too.
-const IDLE_AFTER_EMPTY_READS: u32 = 16;
+const IDLE_AFTER_EMPTY_READS: u32 = 64;
 
 #[derive(Debug)]
 struct FreeBuffers {
@@ -302,7 +302,7 @@ impl ReadBuffer {
     }
 
     /// Offers reads only `idle_size` bytes (at most `read_size`) until one fills them,
-    /// and again once the stream is idle: after four small reads in a row, or sixteen
+    /// and again once the stream is idle: after four small reads in a row, or 64
     /// reads in a row that found nothing ([`ReadBuffer::release`]).
     #[must_use]
     pub fn with_idle_size(mut self, idle_size: usize) -> Self {
@@ -357,7 +357,7 @@ impl ReadBuffer {
 
     /// A read found nothing (the stream will wake its task when bytes come): the room is
     /// let go while the stream waits (a full-size one is kept for the next read while the
-    /// stream is busy), and after sixteen such reads in a row the stream counts as idle.
+    /// stream is busy), and after 64 such reads in a row the stream counts as idle.
     pub fn release(&mut self) {
         if let Some(buffer) = self.current.take() {
             if buffer.len() == self.read_size && self.idle_size != self.read_size {
