@@ -34,6 +34,10 @@ use msrp_smol::runtime::{BoxFuture, BoxStream, ByteStream, Listener, MAX_WRITE_P
 /// application for them (a hop between threads), and a read holds its buffer until the
 /// application is done with it (at most `READ_QUEUE + EVENT_QUEUE` reads, 34 MiB).
 const READ_SIZE: usize = 512 * 1024;
+/// Bytes asked for per socket read while the connection is not busy: the reader thread
+/// waits in its read, holding the buffer, so an idle connection holds only this much; a
+/// read that fills it asks for `READ_SIZE` next.
+const IDLE_READ_SIZE: usize = 4 * 1024;
 /// Read buffers kept for reuse during a transfer.
 const READ_BUFFERS_KEPT: usize = 8;
 /// Reads queued for the driver before the reader thread waits: the reader runs ahead a
@@ -450,7 +454,7 @@ impl ThreadStream {
         let (mut read_sender, incoming) = mpsc::channel(READ_QUEUE);
         let outgoing = Arc::new(WriteQueue::default());
         spawn_named("msrp-read", move || {
-            let mut buffer = ReadBuffer::new(READ_SIZE, READ_BUFFERS_KEPT);
+            let mut buffer = ReadBuffer::new(READ_SIZE, READ_BUFFERS_KEPT).with_idle_size(IDLE_READ_SIZE);
             loop {
                 let mut result = reader.read(buffer.room()).map(|n| buffer.take(n));
                 let end = !matches!(&result, Ok(data) if !data.is_empty());

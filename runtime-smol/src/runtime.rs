@@ -27,8 +27,14 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     /// Reads what has arrived into `buffer` and returns it; empty at the end of the
     /// stream. Same contract as [`AsyncRead::poll_read`].
     fn poll_read_bytes(&mut self, cx: &mut Context<'_>, buffer: &mut ReadBuffer) -> Poll<io::Result<Bytes>> {
-        let read = Pin::new(&mut *self).poll_read(cx, buffer.room());
-        read.map_ok(|n| buffer.take(n))
+        match Pin::new(&mut *self).poll_read(cx, buffer.room()) {
+            Poll::Ready(read) => Poll::Ready(read.map(|n| buffer.take(n))),
+            Poll::Pending => {
+                // Nothing to read: a waiting stream holds no buffer.
+                buffer.release();
+                Poll::Pending
+            }
+        }
     }
 
     /// Writes from the front of `parts`, in order, as one write where the stream can (a
@@ -206,20 +212,34 @@ impl Listener for SmolListener {
 /// allocated: a buffer that comes back is read into as it is, so a transfer costs
 /// neither page faults for fresh memory nor zeroing. A small read is copied out instead,
 /// and its buffer serves the next read at once.
+///
+/// With an idle size ([`ReadBuffer::with_idle_size`]), a stream that is not busy is
+/// offered only that many bytes per read, so that an idle connection holds next to
+/// nothing; a read that fills them offers the full size to the next one.
 #[derive(Debug)]
 pub struct ReadBuffer {
-    /// Where the next read goes: `read_size` initialized bytes.
+    /// Where the next read goes: initialized bytes, `read_size` or `idle_size` of them.
     current: Option<Vec<u8>>,
-    /// Buffers whose pieces were all dropped, ready for the next reads.
+    /// Buffers of `read_size` whose pieces were all dropped, ready for the next reads.
     free: Arc<Mutex<FreeBuffers>>,
     /// Most bytes one read is offered.
     read_size: usize,
+    /// Bytes a read is offered while the stream is not busy.
+    idle_size: usize,
+    /// Reads are offered `read_size`: one filled the `idle_size` offered to it.
+    large: bool,
     /// Small reads in a row (under a sixteenth of `read_size`).
     small_reads: u32,
+    /// Reads that found nothing, in a row (no read of more than a small one between).
+    empty_reads: u32,
 }
 
 /// Small reads in a row after which a stream counts as idle.
 const IDLE_AFTER_SMALL_READS: u32 = 4;
+/// Reads finding nothing in a row after which a stream counts as idle: more than small
+/// reads, as a driver woken for other work (the application taking events) tries a read
+/// on every turn, in the middle of a transfer too.
+const IDLE_AFTER_EMPTY_READS: u32 = 64;
 
 #[derive(Debug)]
 struct FreeBuffers {
@@ -247,12 +267,22 @@ impl AsRef<[u8]> for Piece {
 impl Drop for Piece {
     fn drop(&mut self) {
         if let Some(free) = self.free.upgrade() {
-            let mut free = free.lock().unwrap_or_else(PoisonError::into_inner);
-            if free.busy && free.buffers.len() < free.keep {
-                free.buffers.push(std::mem::take(&mut self.buffer));
-            }
+            lock(&free).keep(std::mem::take(&mut self.buffer));
         }
     }
+}
+
+impl FreeBuffers {
+    /// Keeps `buffer` for the next reads while the stream is busy and there is room.
+    fn keep(&mut self, buffer: Vec<u8>) {
+        if self.busy && self.buffers.len() < self.keep {
+            self.buffers.push(buffer);
+        }
+    }
+}
+
+fn lock(free: &Mutex<FreeBuffers>) -> std::sync::MutexGuard<'_, FreeBuffers> {
+    free.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ReadBuffer {
@@ -262,16 +292,39 @@ impl ReadBuffer {
     /// chunks on their way out).
     pub fn new(read_size: usize, keep: usize) -> Self {
         let free = FreeBuffers { buffers: Vec::new(), keep, busy: false };
-        Self { current: None, free: Arc::new(Mutex::new(free)), read_size, small_reads: 0 }
+        Self {
+            current: None,
+            free: Arc::new(Mutex::new(free)),
+            read_size,
+            idle_size: read_size,
+            large: true,
+            small_reads: 0,
+            empty_reads: 0,
+        }
     }
 
-    /// Where the next read goes: `read_size` initialized bytes.
+    /// Offers reads only `idle_size` bytes (at most `read_size`) until one fills them,
+    /// and again once the stream is idle: after four small reads in a row, or 64
+    /// reads in a row that found nothing ([`ReadBuffer::release`]).
+    #[must_use]
+    pub fn with_idle_size(mut self, idle_size: usize) -> Self {
+        self.idle_size = idle_size.clamp(1, self.read_size);
+        self.large = self.idle_size == self.read_size;
+        self
+    }
+
+    /// Where the next read goes: `read_size` initialized bytes, or `idle_size` while the
+    /// stream is not busy.
     pub fn room(&mut self) -> &mut [u8] {
-        let read_size = self.read_size;
+        let size = if self.large { self.read_size } else { self.idle_size };
+        if self.current.as_ref().is_some_and(|buffer| buffer.len() != size) {
+            self.current = None;
+        }
         let free = &self.free;
         self.current.get_or_insert_with(|| {
-            let reused = free.lock().unwrap_or_else(PoisonError::into_inner).buffers.pop();
-            reused.unwrap_or_else(|| vec![0; read_size])
+            // Only buffers of the full size are kept; a small one is cheap to make.
+            let reused = if size == self.read_size { lock(free).buffers.pop() } else { None };
+            reused.unwrap_or_else(|| vec![0; size])
         })
     }
 
@@ -281,22 +334,54 @@ impl ReadBuffer {
         let n = n.min(buffer.len());
         let small = n < self.read_size / 16;
         self.small_reads = if small { self.small_reads.saturating_add(1) } else { 0 };
-        {
-            // A few small reads in a row: the stream is not busy, and buffers are let go
-            // (an idle stream holds one buffer, not a pool). A transfer brings a small
-            // read now and then, when the reader is ahead of the writer.
-            let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-            free.busy = self.small_reads < IDLE_AFTER_SMALL_READS;
-            if !free.busy {
-                free.buffers.clear();
-            }
+        if !small {
+            self.empty_reads = 0;
         }
-        if small {
+        if n == buffer.len() && n > 0 {
+            // The stream had more than was offered: offer all from now on.
+            self.large = true;
+        }
+        if self.small_reads >= IDLE_AFTER_SMALL_READS {
+            // A few small reads in a row: the stream is not busy, and buffers are let go
+            // (an idle stream holds one small buffer, not a pool). A transfer brings a
+            // small read now and then, when the reader is ahead of the writer.
+            self.idle();
+        } else {
+            lock(&self.free).busy = true;
+        }
+        if small || buffer.len() != self.read_size {
             let piece = Bytes::copy_from_slice(&buffer[..n]);
             self.current = Some(buffer);
             return piece;
         }
         Bytes::from_owner(Piece { buffer, len: n, free: Arc::downgrade(&self.free) })
+    }
+
+    /// A read found nothing (the stream will wake its task when bytes come): the room is
+    /// let go while the stream waits (a full-size one is kept for the next read while the
+    /// stream is busy), and after 64 such reads in a row the stream counts as idle.
+    pub fn release(&mut self) {
+        if let Some(buffer) = self.current.take() {
+            if buffer.len() == self.read_size && self.idle_size != self.read_size {
+                lock(&self.free).keep(buffer);
+            } else if self.idle_size == self.read_size {
+                // A buffer that never shrinks stays where it is.
+                self.current = Some(buffer);
+            }
+        }
+        self.empty_reads = self.empty_reads.saturating_add(1);
+        if self.empty_reads >= IDLE_AFTER_EMPTY_READS {
+            self.idle();
+        }
+    }
+
+    /// The stream is not busy: buffers coming back are not kept, and reads are offered
+    /// the idle size.
+    fn idle(&mut self) {
+        let mut free = lock(&self.free);
+        free.busy = false;
+        free.buffers.clear();
+        self.large = self.idle_size == self.read_size;
     }
 }
 
@@ -370,6 +455,56 @@ mod tests {
         }
         drop(piece);
         assert!(buffer.free.lock().unwrap().buffers.is_empty(), "nor kept when it comes back while idle");
+    }
+
+    #[test]
+    fn a_stream_with_an_idle_size_reads_small_until_a_read_fills_it() {
+        let mut buffer = ReadBuffer::new(100, 2).with_idle_size(10);
+        assert_eq!(buffer.room().len(), 10, "a new stream is offered the idle size");
+        let chat = read(&mut buffer, 4, 1);
+        assert_eq!(&chat[..], &[1; 4][..]);
+        assert_eq!(buffer.room().len(), 10, "a read that did not fill it changes nothing");
+        let full = read(&mut buffer, 10, 2);
+        assert_eq!(&full[..], &[2; 10][..], "a small room's read is copied out");
+        assert_eq!(buffer.room().len(), 100, "a read that filled the room asks for all next");
+        let large = read(&mut buffer, 100, 3);
+        assert!(large.iter().all(|&byte| byte == 3));
+        for _ in 0..super::IDLE_AFTER_SMALL_READS {
+            let _small = read(&mut buffer, 5, 4);
+        }
+        assert_eq!(buffer.room().len(), 10, "small reads in a row: idle again");
+    }
+
+    #[test]
+    fn a_waiting_stream_holds_no_buffer() {
+        let mut buffer = ReadBuffer::new(100, 2).with_idle_size(10);
+        let _ = buffer.room();
+        buffer.release();
+        assert!(buffer.current.is_none(), "an idle stream that waits holds nothing");
+        // Busy: the full-size room goes back to the pool while the stream waits, and the
+        // next read takes it from there, as it is.
+        drop(read(&mut buffer, 10, 1));
+        let room = buffer.room().as_ptr();
+        buffer.release();
+        assert!(buffer.current.is_none());
+        assert_eq!(buffer.free.lock().unwrap().buffers.len(), 1, "kept for the next read");
+        assert_eq!(buffer.room().as_ptr(), room, "reused, not allocated again");
+        for _ in 2..super::IDLE_AFTER_EMPTY_READS {
+            buffer.release();
+        }
+        assert_eq!(buffer.free.lock().unwrap().buffers.len(), 1, "a busy stream's driver tries reads in between");
+        buffer.release();
+        assert!(buffer.free.lock().unwrap().buffers.is_empty(), "let go after many empty reads in a row");
+        assert_eq!(buffer.room().len(), 10, "and reads are small again");
+    }
+
+    #[test]
+    fn a_buffer_without_an_idle_size_keeps_its_room_while_waiting() {
+        let mut buffer = ReadBuffer::new(100, 2);
+        let room = buffer.room().as_ptr();
+        buffer.release();
+        assert_eq!(buffer.room().as_ptr(), room);
+        assert_eq!(buffer.room().len(), 100);
     }
 
     #[test]

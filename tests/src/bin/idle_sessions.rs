@@ -1,0 +1,166 @@
+//! Idle sessions benchmark over 127.0.0.1 (not a test; issue 17 §4): N MSRP sessions on
+//! one `MsrpServer` port, each set up (connect, bind, one message each way) and then left
+//! idle, both sides in one process; next to N idle raw TCP connection pairs of the same
+//! runtime as the baseline. Each measurement runs in a process of its own, and memory is
+//! `VmRSS` (from `/proc/self/status`) after the connections are idle minus before any.
+//! Kernel socket buffers are not in `VmRSS`, so the figures are the program's own memory.
+//!
+//! `cargo run --release -p msrp-tests --bin idle_sessions -- [--sessions N] [--runtime tokio|smol]`
+//! (default 10,000 on tokio). Every session uses two file descriptors (its two sides), so N
+//! must fit under the open-file limit, which is printed with the figures.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use msrp_smol::runtime::{BoxStream, Runtime};
+use msrp_smol::{AcceptTypes, ConnectorDirect, MsrpServer, Session, Smol};
+use msrp_tokio::Tokio;
+
+/// Sessions set up at once.
+const BATCH: usize = 100;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let option = |name: &str| args.iter().position(|arg| arg == name).and_then(|at| args.get(at + 1)).cloned();
+    let sessions: usize = option("--sessions").map_or(10_000, |text| text.parse().expect("a number of sessions"));
+    let runtime = option("--runtime").unwrap_or_else(|| "tokio".into());
+    if let Some(kind) = option("--measure") {
+        let (rate, per_connection_pair) = match runtime.as_str() {
+            "smol" => smol::block_on(measure(Smol, &kind, sessions)),
+            _ => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(measure(Tokio, &kind, sessions)),
+        };
+        println!("{rate:.0} {per_connection_pair:.0}");
+        return;
+    }
+    println!("open-file limit (soft / hard): {}", open_file_limit());
+    println!("{sessions} sessions on {runtime}, both sides in one process, each measurement in a process of its own");
+    let run = |kind: &str| -> (f64, f64) {
+        let output = Command::new(std::env::current_exe().expect("this program"))
+            .args(["--measure", kind, "--sessions", &sessions.to_string(), "--runtime", &runtime])
+            .output()
+            .expect("the measuring process");
+        assert!(output.status.success(), "{kind}: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut figures = text.split_whitespace().map(|figure| figure.parse::<f64>().expect("a figure"));
+        (figures.next().expect("a rate"), figures.next().expect("a size"))
+    };
+    let (raw_rate, raw_pair) = run("raw");
+    let (msrp_rate, msrp_pair) = run("msrp");
+    println!("{:<26} {:>12} {:>20} {:>20}", "", "set-ups/s", "bytes per pair", "bytes per side");
+    println!("{:<26} {:>12.0} {:>20.0} {:>20.0}", "raw TCP pairs (baseline)", raw_rate, raw_pair, raw_pair / 2.0);
+    println!("{:<26} {:>12.0} {:>20.0} {:>20.0}", "MSRP sessions", msrp_rate, msrp_pair, msrp_pair / 2.0);
+    println!(
+        "MSRP minus raw TCP: {:.0} bytes per session pair, {:.0} per side ({:.1} KiB); set-up rate {:.2}x raw TCP's",
+        msrp_pair - raw_pair,
+        (msrp_pair - raw_pair) / 2.0,
+        (msrp_pair - raw_pair) / 2048.0,
+        msrp_rate / raw_rate
+    );
+}
+
+/// Sets up `count` idle connection pairs of `kind` (`raw` or `msrp`); returns pairs set
+/// up per second and the resident bytes each pair added.
+async fn measure<R: Runtime>(runtime: R, kind: &str, count: usize) -> (f64, f64) {
+    let before = resident_bytes();
+    let started = Instant::now();
+    let (held, finished) = if kind == "raw" {
+        let (pairs, finished) = raw_pairs(&runtime, count).await;
+        (Box::new(pairs) as Box<dyn std::any::Any>, finished)
+    } else {
+        let (sessions, finished) = msrp_sessions(runtime.clone(), count).await;
+        (Box::new(sessions) as Box<dyn std::any::Any>, finished)
+    };
+    let rate = count as f64 / finished.duration_since(started).as_secs_f64();
+    // Idle for a moment: whatever the set-up left to do is done.
+    runtime.sleep_until(Instant::now() + Duration::from_secs(1)).await;
+    let after = resident_bytes();
+    drop(held);
+    (rate, (after.saturating_sub(before)) as f64 / count as f64)
+}
+
+/// `count` connections accepted and connected, with a few bytes each way.
+async fn raw_pairs<R: Runtime>(runtime: &R, count: usize) -> (Vec<(BoxStream, BoxStream)>, Instant) {
+    let mut listener = runtime.listen(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("a listener");
+    let address = listener.local_addr().expect("its address");
+    let mut pairs = Vec::with_capacity(count);
+    while pairs.len() < count {
+        let batch = BATCH.min(count - pairs.len());
+        let connects: Vec<_> = (0..batch).map(|_| runtime.connect(address, Duration::from_secs(10))).collect();
+        let accepts = async {
+            let mut accepted = Vec::with_capacity(batch);
+            for _ in 0..batch {
+                accepted.push(listener.accept().await.expect("an accepted connection").0);
+            }
+            accepted
+        };
+        let (connected, accepted) = futures::join!(futures::future::join_all(connects), accepts);
+        let exchanges = connected.into_iter().zip(accepted).map(|(connected, accepted)| async move {
+            let (mut connected, mut accepted) = (connected.expect("a connection"), accepted);
+            let mut buffer = [0_u8; 16];
+            connected.write_all(b"hello").await.expect("written");
+            accepted.read_exact(&mut buffer[..5]).await.expect("read");
+            accepted.write_all(b"hello").await.expect("written");
+            connected.read_exact(&mut buffer[..5]).await.expect("read");
+            (connected, accepted)
+        });
+        pairs.extend(futures::future::join_all(exchanges).await);
+    }
+    (pairs, Instant::now())
+}
+
+/// `count` sessions on one server port: each connects, binds, and sends one message
+/// each way.
+async fn msrp_sessions<R: Runtime>(runtime: R, count: usize) -> (Vec<(Session<R>, Session<R>)>, Instant) {
+    let server = MsrpServer::new(runtime.clone(), None);
+    let first = server.prepare("msrp://127.0.0.1:0/s0;tcp".parse().expect("a URI"), None).await.expect("listening");
+    let port = first[0].port.expect("the port picked");
+    let mut sessions = Vec::with_capacity(count);
+    while sessions.len() < count {
+        let batch = (sessions.len()..(sessions.len() + BATCH).min(count)).map(|i| {
+            let (server, runtime, first) = (&server, runtime.clone(), &first);
+            async move {
+                let server_path = if i == 0 {
+                    first.clone()
+                } else {
+                    let uri = format!("msrp://127.0.0.1:{port}/s{i};tcp").parse().expect("a URI");
+                    server.prepare(uri, None).await.expect("prepared")
+                };
+                let mut connector = ConnectorDirect::new(runtime, None, false);
+                let client_path =
+                    connector.prepare(Some(format!("msrp://127.0.0.1:2855/c{i};tcp").parse().expect("a URI")));
+                let (client, served) = futures::join!(connector.complete(server_path), server.complete(client_path));
+                let client = Session::new(client.expect("connected"), AcceptTypes::any(), None);
+                let served = Session::new(served.expect("bound"), AcceptTypes::any(), None);
+                client.send_message("text/plain", Bytes::from_static(b"hello")).await.expect("sent");
+                assert_eq!(&served.receive_chunk().await.expect("received").data[..], b"hello");
+                served.send_message("text/plain", Bytes::from_static(b"hello back")).await.expect("sent");
+                assert_eq!(&client.receive_chunk().await.expect("received").data[..], b"hello back");
+                (client, served)
+            }
+        });
+        sessions.extend(futures::future::join_all(batch).await);
+    }
+    (sessions, Instant::now())
+}
+
+/// `VmRSS` of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).expect("VmRSS");
+    line.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a size in kB") * 1024
+}
+
+/// "soft / hard" from the "Max open files" line of `/proc/self/limits`.
+fn open_file_limit() -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let line = limits.lines().find(|line| line.starts_with("Max open files")).unwrap_or_default();
+    let figures: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    figures.join(" / ")
+}
