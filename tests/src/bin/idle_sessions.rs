@@ -5,9 +5,12 @@
 //! `VmRSS` (from `/proc/self/status`) after the connections are idle minus before any.
 //! Kernel socket buffers are not in `VmRSS`, so the figures are the program's own memory.
 //!
-//! `cargo run --release -p msrp-tests --bin idle_sessions -- [--sessions N] [--runtime tokio|smol]`
+//! `cargo run --release -p msrp-tests --bin idle_sessions -- [--sessions N] [--runtime tokio|smol] [--split]`
 //! (default 10,000 on tokio). Every session uses two file descriptors (its two sides), so N
-//! must fit under the open-file limit, which is printed with the figures.
+//! must fit under the open-file limit, which is printed with the figures. With `--split`
+//! the server side (one `MsrpServer`, or one listener for raw TCP) and the client side run
+//! in two processes, each measured on its own: N then needs to fit the limit once per
+//! process, so 10,000 and 15,000 sessions fit a limit of 20,000.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -27,6 +30,16 @@ fn main() {
     let option = |name: &str| args.iter().position(|arg| arg == name).and_then(|at| args.get(at + 1)).cloned();
     let sessions: usize = option("--sessions").map_or(10_000, |text| text.parse().expect("a number of sessions"));
     let runtime = option("--runtime").unwrap_or_else(|| "tokio".into());
+    if let Some(role) = option("--role") {
+        let kind = option("--measure").expect("--measure raw|msrp");
+        let port = option("--port").map(|text| text.parse::<u16>().expect("a port"));
+        on_runtime(&runtime, |runtime| async move { one_side(runtime, &kind, &role, port, sessions).await });
+        return;
+    }
+    if args.iter().any(|arg| arg == "--split") {
+        split(sessions, &runtime);
+        return;
+    }
     if let Some(kind) = option("--measure") {
         let (rate, per_connection_pair) = match runtime.as_str() {
             "smol" => smol::block_on(measure(Smol, &kind, sessions)),
@@ -62,6 +75,215 @@ fn main() {
         (msrp_pair - raw_pair) / 2.0,
         (msrp_pair - raw_pair) / 2048.0,
         msrp_rate / raw_rate
+    );
+}
+
+/// Runs `work` to its end on the runtime named `runtime` (tokio unless `smol`).
+fn on_runtime<F, W>(runtime: &str, work: W)
+where
+    W: FnOnce(RuntimeKind) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    match runtime {
+        "smol" => smol::block_on(work(RuntimeKind::Smol)),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(work(RuntimeKind::Tokio)),
+    }
+}
+
+/// Which runtime a side runs on.
+#[derive(Clone, Copy)]
+enum RuntimeKind {
+    Tokio,
+    Smol,
+}
+
+/// One side of a `--split` measurement, in its own process: `server` listens, prints
+/// `PORT p`, and serves `count` connections of `kind`; `client` makes them to `port`.
+/// Each prints its set-up rate and the resident bytes per connection once all are idle,
+/// then holds them until its standard input closes.
+async fn one_side(runtime: RuntimeKind, kind: &str, role: &str, port: Option<u16>, count: usize) {
+    let (rate, per_connection, held) = match runtime {
+        RuntimeKind::Tokio => side(Tokio, kind, role, port, count).await,
+        RuntimeKind::Smol => side(Smol, kind, role, port, count).await,
+    };
+    println!("{rate:.0} {per_connection:.0}");
+    // The connections stay open until the other side has measured too.
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0_u8; 1]);
+    drop(held);
+}
+
+/// Sets up this side's `count` connections; their set-up rate, resident bytes each, and
+/// the connections.
+async fn side<R: Runtime>(
+    runtime: R,
+    kind: &str,
+    role: &str,
+    port: Option<u16>,
+    count: usize,
+) -> (f64, f64, Box<dyn std::any::Any>) {
+    let before = resident_bytes();
+    let started = Instant::now();
+    let held: Box<dyn std::any::Any> = match (kind, role) {
+        ("raw", "server") => Box::new(raw_server(&runtime, count).await),
+        ("raw", _) => Box::new(raw_clients(&runtime, port.expect("--port"), count).await),
+        (_, "server") => Box::new(msrp_server(runtime.clone(), count).await),
+        _ => Box::new(msrp_clients(runtime.clone(), port.expect("--port"), count).await),
+    };
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    runtime.sleep_until(Instant::now() + Duration::from_secs(1)).await;
+    let after = resident_bytes();
+    let per_connection = after.saturating_sub(before) as f64 / count as f64;
+    (rate, per_connection, held)
+}
+
+/// Tells the other process where to connect.
+fn announce(port: u16) {
+    println!("PORT {port}");
+    std::io::Write::flush(&mut std::io::stdout()).expect("stdout");
+}
+
+async fn raw_server<R: Runtime>(runtime: &R, count: usize) -> Vec<BoxStream> {
+    let mut listener = runtime.listen(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("a listener");
+    announce(listener.local_addr().expect("its address").port());
+    let mut served = Vec::with_capacity(count);
+    while served.len() < count {
+        let batch = BATCH.min(count - served.len());
+        let mut accepted = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            accepted.push(listener.accept().await.expect("an accepted connection").0);
+        }
+        served.extend(
+            futures::future::join_all(accepted.into_iter().map(|mut stream| async move {
+                let mut buffer = [0_u8; 5];
+                stream.read_exact(&mut buffer).await.expect("read");
+                stream.write_all(b"hello").await.expect("written");
+                stream
+            }))
+            .await,
+        );
+    }
+    served
+}
+
+async fn raw_clients<R: Runtime>(runtime: &R, port: u16, count: usize) -> Vec<BoxStream> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut connected = Vec::with_capacity(count);
+    while connected.len() < count {
+        let batch = BATCH.min(count - connected.len());
+        connected.extend(
+            futures::future::join_all((0..batch).map(|_| async {
+                let mut stream = runtime.connect(address, Duration::from_secs(10)).await.expect("a connection");
+                let mut buffer = [0_u8; 5];
+                stream.write_all(b"hello").await.expect("written");
+                stream.read_exact(&mut buffer).await.expect("read");
+                stream
+            }))
+            .await,
+        );
+    }
+    connected
+}
+
+async fn msrp_server<R: Runtime>(runtime: R, count: usize) -> Vec<Session<R>> {
+    let server = MsrpServer::new(runtime, None);
+    let first = server.prepare("msrp://127.0.0.1:0/s0;tcp".parse().expect("a URI"), None).await.expect("listening");
+    let port = first[0].port.expect("the port picked");
+    for i in 1..count {
+        let uri = format!("msrp://127.0.0.1:{port}/s{i};tcp").parse().expect("a URI");
+        server.prepare(uri, None).await.expect("prepared");
+    }
+    announce(port);
+    let mut sessions = Vec::with_capacity(count);
+    while sessions.len() < count {
+        let batch = (sessions.len()..(sessions.len() + BATCH).min(count)).map(|i| {
+            let server = &server;
+            async move {
+                let client_path = vec![format!("msrp://127.0.0.1:2855/c{i};tcp").parse().expect("a URI")];
+                let served = Session::new(server.complete(client_path).await.expect("bound"), AcceptTypes::any(), None);
+                assert_eq!(&served.receive_chunk().await.expect("received").data[..], b"hello");
+                served.send_message("text/plain", Bytes::from_static(b"hello back")).await.expect("sent");
+                served
+            }
+        });
+        sessions.extend(futures::future::join_all(batch).await);
+    }
+    sessions
+}
+
+async fn msrp_clients<R: Runtime>(runtime: R, port: u16, count: usize) -> Vec<Session<R>> {
+    let mut sessions = Vec::with_capacity(count);
+    while sessions.len() < count {
+        let batch = (sessions.len()..(sessions.len() + BATCH).min(count)).map(|i| {
+            let runtime = runtime.clone();
+            async move {
+                let mut connector = ConnectorDirect::new(runtime, None, false);
+                connector.prepare(Some(format!("msrp://127.0.0.1:2855/c{i};tcp").parse().expect("a URI")));
+                let server_path = vec![format!("msrp://127.0.0.1:{port}/s{i};tcp").parse().expect("a URI")];
+                let client =
+                    Session::new(connector.complete(server_path).await.expect("connected"), AcceptTypes::any(), None);
+                client.send_message("text/plain", Bytes::from_static(b"hello")).await.expect("sent");
+                assert_eq!(&client.receive_chunk().await.expect("received").data[..], b"hello back");
+                client
+            }
+        });
+        sessions.extend(futures::future::join_all(batch).await);
+    }
+    sessions
+}
+
+/// `--split`: each kind measured with its server and its clients in two processes.
+fn split(sessions: usize, runtime: &str) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    println!("open-file limit (soft / hard): {}", open_file_limit());
+    println!("{sessions} sessions on {runtime}, server side and client side in two processes");
+    let me = std::env::current_exe().expect("this program");
+    let spawn = |kind: &str, role: &str, port: Option<u16>| {
+        let mut command = Command::new(&me);
+        command.args(["--measure", kind, "--role", role, "--sessions", &sessions.to_string(), "--runtime", runtime]);
+        if let Some(port) = port {
+            command.args(["--port", &port.to_string()]);
+        }
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("a measuring process")
+    };
+    let figures = |line: String| -> (f64, f64) {
+        let mut figures = line.split_whitespace().map(|figure| figure.parse::<f64>().expect("a figure"));
+        (figures.next().expect("a rate"), figures.next().expect("a size"))
+    };
+    println!("{:<34} {:>12} {:>20}", "", "set-ups/s", "bytes per connection");
+    let mut results = Vec::new();
+    for kind in ["raw", "msrp"] {
+        let mut server = spawn(kind, "server", None);
+        let mut server_lines = std::io::BufReader::new(server.stdout.take().expect("its output")).lines();
+        let port_line = server_lines.next().expect("the port").expect("a line");
+        let port: u16 = port_line.strip_prefix("PORT ").expect("PORT p").parse().expect("a port");
+        let mut client = spawn(kind, "client", Some(port));
+        let client_line = std::io::BufReader::new(client.stdout.take().expect("its output"))
+            .lines()
+            .next()
+            .expect("the client's figures")
+            .expect("a line");
+        let server_line = server_lines.next().expect("the server's figures").expect("a line");
+        drop((client.stdin.take(), server.stdin.take()));
+        let _ = (client.wait(), server.wait());
+        let (client_rate, client_bytes) = figures(client_line);
+        let (_, server_bytes) = figures(server_line);
+        let name = if kind == "raw" { "raw TCP (baseline)" } else { "MSRP" };
+        println!("{:<34} {:>12.0} {:>20.0}", format!("{name}, server side"), "", server_bytes);
+        println!("{:<34} {:>12.0} {:>20.0}", format!("{name}, client side"), client_rate, client_bytes);
+        results.push((client_rate, server_bytes, client_bytes));
+    }
+    let (raw, msrp) = (results[0], results[1]);
+    println!(
+        "MSRP minus raw TCP per session: server side {:.1} KiB, client side {:.1} KiB; set-up rate {:.2}x raw TCP's",
+        (msrp.1 - raw.1) / 1024.0,
+        (msrp.2 - raw.2) / 1024.0,
+        msrp.0 / raw.0
     );
 }
 
