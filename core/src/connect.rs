@@ -14,6 +14,9 @@
 //!
 //! A prepared URI that no connection binds within the bind timeout expires
 //! ([`SessionRouter::handle_timeout`]), which is msrplib's `MSRPBindSessionTimeout`.
+//! A bound URI lives as long as its connection: once the adapter reports the connection
+//! closed ([`SessionRouter::release`]) the session is over and the URI forgotten, so a
+//! later connection naming it gets 481, not 506.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
