@@ -14,7 +14,12 @@
 //!
 //! A prepared URI that no connection binds within the bind timeout expires
 //! ([`SessionRouter::handle_timeout`]), which is msrplib's `MSRPBindSessionTimeout`.
+//! A bound URI lives as long as its connection: once the adapter reports the connection
+//! closed ([`SessionRouter::release`]) the session is over and the URI forgotten, so a
+//! later connection naming it gets 481, not 506.
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +27,7 @@ use bytes::Bytes;
 use crate::chunk::Chunk;
 use crate::codec::{ChunkParseError, Decoded, Decoder, DecoderLimits};
 use crate::transport::{MsrpError, response_to};
-use crate::uri::Uri;
+use crate::uri::{Uri, UriKey};
 
 /// The adapter's name for an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,19 +51,44 @@ pub enum Route {
     },
 }
 
+/// What the router knows of one prepared URI.
 #[derive(Debug)]
 struct Expected {
     uri: Uri,
-    /// Until when a connection may bind it.
-    deadline: Instant,
-    bound_to: Option<ConnectionId>,
+    state: Binding,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// No connection bound it yet; its entry in `SessionRouter::deadlines`.
+    Waiting(Deadline),
+    /// Bound to this connection, for as long as the connection lives.
+    Bound(ConnectionId),
+}
+
+/// When a waiting URI expires, made unique by the order of the `prepare` calls (so
+/// URIs with one deadline expire in the order they were prepared).
+type Deadline = (Instant, u64);
 
 /// The session URIs handed out on one listening port and the connections bound to
 /// them. See the [module docs](self).
+///
+/// Every operation is O(1) on average, apart from the deadline index (O(log n)):
+/// prepared URIs are indexed by their RFC 4975 §6.1 key ([`Uri::comparison_key`]) or,
+/// with `use_sessmatch`, by session id; each connection knows the URIs it bound, and
+/// waiting URIs sit in a map ordered by deadline.
 #[derive(Debug)]
 pub struct SessionRouter {
-    expected: Vec<Expected>,
+    /// Every prepared URI, waiting or bound.
+    expected: HashMap<UriKey, Expected>,
+    /// With `use_sessmatch`: the key of the prepared URI holding each session id.
+    by_session: HashMap<String, UriKey>,
+    /// The URIs each live connection bound (nearly always one).
+    by_connection: HashMap<ConnectionId, Vec<UriKey>>,
+    /// The URIs still waiting, by deadline.
+    deadlines: BTreeMap<Deadline, UriKey>,
+    /// Numbers `prepare` calls, to order equal deadlines.
+    prepared_count: u64,
     use_sessmatch: bool,
     bind_timeout: Duration,
 }
@@ -67,46 +97,101 @@ impl SessionRouter {
     /// A router comparing URIs by RFC 4975 §6.1, or by session id with `use_sessmatch`;
     /// a prepared URI waits `bind_timeout` for its connection.
     pub fn new(use_sessmatch: bool, bind_timeout: Duration) -> Self {
-        Self { expected: Vec::new(), use_sessmatch, bind_timeout }
+        Self {
+            expected: HashMap::new(),
+            by_session: HashMap::new(),
+            by_connection: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            prepared_count: 0,
+            use_sessmatch,
+            bind_timeout,
+        }
     }
 
-    /// Expects a connection for `local_uri` from `now` on (msrplib `prepare`).
+    /// Expects a connection for `local_uri` from `now` on (msrplib `prepare`): the URI
+    /// waits until `now` plus the bind timeout.
+    ///
+    /// Preparing a URI again starts afresh: whatever the router knew of an equal URI
+    /// (§6.1) is forgotten first, as by [`SessionRouter::cleanup`], a binding included.
+    /// With `use_sessmatch` the session id alone names a session, so a prepared URI with
+    /// the same session id is forgotten too. A URI without a session id can never be
+    /// routed to with `use_sessmatch` (`Uri::matches_session`), but it still waits and
+    /// expires.
     pub fn prepare(&mut self, now: Instant, local_uri: Uri) {
         self.cleanup(&local_uri);
-        self.expected.push(Expected { uri: local_uri, deadline: now + self.bind_timeout, bound_to: None });
+        let same_session = local_uri.session_id.as_ref().and_then(|id| self.by_session.get(id)).cloned();
+        if let Some(same_session) = same_session {
+            self.forget(&same_session);
+        }
+        let key = local_uri.comparison_key();
+        self.prepared_count += 1;
+        let deadline = (now + self.bind_timeout, self.prepared_count);
+        self.deadlines.insert(deadline, key.clone());
+        if let (true, Some(id)) = (self.use_sessmatch, &local_uri.session_id) {
+            self.by_session.insert(id.clone(), key.clone());
+        }
+        self.expected.insert(key, Expected { uri: local_uri, state: Binding::Waiting(deadline) });
     }
 
-    /// Stops expecting `local_uri` (msrplib `cleanup`); `true` if it was expected.
+    /// Forgets everything about `local_uri` (msrplib `cleanup`), waiting or bound:
+    /// a later request for it gets 481. Returns `true` if it was prepared. Compares by
+    /// RFC 4975 §6.1 (also with `use_sessmatch`: this is the URI as prepared).
     pub fn cleanup(&mut self, local_uri: &Uri) -> bool {
-        let before = self.expected.len();
-        self.expected.retain(|expected| expected.uri != *local_uri);
-        self.expected.len() != before
+        self.forget(&local_uri.comparison_key())
     }
 
-    /// Forgets a connection that closed: the session it bound is gone with it.
+    /// Forgets a connection that closed, and every URI it bound with it: RFC 4975 ends a
+    /// session with its connection, so a later connection naming one of them is not a
+    /// reconnect but a request for a session that no longer exists, and gets 481. A
+    /// connection that bound nothing (refused, or closed before its first request was
+    /// routed) is unknown here: releasing it does nothing. O(the URIs it bound).
     pub fn release(&mut self, connection: ConnectionId) {
-        self.expected.retain(|expected| expected.bound_to != Some(connection));
+        for key in self.by_connection.remove(&connection).unwrap_or_default() {
+            if let Some(expected) = self.expected.remove(&key) {
+                self.unindex_session(&expected.uri, &key);
+            }
+        }
     }
 
-    /// Routes the first request of `connection` (RFC 4975 §5.4: look the To-Path URI up
-    /// among the URIs handed out; 481 if absent, 506 if bound to another connection).
+    /// Routes a request of `connection` (RFC 4975 §5.4): its To-Path must hold exactly
+    /// one URI, looked up among the prepared ones (§6.1 equality, or the session id with
+    /// `use_sessmatch`).
+    ///
+    /// - Waiting: `connection` binds it, for as long as it lives ([`Route::Bind`]); the
+    ///   URI no longer expires.
+    /// - Bound to `connection` itself: [`Route::Bind`] again.
+    /// - Bound to another connection, which is alive until [`SessionRouter::release`]d:
+    ///   **506**.
+    /// - Not prepared, expired, cleaned up or released: **481**.
+    ///
+    /// A refused connection binds nothing and needs no `release`.
     pub fn route(&mut self, connection: ConnectionId, request: &Chunk) -> Route {
         let to = request.to_path().ok().and_then(|path| match &path.0[..] {
             [only] => Some(only.clone()),
             _ => None,
         });
-        let use_sessmatch = self.use_sessmatch;
-        let found = to.as_ref().and_then(|to| {
-            self.expected
-                .iter_mut()
-                .find(|expected| if use_sessmatch { expected.uri.matches_session(to) } else { expected.uri == *to })
-        });
-        let error = match found {
-            Some(expected) if expected.bound_to.is_none_or(|bound| bound == connection) => {
-                expected.bound_to = Some(connection);
-                return Route::Bind { local_uri: expected.uri.clone() };
+        let key = to.as_ref().and_then(|to| {
+            if self.use_sessmatch {
+                to.session_id.as_ref().and_then(|id| self.by_session.get(id)).cloned()
+            } else {
+                Some(to.comparison_key())
             }
-            Some(_) => MsrpError::new(506, "Session already bound to another connection"),
+        });
+        let found = key.as_ref().and_then(|key| self.expected.get_mut(key).map(|expected| (key, expected)));
+        let error = match found {
+            Some((key, expected)) => match expected.state {
+                Binding::Waiting(deadline) => {
+                    expected.state = Binding::Bound(connection);
+                    let local_uri = expected.uri.clone();
+                    self.deadlines.remove(&deadline);
+                    self.by_connection.entry(connection).or_default().push(key.clone());
+                    return Route::Bind { local_uri };
+                }
+                Binding::Bound(bound) if bound == connection => {
+                    return Route::Bind { local_uri: expected.uri.clone() };
+                }
+                Binding::Bound(_) => MsrpError::new(506, "Session already bound to another connection"),
+            },
             None => MsrpError::new(481, "No such session"),
         };
         // Answer as the URI the peer addressed (or, with a bad To-Path, say nothing about us).
@@ -115,29 +200,86 @@ impl SessionRouter {
         Route::Reject { error, response }
     }
 
-    /// The earliest instant a prepared URI expires.
+    /// The earliest instant a waiting URI expires; `None` when none waits. O(log n).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.expected.iter().filter(|expected| expected.bound_to.is_none()).map(|expected| expected.deadline).min()
+        self.deadlines.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// Removes and returns the prepared URIs no connection bound by `now` (each is a
-    /// `BindSessionTimeout` for whoever waits in `complete`).
+    /// Forgets the URIs no connection bound by `now` and returns them, earliest deadline
+    /// first (each is a `BindSessionTimeout` for whoever waits in `complete`). Bound URIs
+    /// never expire. O(expired × log n).
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Uri> {
         let mut expired = Vec::new();
-        self.expected.retain(|expected| {
-            let gone = expected.bound_to.is_none() && expected.deadline <= now;
-            if gone {
-                expired.push(expected.uri.clone());
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
             }
-            !gone
-        });
+            let key = entry.remove();
+            if let Some(expected) = self.expected.remove(&key) {
+                self.unindex_session(&expected.uri, &key);
+                expired.push(expected.uri);
+            }
+        }
         expired
     }
 
-    /// Whether `local_uri` is prepared and not yet bound.
+    /// Whether `local_uri` (§6.1) is prepared and not yet bound.
     pub fn is_waiting(&self, local_uri: &Uri) -> bool {
-        self.expected.iter().any(|expected| expected.uri == *local_uri && expected.bound_to.is_none())
+        self.expected
+            .get(&local_uri.comparison_key())
+            .is_some_and(|expected| matches!(expected.state, Binding::Waiting(_)))
+    }
+
+    /// The connection bound to `local_uri` (§6.1), if one is.
+    pub fn bound_to(&self, local_uri: &Uri) -> Option<ConnectionId> {
+        match self.expected.get(&local_uri.comparison_key())?.state {
+            Binding::Bound(connection) => Some(connection),
+            Binding::Waiting(_) => None,
+        }
+    }
+
+    /// How many URIs are prepared, waiting or bound.
+    pub fn len(&self) -> usize {
+        self.expected.len()
+    }
+
+    /// Whether the router holds nothing at all: no URI, no connection, no deadline
+    /// (what a server that ended all its sessions must come back to).
+    pub fn is_empty(&self) -> bool {
+        self.expected.is_empty()
+            && self.by_session.is_empty()
+            && self.by_connection.is_empty()
+            && self.deadlines.is_empty()
+    }
+
+    /// Removes the URI of `key` from every index; `true` if it was there.
+    fn forget(&mut self, key: &UriKey) -> bool {
+        let Some(expected) = self.expected.remove(key) else { return false };
+        match expected.state {
+            Binding::Waiting(deadline) => {
+                self.deadlines.remove(&deadline);
+            }
+            Binding::Bound(connection) => {
+                if let Entry::Occupied(mut bound) = self.by_connection.entry(connection) {
+                    bound.get_mut().retain(|bound_key| bound_key != key);
+                    if bound.get().is_empty() {
+                        bound.remove();
+                    }
+                }
+            }
+        }
+        self.unindex_session(&expected.uri, key);
+        true
+    }
+
+    /// Drops the session-id index entry of `uri` if it still names `key`.
+    fn unindex_session(&mut self, uri: &Uri, key: &UriKey) {
+        if let Some(id) = &uri.session_id {
+            if self.by_session.get(id) == Some(key) {
+                self.by_session.remove(id);
+            }
+        }
     }
 }
 

@@ -122,4 +122,4 @@ pub use header::{Header, HeaderError, HeaderName, Headers};
 pub use ids::IdGenerator;
 pub use session::DisplayDuration;
 pub use transport::{AcceptTypes, ChunkParams, MsrpError, Transport};
-pub use uri::{Uri, UriError};
+pub use uri::{Uri, UriError, UriKey};

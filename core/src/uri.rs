@@ -164,14 +164,45 @@ impl Uri {
     }
 }
 
-#[derive(PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum HostKey {
     Ip(IpAddr),
     Name(String),
 }
 
+/// A URI reduced to what RFC 4975 §6.1 compares, for hash maps: two URIs are equal
+/// (`==`) exactly when their keys are. Computing it costs a few small allocations;
+/// comparing and hashing keys costs none, which makes it the cheap index of a table
+/// looked up once per connection or message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UriKey {
+    use_tls: bool,
+    port: Option<u16>,
+    session_id: Option<String>,
+    /// Lower-cased.
+    transport: String,
+    host: HostKey,
+}
+
+impl Uri {
+    /// This URI's RFC 4975 §6.1 comparison key: scheme, host (percent-decoded
+    /// unreserved characters, lower-cased name or parsed IP address), port as written
+    /// (no 2855 default), session id (case-sensitive) and lower-cased transport. User
+    /// info and the other parameters are left out, as `==` ignores them.
+    pub fn comparison_key(&self) -> UriKey {
+        UriKey {
+            use_tls: self.use_tls,
+            port: self.port,
+            session_id: self.session_id.clone(),
+            transport: self.transport.to_ascii_lowercase(),
+            host: self.host_key(),
+        }
+    }
+}
+
 impl PartialEq for Uri {
-    /// RFC 4975 §6.1 equality (see the module docs).
+    /// RFC 4975 §6.1 equality (see the module docs); the same as comparing
+    /// [`Uri::comparison_key`]s, without computing them when the hosts are spelled alike.
     fn eq(&self, other: &Self) -> bool {
         self.use_tls == other.use_tls
             && self.port == other.port
@@ -182,12 +213,9 @@ impl PartialEq for Uri {
 }
 
 impl Hash for Uri {
+    /// Hashes the [`Uri::comparison_key`], so that equal URIs hash alike.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.use_tls.hash(state);
-        self.port.hash(state);
-        self.session_id.hash(state);
-        self.transport.to_ascii_lowercase().hash(state);
-        self.host_key().hash(state);
+        self.comparison_key().hash(state);
     }
 }
 

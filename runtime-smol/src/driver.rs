@@ -65,6 +65,20 @@ pub(crate) struct DriverState {
     events: VecDeque<Event>,
     /// Why the session ended, once it did.
     end: Option<SessionError>,
+    /// Told when the driver ends: they run as the state is dropped.
+    end_guards: Vec<EndGuard>,
+}
+
+/// Runs its callback when dropped. Kept in the driver's state, it tells of the driver's
+/// end however that comes: the loop finished, or the runtime dropped the task.
+struct EndGuard(Option<Box<dyn FnOnce() + Send>>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if let Some(callback) = self.0.take() {
+            callback();
+        }
+    }
 }
 
 impl DriverState {
@@ -185,6 +199,15 @@ impl Connection {
         Ok(result)
     }
 
+    /// Runs `callback` on the driver's task once it ended (at once if it has), without
+    /// keeping the session alive the way a handle does.
+    pub(crate) fn on_end(&self, callback: impl FnOnce() + Send + 'static) {
+        let guard = EndGuard(Some(Box::new(callback)));
+        let call: Call = Box::new(move |state, _| state.end_guards.push(guard));
+        // A call the driver never runs (it ended) is dropped, and the guard runs then.
+        let _ = self.calls.unbounded_send(call);
+    }
+
     /// Why the session ended (connection closed when it ended cleanly).
     pub(crate) fn end_reason(&self) -> SessionError {
         self.ended.lock().ok().and_then(|reason| reason.clone()).unwrap_or(SessionError::ConnectionClosed)
@@ -213,6 +236,7 @@ pub(crate) fn start<R: Runtime>(
         flushes: Vec::new(),
         events: VecDeque::new(),
         end: None,
+        end_guards: Vec::new(),
     };
     // The state is boxed apart: an async fn's state machine keeps room for its arguments
     // and, separately, for what they are moved into, so a session passed by value would

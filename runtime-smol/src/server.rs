@@ -7,6 +7,12 @@
 //! the `complete` call whose remote path ends in the request's From-Path, now or when it
 //! comes.
 //!
+//! The server forgets what it no longer needs: a prepared URI no connection bound within
+//! the bind timeout expires (a timer task follows the router's deadlines), a session's
+//! URI is released when its connection ends (a reconnect then gets 481: the session is
+//! over), and `cleanup` drops all of it. Every lookup is a hash map's, keyed by the
+//! RFC 4975 §6.1 form of the URI ([`UriKey`]).
+//!
 //! Accepting survives transient errors (out of file descriptors, a connection aborted
 //! while queued, …: see [`crate::is_transient_accept_error`]): they are logged and waited
 //! out with a short pause. A fatal error ends that listener; the application hears of it
@@ -16,14 +22,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use futures::io::AsyncWriteExt;
 use msrp_core::connect::{ConnectionId, Route, SessionRouter};
 use msrp_core::log::TrafficLogger;
 use msrp_core::session::{BIND_TIMEOUT, Input, Role, SessionConfig, SessionError};
-use msrp_core::{IdGenerator, Uri};
+use msrp_core::{IdGenerator, Uri, UriKey};
 
 use crate::accept::{FIRST_ACCEPT_PAUSE, accept_next};
 use crate::connect::{
@@ -34,15 +40,38 @@ use crate::runtime::{BoxStream, Runtime};
 use crate::session::{Error, Transport};
 use crate::tls::TlsServer;
 
+/// A `complete` call waiting: its ticket, and where to send the transport (or the error
+/// that ended the last listener).
+type Waiting<R> = (u64, oneshot::Sender<Result<Transport<R>, Error>>);
+
+/// A port the server accepts on.
+struct Listening {
+    address: SocketAddr,
+    /// Whether it speaks TLS (`msrps`): a port serves one scheme.
+    tls: bool,
+}
+
+/// Called when one of the server's listeners stops for good on a fatal accept error,
+/// with that error ([`Error::Listen`]: the address and the system's words). Runs on the
+/// accepting task: keep it short.
+pub type OnListenError = Box<dyn FnMut(Error) + Send>;
+
 struct State<R: Runtime> {
     router: SessionRouter,
-    /// Prepared URIs and the logger each asked for.
+    /// Prepared URIs not bound yet, and the logger each asked for.
     prepared: HashMap<Uri, Option<Box<dyn TrafficLogger>>>,
-    /// Sessions bound before their `complete` was called, with their peer's URI.
-    arrived: Vec<(Uri, Transport<R>)>,
-    /// `complete` calls waiting: a ticket, the peer's URI (last of its path) and where to
-    /// send the transport (or the error that ended the last listener).
-    waiting: Vec<(u64, Uri, Completion<R>)>,
+    /// Sessions bound before their `complete` was called, by their peer's URI (nearly
+    /// always one per peer).
+    arrived: HashMap<UriKey, Vec<(ConnectionId, Transport<R>)>>,
+    /// `complete` calls waiting, by the peer's URI (last of its path): a ticket and where
+    /// to send the transport.
+    waiting: HashMap<UriKey, Vec<Waiting<R>>>,
+    /// The peer URI of every routed session whose connection is alive.
+    routed: HashMap<ConnectionId, UriKey>,
+    /// The deadline the expiry task sleeps until, while one runs.
+    expiry_at: Option<Instant>,
+    /// Numbers expiry tasks: only the latest one acts.
+    expiry_task: u64,
     listening: Vec<Listening>,
     /// Why the last listener stopped, while none listens: `complete` fails with it.
     listen_failure: Option<Error>,
@@ -56,22 +85,6 @@ struct State<R: Runtime> {
     on_refused: Option<OnRefused>,
     on_listen_error: Option<OnListenError>,
 }
-
-/// Where a waiting `complete` gets its transport, or the error that ended the last
-/// listener.
-type Completion<R> = oneshot::Sender<Result<Transport<R>, Error>>;
-
-/// A port the server accepts on.
-struct Listening {
-    address: SocketAddr,
-    /// Whether it speaks TLS (`msrps`): a port serves one scheme.
-    tls: bool,
-}
-
-/// Called when one of the server's listeners stops for good on a fatal accept error,
-/// with that error ([`Error::Listen`]: the address and the system's words). Runs on the
-/// accepting task: keep it short.
-pub type OnListenError = Box<dyn FnMut(Error) + Send>;
 
 /// One listening socket per address shared by many sessions (msrplib `MSRPServer`).
 ///
@@ -94,8 +107,11 @@ impl<R: Runtime> MsrpServer<R> {
         let state = State {
             router: SessionRouter::new(false, BIND_TIMEOUT),
             prepared: HashMap::new(),
-            arrived: Vec::new(),
-            waiting: Vec::new(),
+            arrived: HashMap::new(),
+            waiting: HashMap::new(),
+            routed: HashMap::new(),
+            expiry_at: None,
+            expiry_task: 0,
             listening: Vec::new(),
             listen_failure: None,
             bind_timeout: BIND_TIMEOUT,
@@ -124,7 +140,7 @@ impl<R: Runtime> MsrpServer<R> {
     pub fn set_bind_timeout(&mut self, timeout: Duration) {
         let mut state = lock(&self.state);
         state.bind_timeout = timeout;
-        if state.prepared.is_empty() {
+        if state.router.is_empty() {
             state.router = SessionRouter::new(false, timeout);
         }
     }
@@ -228,28 +244,28 @@ impl<R: Runtime> MsrpServer<R> {
         let uri = local_uri_or_default(Some(uri), &mut state.ids);
         state.router.prepare(self.runtime.now(), uri.clone());
         state.prepared.insert(uri.clone(), logger);
+        arm_expiry(&self.runtime, &self.state, &mut state);
         Ok(vec![uri])
     }
 
     /// Waits until a connection binds with a From-Path ending in `full_remote_path`'s
     /// last URI (msrplib `complete`); `BindSessionTimeout` after the bind timeout. A
     /// connection that arrived first was bound already (RFC 4975 §5.4 binds by To-Path)
-    /// and waits here with its messages queued. Fails with [`Error::Listen`] when the
-    /// server's listeners all stopped on a fatal accept error (no peer can come).
+    /// and waits here with its messages queued.
     pub async fn complete(&self, full_remote_path: Vec<Uri>) -> Result<Transport<R>, Error> {
         let peer = full_remote_path.last().cloned().ok_or_else(|| Error::Invalid("the remote path is empty".into()))?;
         let (sender, receiver) = oneshot::channel();
+        let peer = peer.comparison_key();
         let (parked, ticket, bind_timeout) = {
             let mut state = lock(&self.state);
-            let parked = state.arrived.iter().position(|(from, _)| *from == peer);
-            let parked = parked.map(|at| state.arrived.remove(at).1);
+            let parked = take_first(&mut state.arrived, &peer).map(|(_, transport)| transport);
             if let (None, Some(error)) = (&parked, &state.listen_failure) {
                 return Err(error.clone());
             }
             state.next_connection += 1;
             let ticket = state.next_connection;
             if parked.is_none() {
-                state.waiting.push((ticket, peer, sender));
+                state.waiting.entry(peer.clone()).or_default().push((ticket, sender));
             }
             (parked, ticket, state.bind_timeout)
         };
@@ -260,17 +276,109 @@ impl<R: Runtime> MsrpServer<R> {
         if let futures::future::Either::Left((Ok(bound), _)) = futures::future::select(receiver, timeout).await {
             return bound;
         }
-        lock(&self.state).waiting.retain(|(waiting, _, _)| *waiting != ticket);
+        let mut state = lock(&self.state);
+        remove_where(&mut state.waiting, &peer, |(waiting, _)| *waiting == ticket);
         Err(SessionError::BindTimeout.into())
     }
 
-    /// Stops expecting `local_uri` (msrplib `cleanup`).
+    /// Forgets `local_uri` (msrplib `cleanup`): it is no longer expected (a connection
+    /// for it gets 481), and a session bound to it that no `complete` took yet is
+    /// dropped, which ends it. A session already handed to `complete` lives on. A
+    /// `complete` waiting names its peer, not this URI: it goes on waiting until its
+    /// bind timeout.
     pub fn cleanup(&self, local_uri: &Uri) {
-        let mut state = lock(&self.state);
-        state.router.cleanup(local_uri);
-        state.prepared.remove(local_uri);
-        state.arrived.retain(|(_, transport)| transport.local_path().last() != Some(local_uri));
+        let parked = {
+            let mut state = lock(&self.state);
+            let connection = state.router.bound_to(local_uri);
+            state.router.cleanup(local_uri);
+            state.prepared.remove(local_uri);
+            connection.and_then(|connection| {
+                let peer = state.routed.get(&connection)?.clone();
+                remove_where(&mut state.arrived, &peer, |(parked, _)| *parked == connection)
+            })
+        };
+        // Dropped without the lock: the session ends on its own task.
+        drop(parked);
     }
+
+    /// How many URIs are prepared and not yet expired, cleaned up or ended with their
+    /// session (waiting for a connection, or bound to a live one).
+    pub fn prepared_count(&self) -> usize {
+        lock(&self.state).router.len()
+    }
+
+    /// Whether the server holds no state for any session: nothing prepared or bound, no
+    /// session waiting for its `complete`, no `complete` waiting. What a server whose
+    /// sessions all ended comes back to.
+    pub fn is_idle(&self) -> bool {
+        let state = lock(&self.state);
+        state.router.is_empty()
+            && state.prepared.is_empty()
+            && state.arrived.is_empty()
+            && state.waiting.is_empty()
+            && state.routed.is_empty()
+    }
+}
+
+/// Removes and returns the first value under `key`, dropping the key once it has none.
+fn take_first<T>(map: &mut HashMap<UriKey, Vec<T>>, key: &UriKey) -> Option<T> {
+    remove_where(map, key, |_| true)
+}
+
+/// Removes and returns the first value under `key` that `matches`, dropping the key once
+/// it has none.
+fn remove_where<T>(map: &mut HashMap<UriKey, Vec<T>>, key: &UriKey, matches: impl Fn(&T) -> bool) -> Option<T> {
+    let values = map.get_mut(key)?;
+    let found = values.iter().position(matches).map(|at| values.remove(at));
+    if values.is_empty() {
+        map.remove(key);
+    }
+    found
+}
+
+/// Makes sure a task wakes at the router's next deadline to forget the URIs that expired
+/// (with their logger). One task runs at a time; a deadline earlier than the one it
+/// sleeps until (a shorter bind timeout) replaces it.
+fn arm_expiry<R: Runtime>(runtime: &R, shared: &Arc<Mutex<State<R>>>, state: &mut State<R>) {
+    let Some(next) = state.router.poll_timeout() else { return };
+    if state.expiry_at.is_some_and(|at| at <= next) {
+        return;
+    }
+    state.expiry_at = Some(next);
+    state.expiry_task += 1;
+    let task = state.expiry_task;
+    let (runtime_for_task, shared) = (runtime.clone(), Arc::downgrade(shared));
+    runtime.spawn(Box::pin(async move {
+        let runtime = runtime_for_task;
+        let mut at = next;
+        loop {
+            runtime.sleep_until(at).await;
+            // A server dropped meanwhile needs no expiry.
+            let Some(shared) = shared.upgrade() else { return };
+            let mut state = lock(&shared);
+            if state.expiry_task != task {
+                return;
+            }
+            for uri in state.router.handle_timeout(runtime.now()) {
+                state.prepared.remove(&uri);
+            }
+            state.expiry_at = state.router.poll_timeout();
+            let Some(next) = state.expiry_at else { return };
+            at = next;
+        }
+    }));
+}
+
+/// A routed session ended (its driver did): its URI is released and, if no `complete`
+/// took it, it leaves the sessions waiting for one.
+fn session_ended<R: Runtime>(state: &Mutex<State<R>>, connection: ConnectionId) {
+    let parked = {
+        let mut state = lock(state);
+        state.router.release(connection);
+        let peer = state.routed.remove(&connection);
+        peer.and_then(|peer| remove_where(&mut state.arrived, &peer, |(parked, _)| *parked == connection))
+    };
+    drop(parked);
 }
 
 /// A listener stopped on `error`: it is no longer one to prepare on, and the application
@@ -279,7 +387,7 @@ fn stopped_listening<R: Runtime>(shared: &Mutex<State<R>>, address: SocketAddr, 
     let mut state = lock(shared);
     state.listening.retain(|listening| listening.address != address);
     if state.listening.is_empty() {
-        for (_, _, sender) in state.waiting.drain(..) {
+        for (_, sender) in state.waiting.drain().flat_map(|(_, waiting)| waiting) {
             let _ = sender.send(Err(error.clone()));
         }
         state.listen_failure = Some(error.clone());
@@ -328,30 +436,57 @@ async fn route<R: Runtime>(
             return;
         }
     };
-    let Some(remote_path) = first.from_path().ok().map(|path| path.0).filter(|path| !path.is_empty()) else { return };
-    let peer = remote_path[remote_path.len() - 1].clone();
     let now = runtime.now();
     let engine = {
         let mut state = lock(&state);
-        let config = state.config.clone();
-        let logger = state.prepared.get_mut(&local_uri).and_then(Option::take).or_else(|| state.logger.take());
-        new_engine(config, Role::Passive, (vec![local_uri], remote_path), &mut state.ids, logger, now)
-    };
-    let Ok(mut engine) = engine else { return };
-    engine.handle_input(now, Input::Connected);
-    for data in received {
-        engine.handle_input(now, Input::Received(data));
-    }
-    let Ok(transport) = bind_engine(&runtime, engine, stream).await else { return };
-    let mut state = lock(&state);
-    let waiting = state.waiting.iter().position(|(_, waiting_for, _)| *waiting_for == peer);
-    match waiting.map(|at| state.waiting.remove(at)) {
-        Some((_, _, sender)) => {
-            if let Err(Ok(transport)) = sender.send(Ok(transport)) {
-                // That `complete` gave up just now: keep the session for another.
-                state.arrived.push((peer, transport));
+        // Bound: the URI waits no more, and its logger goes to the session.
+        let logger = state.prepared.remove(&local_uri).flatten().or_else(|| state.logger.take());
+        match first.from_path().ok().map(|path| path.0).filter(|path| !path.is_empty()) {
+            Some(remote_path) => {
+                let config = state.config.clone();
+                let peer = remote_path[remote_path.len() - 1].comparison_key();
+                new_engine(config, Role::Passive, (vec![local_uri], remote_path), &mut state.ids, logger, now)
+                    .ok()
+                    .map(|engine| (engine, peer))
             }
+            None => None,
         }
-        None => state.arrived.push((peer, transport)),
+    };
+    let transport = match engine {
+        Some((mut engine, peer)) => {
+            engine.handle_input(now, Input::Connected);
+            for data in received {
+                engine.handle_input(now, Input::Received(data));
+            }
+            bind_engine(&runtime, engine, stream).await.ok().map(|transport| (transport, peer))
+        }
+        None => None,
+    };
+    let Some((transport, peer)) = transport else {
+        // The connection ends here, and the session it bound with it.
+        lock(&state).router.release(connection);
+        return;
+    };
+    let ends = transport.connection.clone();
+    {
+        let mut state = lock(&state);
+        state.routed.insert(connection, peer.clone());
+        match take_first(&mut state.waiting, &peer) {
+            Some((_, sender)) => {
+                if let Err(Ok(transport)) = sender.send(Ok(transport)) {
+                    // That `complete` gave up just now: keep the session for another.
+                    state.arrived.entry(peer).or_default().push((connection, transport));
+                }
+            }
+            None => state.arrived.entry(peer).or_default().push((connection, transport)),
+        }
     }
+    // Without the lock: a session that ended already is told at once. Weak: a parked
+    // session must not keep a dropped server's state alive.
+    let state = Arc::downgrade(&state);
+    ends.on_end(move || {
+        if let Some(state) = state.upgrade() {
+            session_ended(&state, connection);
+        }
+    });
 }
