@@ -15,6 +15,20 @@ pub fn run<F: Future>(scenario: F) -> F::Output {
     futures::executor::block_on(scenario)
 }
 
+/// Sends one SEND with a body, from a stranger to `to`, over a raw socket to `port` on
+/// 127.0.0.1, and returns everything read back until the server closes.
+pub fn raw_exchange(port: u16, to: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let send = format!(
+        "MSRP stranger SEND\r\nTo-Path: {to}\r\nFrom-Path: msrp://127.0.0.1:9999/stranger;tcp\r\nMessage-ID: m1234\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------stranger$\r\n"
+    );
+    stream.write_all(send.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// Calls `$scenario(runtime)` on each runtime (tokio, smol, threads), each in its own test.
 #[macro_export]
 macro_rules! runtimes {

@@ -11,7 +11,7 @@ use msrp_core::header::Headers;
 use msrp_core::session::{MessageOutcome, SessionConfig, SessionError};
 use msrp_smol::runtime::Runtime;
 use msrp_smol::{AcceptTypes, AcceptorDirect, ConnectError, ConnectorDirect, Error, OutgoingFile, Session, TlsError};
-use msrp_tests::scenario::{Smol, Threads, Tokio};
+use msrp_tests::scenario::{Smol, Threads, Tokio, raw_exchange};
 use msrp_tests::{every_pair, pairs, runtimes};
 use sha2::{Digest, Sha256};
 
@@ -545,19 +545,6 @@ async fn two_sessions_on_one_port<A: Runtime, B: Runtime>(a: A, b: B) {
     let codes: Vec<u16> = refusals.iter().map(|refused| refused.error.code).collect();
     assert_eq!(codes, [481, 506]);
     assert!(refusals.iter().all(|refused| refused.peer.ip().is_loopback() && refused.request.is_some()));
-}
-
-/// Sends one SEND with a body over a raw socket and returns everything read back.
-fn raw_exchange(port: u16, to: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let send = format!(
-        "MSRP stranger SEND\r\nTo-Path: {to}\r\nFrom-Path: msrp://127.0.0.1:9999/stranger;tcp\r\nMessage-ID: m1234\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------stranger$\r\n"
-    );
-    stream.write_all(send.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 pairs!(two_sessions_on_one_port:

@@ -9,7 +9,7 @@ use msrp_core::Uri;
 use msrp_smol::runtime::Runtime;
 use msrp_smol::{AcceptTypes, ConnectorDirect, MsrpServer, Session};
 use msrp_tests::pairs;
-use msrp_tests::scenario::{Smol, Threads, Tokio};
+use msrp_tests::scenario::{Smol, Threads, Tokio, raw_exchange};
 
 fn uri(text: &str) -> Uri {
     text.parse().unwrap()
@@ -102,19 +102,6 @@ pairs!(a_506_only_while_the_first_connection_lives:
     smol_smol => (Smol, Smol),
     tokio_threads => (Tokio, Threads),
 );
-
-/// Sends one SEND with a body over a raw socket and returns everything read back.
-fn raw_exchange(port: u16, to: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let send = format!(
-        "MSRP stranger SEND\r\nTo-Path: {to}\r\nFrom-Path: msrp://127.0.0.1:9999/stranger;tcp\r\nMessage-ID: m1234\r\nByte-Range: 1-2/2\r\nContent-Type: text/plain\r\n\r\nhi\r\n-------stranger$\r\n"
-    );
-    stream.write_all(send.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 /// Prepared URIs no connection binds expire after the bind timeout (30 s), on tokio's
 /// paused clock: nothing is left, and a late connection gets 481.
