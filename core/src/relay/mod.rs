@@ -22,8 +22,6 @@
 mod client;
 pub mod digest;
 mod login;
-#[cfg(test)]
-mod tests;
 
 use std::time::Duration;
 

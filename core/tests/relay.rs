@@ -1,4 +1,5 @@
-//! The relay client against scripted relays, with a clock moved by hand. Vectors are RFC
+//! The relay client (`msrp_core::relay`) against scripted relays, with a clock moved by
+//! hand from an arbitrary start. Vectors are RFC
 //! 4976 §5.1's exchange (tests/vectors/4976-5.1-*.txt), with our transaction ids.
 
 use std::fmt::Write as _;
@@ -6,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::digest::{QopAuth, request_digest};
-use super::*;
-use crate::chunk::{Chunk, Method};
-use crate::codec::{Decoder, DecoderLimits};
-use crate::header::{Authorization, HeaderName, HeaderValue};
-use crate::ids::IdGenerator;
-use crate::session::Input;
+use msrp_core::chunk::{Chunk, Method};
+use msrp_core::codec::{Decoder, DecoderLimits};
+use msrp_core::header::{Authorization, HeaderName, HeaderValue};
+use msrp_core::ids::IdGenerator;
+use msrp_core::relay::digest::{QopAuth, request_digest};
+use msrp_core::relay::*;
+use msrp_core::session::Input;
+use msrp_core::{MsrpError, Uri};
 
 const ALICE: &str = "msrps://alice.example.com:9892/98cjs;tcp";
 const INTRA: &str = "msrps://alice@intra.example.com;tcp";
