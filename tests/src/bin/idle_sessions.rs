@@ -41,15 +41,13 @@ fn main() {
         return;
     }
     if let Some(kind) = option("--measure") {
-        let (rate, per_connection_pair) = match runtime.as_str() {
-            "smol" => smol::block_on(measure(Smol, &kind, sessions)),
-            _ => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime")
-                .block_on(measure(Tokio, &kind, sessions)),
-        };
-        println!("{rate:.0} {per_connection_pair:.0}");
+        on_runtime(&runtime, |runtime| async move {
+            let (rate, per_connection_pair) = match runtime {
+                RuntimeKind::Tokio => measure(Tokio, &kind, sessions).await,
+                RuntimeKind::Smol => measure(Smol, &kind, sessions).await,
+            };
+            println!("{rate:.0} {per_connection_pair:.0}");
+        });
         return;
     }
     println!("open-file limit (soft / hard): {}", open_file_limit());
@@ -125,19 +123,33 @@ async fn side<R: Runtime>(
     port: Option<u16>,
     count: usize,
 ) -> (f64, f64, Box<dyn std::any::Any>) {
+    measured(&runtime, count, async {
+        let held: Box<dyn std::any::Any> = match (kind, role) {
+            ("raw", "server") => Box::new(raw_server(&runtime, count).await),
+            ("raw", _) => Box::new(raw_clients(&runtime, port.expect("--port"), count).await),
+            (_, "server") => Box::new(msrp_server(runtime.clone(), count).await),
+            _ => Box::new(msrp_clients(runtime.clone(), port.expect("--port"), count).await),
+        };
+        (held, Instant::now())
+    })
+    .await
+}
+
+/// Runs `set_up` of `count` connections, which returns them and when it finished; then,
+/// after a second of idling (whatever the set-up left to do is done), their set-up rate,
+/// the resident bytes each added, and the connections.
+async fn measured<R: Runtime, T>(
+    runtime: &R,
+    count: usize,
+    set_up: impl std::future::Future<Output = (T, Instant)>,
+) -> (f64, f64, T) {
     let before = resident_bytes();
     let started = Instant::now();
-    let held: Box<dyn std::any::Any> = match (kind, role) {
-        ("raw", "server") => Box::new(raw_server(&runtime, count).await),
-        ("raw", _) => Box::new(raw_clients(&runtime, port.expect("--port"), count).await),
-        (_, "server") => Box::new(msrp_server(runtime.clone(), count).await),
-        _ => Box::new(msrp_clients(runtime.clone(), port.expect("--port"), count).await),
-    };
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let (held, finished) = set_up.await;
+    let rate = count as f64 / finished.duration_since(started).as_secs_f64();
     runtime.sleep_until(Instant::now() + Duration::from_secs(1)).await;
     let after = resident_bytes();
-    let per_connection = after.saturating_sub(before) as f64 / count as f64;
-    (rate, per_connection, held)
+    (rate, after.saturating_sub(before) as f64 / count as f64, held)
 }
 
 /// Tells the other process where to connect.
@@ -290,21 +302,18 @@ fn split(sessions: usize, runtime: &str) {
 /// Sets up `count` idle connection pairs of `kind` (`raw` or `msrp`); returns pairs set
 /// up per second and the resident bytes each pair added.
 async fn measure<R: Runtime>(runtime: R, kind: &str, count: usize) -> (f64, f64) {
-    let before = resident_bytes();
-    let started = Instant::now();
-    let (held, finished) = if kind == "raw" {
-        let (pairs, finished) = raw_pairs(&runtime, count).await;
-        (Box::new(pairs) as Box<dyn std::any::Any>, finished)
-    } else {
-        let (sessions, finished) = msrp_sessions(runtime.clone(), count).await;
-        (Box::new(sessions) as Box<dyn std::any::Any>, finished)
-    };
-    let rate = count as f64 / finished.duration_since(started).as_secs_f64();
-    // Idle for a moment: whatever the set-up left to do is done.
-    runtime.sleep_until(Instant::now() + Duration::from_secs(1)).await;
-    let after = resident_bytes();
+    let (rate, per_pair, held) = measured(&runtime, count, async {
+        if kind == "raw" {
+            let (pairs, finished) = raw_pairs(&runtime, count).await;
+            (Box::new(pairs) as Box<dyn std::any::Any>, finished)
+        } else {
+            let (sessions, finished) = msrp_sessions(runtime.clone(), count).await;
+            (Box::new(sessions) as Box<dyn std::any::Any>, finished)
+        }
+    })
+    .await;
     drop(held);
-    (rate, (after.saturating_sub(before)) as f64 / count as f64)
+    (rate, per_pair)
 }
 
 /// `count` connections accepted and connected, with a few bytes each way.
